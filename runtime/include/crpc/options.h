@@ -1,0 +1,59 @@
+/* Tunables of channels and servers, set with crpc_channel_set_option() and
+ * crpc_server_set_option() before the object is first used (before the first call, before the
+ * first listen). One table holds every option, its default, its range and who accepts it. */
+#ifndef CRPC_OPTIONS_H
+#define CRPC_OPTIONS_H
+
+#include <stdint.h>
+
+#include "crpc/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Who accepts an option: a channel (C), a server (S), or both (CS). */
+#define CRPC_OPT_CHANNEL 1
+#define CRPC_OPT_SERVER 2
+
+/* X(NAME, default, min, max, accepted-by)
+ *
+ * MAX_RECV_MESSAGE_SIZE  bytes of one incoming message; a larger one fails that call with
+ *                        RESOURCE_EXHAUSTED and is discarded unread (never buffered).
+ * MAX_SEND_MESSAGE_SIZE  bytes of one outgoing message; a larger one fails the call locally with
+ *                        RESOURCE_EXHAUSTED (client) or is replaced by that status (server).
+ * CONNECT_TIMEOUT_MS     a connection attempt (resolve + connect + preface) longer than this fails.
+ * BACKOFF_INITIAL_MS     first delay before reconnecting after a failed connection attempt ...
+ * BACKOFF_MAX_MS         ... growing 1.6x per consecutive failure up to this, with +-20% jitter.
+ * DEFAULT_TIMEOUT_MS     deadline of calls that do not set one (0: none).
+ * MAX_CALLS_PER_CONN     calls in progress on one connection; the server refuses more with
+ *                        RESOURCE_EXHAUSTED before the handler runs; a client queues no more and
+ *                        fails the extra call with RESOURCE_EXHAUSTED.
+ * MAX_CONNECTIONS        connections a server holds; one more is accepted and closed at once. */
+#define CRPC_OPTION_MAP(X)                                                                   \
+  X(MAX_RECV_MESSAGE_SIZE, 4194304, 0, 2147483647, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)       \
+  X(MAX_SEND_MESSAGE_SIZE, 4194304, 0, 2147483647, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)       \
+  X(CONNECT_TIMEOUT_MS, 20000, 1, 86400000, CRPC_OPT_CHANNEL)                                \
+  X(BACKOFF_INITIAL_MS, 100, 1, 86400000, CRPC_OPT_CHANNEL)                                  \
+  X(BACKOFF_MAX_MS, 5000, 1, 86400000, CRPC_OPT_CHANNEL)                                     \
+  X(DEFAULT_TIMEOUT_MS, 0, 0, 86400000, CRPC_OPT_CHANNEL)                                    \
+  X(MAX_CALLS_PER_CONN, 4096, 1, 1048576, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)                \
+  X(MAX_CONNECTIONS, 10000, 1, 1048576, CRPC_OPT_SERVER)
+
+typedef enum crpc_option {
+#define CRPC_OPTION_GEN_(name, def, lo, hi, who) CRPC_OPT_##name,
+  CRPC_OPTION_MAP(CRPC_OPTION_GEN_)
+#undef CRPC_OPTION_GEN_
+  CRPC_OPT_COUNT_
+} crpc_option;
+
+/* "MAX_RECV_MESSAGE_SIZE", ...; NULL for a value outside the enum. Thread-safe. */
+CRPC_EXTERN const char *crpc_option_name(crpc_option opt);
+
+/* The default value of opt, or -1 for a value outside the enum. Thread-safe. */
+CRPC_EXTERN int64_t crpc_option_default(crpc_option opt);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,111 @@
+/* Servers: listen on endpoints, accept connections, dispatch each incoming call to the handler
+ * registered for its method.
+ *
+ * A handler runs on the server's loop thread. It receives the call handle and the decoded request
+ * and must finish the call exactly once, with crpc_server_call_reply() or crpc_server_call_fail(),
+ * either before it returns or later (keep the handle; finish it from any later loop callback).
+ * A call is finished even when its client has gone: crpc then marks it cancelled, sends nothing,
+ * and releases it when the handler finishes it.
+ *
+ * Two kinds of server, chosen at creation:
+ *  - Private-loop server (crpc_server_new() with loop == NULL): crpc_server_run() serves on the
+ *    calling thread until crpc_server_stop() is called.
+ *  - Loop server (loop != NULL): lives on a loop the user runs.
+ *
+ * Thread-safety: call the functions of a server and of its calls on the server's loop thread
+ * (the thread inside crpc_server_run() for a private-loop server, or before it starts), except
+ * crpc_server_stop(), which any thread and signal handlers may call. */
+#ifndef CRPC_SERVER_H
+#define CRPC_SERVER_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <uv.h>
+
+#include "crpc/channel.h"
+#include "crpc/method.h"
+#include "crpc/options.h"
+#include "crpc/status.h"
+#include "crpc/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct crpc_server crpc_server;
+
+/* Creates a server on `loop`, or on a private loop when loop is NULL. The loop must outlive the
+ * server. Returns 0 and sets *out (owned by the caller, released by crpc_server_close()), or
+ * CRPC_EINVAL, CRPC_ENOMEM or a libuv error. */
+CRPC_EXTERN int crpc_server_new(crpc_server **out, uv_loop_t *loop);
+
+/* Sets one server option (crpc/options.h) before the first listen. Returns 0, CRPC_EINVAL or
+ * CRPC_ESTATE (already listening). */
+CRPC_EXTERN int crpc_server_set_option(crpc_server *srv, crpc_option opt, int64_t value);
+
+/* Starts listening on `endpoint` ("tcp://HOST:PORT", "tcp://[::1]:PORT", "unix:PATH"); may be
+ * called several times for several endpoints. HOST may be a name, resolved here, synchronously.
+ * Port 0 picks a free port; *port_out (may be NULL) receives the bound port (0 for unix:).
+ * A unix: path that already exists is not removed: remove stale sockets first.
+ * Returns 0, CRPC_EINVAL, CRPC_EENDPOINT, CRPC_ERESOLVE, CRPC_ECLOSED, CRPC_ENOMEM, or a libuv
+ * error from bind/listen (UV_EADDRINUSE, UV_EACCES, ...). */
+CRPC_EXTERN int crpc_server_listen(crpc_server *srv, const char *endpoint, int *port_out);
+
+/* Registers a service: calls of svc's methods go to the handlers in `impl`, a generated handler
+ * table (e.g. Helloworld__Greeter_Handlers) passed as void*; user_data is handed to every
+ * handler. impl and svc are not copied: they must outlive the server (static tables are the
+ * norm). Returns 0, CRPC_EINVAL, CRPC_EABI (svc generated for another crpc interface version),
+ * CRPC_EEXIST (a service of that full name is registered already) or CRPC_ENOMEM.
+ * May be called before or after listening. */
+CRPC_EXTERN int crpc_server_register(crpc_server *srv, const crpc_service_desc *svc,
+                                     const void *impl, void *user_data);
+
+/* Private-loop server: serves on the calling thread until crpc_server_stop() is called, then
+ * returns 0 (connections stay open until crpc_server_close()). Returns CRPC_ENOTSUP on a loop
+ * server, CRPC_ESTATE when already running. */
+CRPC_EXTERN int crpc_server_run(crpc_server *srv);
+
+/* Makes crpc_server_run() return soon (or at once, if it is called later). Thread-safe and
+ * async-signal-safe. No effect on a loop server. */
+CRPC_EXTERN void crpc_server_stop(crpc_server *srv);
+
+/* Closes the server: stops listening, cancels the calls in progress (their handlers see
+ * crpc_server_call_cancelled() and must still finish them), closes every connection, then
+ * releases the memory once every call has been finished. `srv` must not be used once this is
+ * called.
+ *  - Loop server: asynchronous; cb (may be NULL) runs on the loop when everything is released.
+ *  - Private-loop server: synchronous (not while crpc_server_run() is running); calls cb if given.
+ *    Handlers that hold calls must finish them from loop callbacks run during the close. */
+CRPC_EXTERN void crpc_server_close(crpc_server *srv, crpc_close_cb cb, void *user_data);
+
+/* The loop the server runs on (its private loop if it has one). */
+CRPC_EXTERN uv_loop_t *crpc_server_loop(const crpc_server *srv);
+
+/* --- Calls, from inside handlers ----------------------------------------------------------- */
+
+/* Finishes the call with status OK and `response` (of the method's output type), which is encoded
+ * before this returns and stays owned by the caller. Returns 0 (also when the client is gone and
+ * nothing is sent), CRPC_EINVAL (NULL), CRPC_ETYPE (wrong message type: the call is then finished
+ * with INTERNAL instead), or CRPC_ESTATE (already finished: a programming error; nothing else
+ * happens). After it returns, `call` and the request are released: do not use them again. */
+CRPC_EXTERN int crpc_server_call_reply(crpc_server_call *call, const ProtobufCMessage *response);
+
+/* Finishes the call with a non-OK status. `message` (may be NULL) is copied. Passing
+ * CRPC_STATUS_OK is CRPC_EINVAL (the call is then finished with INTERNAL). Returns as
+ * crpc_server_call_reply(). */
+CRPC_EXTERN int crpc_server_call_fail(crpc_server_call *call, crpc_code code,
+                                      const char *message);
+
+/* The method being called. Valid until the call is finished. */
+CRPC_EXTERN const crpc_method_desc *crpc_server_call_method(const crpc_server_call *call);
+
+/* Non-zero once the call has been cancelled: its client cancelled it or went away, or the server
+ * is closing. A reply is then dropped; the handler should finish the call soon. */
+CRPC_EXTERN int crpc_server_call_cancelled(const crpc_server_call *call);
+
+/* The server the call came to. */
+CRPC_EXTERN crpc_server *crpc_server_call_server(const crpc_server_call *call);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
