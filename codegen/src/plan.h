@@ -1,0 +1,86 @@
+/* The plan for one .proto: every C name the generated pair will use, decided before anything is
+ * written, so that the emitters only print.
+ *
+ * Names follow protobuf-c's scheme (names.h). For service helloworld.Greeter, rpc SayHello:
+ *   helloworld__greeter__crpc_service        the crpc_service_desc (extern)
+ *   helloworld__greeter__crpc_methods        its method array (static)
+ *   helloworld__greeter__crpc_register       registers a handler table with a server
+ *   Helloworld__Greeter__Handlers            the handler table type
+ *   HELLOWORLD__GREETER__SAY_HELLO__METHOD   &table.methods[i]
+ *   helloworld__greeter__say_hello__call / __start / __reply   typed stubs
+ *   Helloworld__Greeter__SayHelloDone        the async completion type
+ *   helloworld__greeter__say_hello__dispatch / __adapter        static trampolines
+ *
+ * Collisions. protobuf-c's own names (for every message, enum and service of the file and of
+ * everything it imports) are entered in a set first; crpc's names then claim theirs in a fixed
+ * order (all service-level names in .proto order, then the method names in .proto order). A name
+ * that is taken gets '_' appended until it is free, and the header lists every such rename.
+ * When protobuf-c's own output would not compile (two methods of a service with one protobuf-c
+ * name, such as SayHello and sayHello; a method called Init or Descriptor; a service whose
+ * protobuf-c name another definition has), planning fails with a message for the response. */
+#ifndef CRPC_GEN_PLAN_H
+#define CRPC_GEN_PLAN_H
+
+#include <stddef.h>
+
+#include "arena.h"
+#include "request.h"
+#include "strbuf.h"
+
+typedef struct gen_method {
+  const char *name;        /* "SayHello", as written in the .proto */
+  const char *full_name;   /* "helloworld.Greeter/SayHello" */
+  const char *input_full;  /* "helloworld.HelloRequest" */
+  const char *output_full;
+  const char *input_c;     /* "Helloworld__HelloRequest" */
+  const char *output_c;
+  const char *input_desc;  /* "helloworld__hello_request__descriptor" */
+  const char *output_desc;
+  unsigned flags;          /* CRPC_METHOD_CLIENT_STREAMING | CRPC_METHOD_SERVER_STREAMING */
+  const char *macro;
+  /* unary methods only (NULL for streaming ones): */
+  const char *member;      /* handler-table member: "say_hello" */
+  const char *call_fn;
+  const char *start_fn;
+  const char *reply_fn;
+  const char *done_type;
+  const char *dispatch_fn;
+  const char *adapter_fn;
+} gen_method;
+
+typedef struct gen_service {
+  const char *name;           /* "Greeter" */
+  const char *full_name;      /* "helloworld.Greeter" */
+  const char *table;
+  const char *methods_array;
+  const char *handlers_type;
+  const char *register_fn;
+  size_t n_methods;
+  size_t n_unary;
+  gen_method *methods;
+} gen_service;
+
+typedef struct gen_file {
+  const char *proto_name;   /* "dir/x.proto", as protoc names it */
+  const char *header_name;  /* "dir/x.crpc.h" */
+  const char *source_name;  /* "dir/x.crpc.c" */
+  const char *pbc_header;   /* "dir/x.pb-c.h", as protoc-c names it */
+  const char *guard;        /* include guard */
+  const char *syntax;       /* "proto2" / "proto3" / ... */
+  size_t n_services;
+  gen_service *services;
+  strbuf renames;           /* one line per renamed identifier; release with plan_release() */
+} gen_file;
+
+enum plan_result {
+  PLAN_OK = 0,
+  PLAN_PROTO_ERROR = 1,    /* a problem of the .proto: message in `error`, for the response */
+  PLAN_INTERNAL_ERROR = -1 /* out of memory or an inconsistent request: message in `error` */
+};
+
+enum plan_result plan_file(arena *a, const gen_request *req, const gen_file_proto *file,
+                           gen_file *out, strbuf *error);
+
+void plan_release(gen_file *f);
+
+#endif
