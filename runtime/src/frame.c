@@ -486,8 +486,8 @@ int crpc__decoder_feed(crpc__decoder *d, const uint8_t *data, size_t len, crpc__
       return rc;
     data += take;
     len -= take;
-    if (d->len < need)
-      return 0;
+    if (d->len < need) /* still incomplete; a wrong preface byte is refused at once even so */
+      return d->want_preface && !preface_prefix_ok(d->buf, d->len) ? CRPC__FR_BADMAGIC : 0;
   }
   if (len == 0)
     return 0;
