@@ -177,7 +177,10 @@ uint8_t *crpc__md_entry_encode(uint8_t *p, const char *key, uint16_t key_len,
  * Feed it bytes as they arrive, in pieces of any size; it calls back once per complete frame.
  * Frames that lie whole in the fed bytes are delivered straight from them (no copy); only a frame
  * split across feeds is assembled in the decoder's own buffer, which never grows past
- * CRPC__HDR_LEN + max_payload. A frame declaring more than max_payload bytes is delivered
+ * CRPC__HDR_LEN + the frame type's limit (max_payload, or CRPC__MAX_CONTROL_PAYLOAD for control
+ * frames), and grows with the bytes actually received, not with the declared length. The one
+ * exception is a pause: the unread rest of the paused feed (and anything fed while paused) is
+ * kept whole, so it is bounded by what the owner feeds, not by the peer. A frame declaring more than max_payload bytes is delivered
  * header-only (oversized = 1) as soon as its header is complete, and its payload is then skipped
  * as it arrives, never stored. CALL, MESSAGE and STATUS frames are bounded by max_payload; all
  * other types by CRPC__MAX_CONTROL_PAYLOAD. */
