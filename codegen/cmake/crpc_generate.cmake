@@ -16,8 +16,8 @@
 # it asks protoc for each proto's transitive imports (--dependency_out) and generates the
 # protobuf-c pair (no crpc pair) of every import that PROTOS does not list, including
 # google/protobuf/*.proto (Debian's libprotobuf-c ships no code for them). An import that an
-# earlier crpc_generate() call generated for another target is not generated again: <target> is
-# linked to that target instead (so one program gets one copy of, say, empty.pb-c.c). The
+# earlier crpc_generate() call generated for another library target is not generated again:
+# <target> is linked to that library instead (one program, one copy of empty.pb-c.c). The
 # directory holding google/protobuf/*.proto is always searched last.
 #
 # Defaults: IMPORT_DIRS: the directory of each proto. OUT_DIR: ${CMAKE_CURRENT_BINARY_DIR}/
@@ -175,8 +175,11 @@ function(crpc_generate)
     list(FIND _protos "${_abs}" _listed)
     get_property(_owner GLOBAL PROPERTY CRPC_GENERATE_OWNER_${_ident})
     if(_listed EQUAL -1 AND _owner AND NOT _owner STREQUAL G_TARGET)
-      target_link_libraries(${G_TARGET} PUBLIC ${_owner})
-      continue()
+      get_target_property(_owner_type ${_owner} TYPE)
+      if(NOT _owner_type STREQUAL "EXECUTABLE")
+        target_link_libraries(${G_TARGET} PUBLIC ${_owner})
+        continue()
+      endif()
     endif()
     set_property(GLOBAL PROPERTY CRPC_GENERATE_OWNER_${_ident} ${G_TARGET})
     set(_out "${G_OUT_DIR}/${_base}.pb-c.c" "${G_OUT_DIR}/${_base}.pb-c.h")

@@ -177,18 +177,15 @@ int names_is_dotted(const char *s, int allow_empty)
 
 int names_is_keyword(const char *s)
 {
+  /* C11 keywords, and the macros standard headers define that would break a member name. */
   static const char *const words[] = {
       "_Alignas", "_Alignof", "_Atomic", "_Bool", "_Complex", "_Generic", "_Imaginary",
-      "_Noreturn", "_Static_assert", "_Thread_local", "alignas", "alignof", "and", "and_eq",
-      "asm", "auto", "bitand", "bitor", "bool", "break", "case", "catch", "char", "class",
-      "compl", "const", "const_cast", "continue", "default", "delete", "do", "double",
-      "dynamic_cast", "else", "enum", "explicit", "extern", "false", "float", "for", "friend",
-      "goto", "if", "inline", "int", "long", "mutable", "namespace", "new", "not", "not_eq",
-      "operator", "or", "or_eq", "private", "protected", "public", "register",
-      "reinterpret_cast", "restrict", "return", "short", "signed", "sizeof", "static",
-      "static_cast", "struct", "switch", "template", "this", "throw", "true", "try", "typedef",
-      "typeid", "typename", "union", "unsigned", "using", "virtual", "void", "volatile",
-      "wchar_t", "while", "xor", "xor_eq"};
+      "_Noreturn", "_Static_assert", "_Thread_local", "alignas", "alignof", "auto", "bool",
+      "break", "case", "char", "complex", "const", "continue", "default", "do", "double",
+      "else", "enum", "extern", "false", "float", "for", "goto", "if", "imaginary", "inline",
+      "int", "long", "noreturn", "register", "restrict", "return", "short", "signed", "sizeof",
+      "static", "static_assert", "struct", "switch", "thread_local", "true", "typedef",
+      "union", "unsigned", "void", "volatile", "while"};
 
   for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
     if (strcmp(s, words[i]) == 0)

@@ -40,7 +40,8 @@ int names_is_ident(const char *s);
  * leading dot (".pkg.Msg"). The empty string qualifies only when allow_empty is set. */
 int names_is_dotted(const char *s, int allow_empty);
 
-/* Non-zero when s is a C (C11) or C++ keyword, which protobuf-c also avoids. */
+/* Non-zero when s is a C11 keyword or a standard macro (bool, static_assert, ...) that cannot
+ * name a struct member. */
 int names_is_keyword(const char *s);
 
 #endif

@@ -138,20 +138,26 @@ static int take_service(planner *p, const gen_file_proto *f, const gen_service_p
   take(p, join(p, uc, "__BASE_INIT"));
   take(p, join(p, uc, "__INIT"));
   for (size_t i = 0; i < s->n_method; i++) {
-    const char *fn = names_cat(p->a, lc, "__", names_camel_to_lower(p->a, s->method[i]->name),
-                               NULL);
+    const char *ml = names_camel_to_lower(p->a, s->method[i]->name);
+    const char *fn = ml != NULL ? names_cat(p->a, lc, "__", ml, NULL) : NULL;
 
     if (fn == NULL)
       return p->oom = 1, -1;
+    if (check && names_is_keyword(ml)) {
+      strbuf_printf(p->error, "%s: service %s: method %s becomes a struct member named %s in "
+                    "protobuf-c's generated code, a C keyword; protobuf-c's output would not "
+                    "compile: rename the method",
+                    f->name, full, s->method[i]->name, ml);
+      return -1;
+    }
     if (check && nameset_has(&p->taken, fn)) {
       strbuf_printf(p->error, "%s: service %s: method %s becomes the C function %s in "
                     "protobuf-c's generated code, a name that is already used there",
                     f->name, full, s->method[i]->name, fn);
       for (size_t j = 0; j < i; j++) {
-        const char *other = names_cat(p->a, lc, "__",
-                                      names_camel_to_lower(p->a, s->method[j]->name), NULL);
+        const char *other = names_camel_to_lower(p->a, s->method[j]->name);
 
-        if (other != NULL && strcmp(other, fn) == 0)
+        if (other != NULL && strcmp(other, ml) == 0)
           strbuf_printf(p->error, " (by method %s)", s->method[j]->name);
       }
       strbuf_append(p->error, "; protobuf-c's output would not compile: rename the method");

@@ -1,0 +1,261 @@
+/* protoc-gen-crpc as protoc runs it: a CodeGeneratorRequest on stdin, a CodeGeneratorResponse on
+ * stdout. Requests are built from descriptor sets (protoc --descriptor_set_out --include_imports)
+ * of the test protos; the plugin runs as a child process (CRPC_PLUGIN names it). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "google/protobuf/compiler/plugin.pb-c.h"
+#include "google/protobuf/descriptor.pb-c.h"
+
+typedef struct run_result {
+  int exit_code; /* -1: killed by a signal */
+  uint8_t *out;
+  size_t out_len;
+  char *err;
+} run_result;
+
+static uint8_t *slurp(FILE *f, size_t *len)
+{
+  long n;
+  uint8_t *buf;
+
+  assert_int_equal(fseek(f, 0, SEEK_END), 0);
+  n = ftell(f);
+  assert_true(n >= 0);
+  rewind(f);
+  buf = calloc(1, (size_t)n + 1);
+  assert_non_null(buf);
+  assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+  *len = (size_t)n;
+  return buf;
+}
+
+static run_result run_plugin(const uint8_t *input, size_t len, const char *arg)
+{
+  const char *plugin = getenv("CRPC_PLUGIN");
+  FILE *in = tmpfile(), *out = tmpfile(), *err = tmpfile();
+  run_result r = {0};
+  size_t err_len;
+  int status;
+  pid_t pid;
+
+  assert_non_null(plugin);
+  assert_true(in != NULL && out != NULL && err != NULL);
+  assert_int_equal(fwrite(input, 1, len, in), len);
+  fflush(in);
+  rewind(in);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    dup2(fileno(in), 0);
+    dup2(fileno(out), 1);
+    dup2(fileno(err), 2);
+    execl(plugin, plugin, arg, (char *)NULL);
+    _exit(127);
+  }
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(out, &r.out_len);
+  r.err = (char *)slurp(err, &err_len);
+  fclose(in);
+  fclose(out);
+  fclose(err);
+  return r;
+}
+
+static void run_free(run_result *r)
+{
+  free(r->out);
+  free(r->err);
+}
+
+/* A request for `file` from the descriptor set SETS_DIR/<set>.pb. Packed; free() it. */
+static uint8_t *make_request(const char *set, const char *file, size_t *len)
+{
+  Google__Protobuf__Compiler__CodeGeneratorRequest req =
+      GOOGLE__PROTOBUF__COMPILER__CODE_GENERATOR_REQUEST__INIT;
+  Google__Protobuf__FileDescriptorSet *fds;
+  char path[1024];
+  uint8_t *raw, *packed;
+  size_t raw_len;
+  FILE *f;
+
+  snprintf(path, sizeof(path), "%s/%s.pb", SETS_DIR, set);
+  f = fopen(path, "rb");
+  assert_non_null(f);
+  raw = slurp(f, &raw_len);
+  fclose(f);
+  fds = google__protobuf__file_descriptor_set__unpack(NULL, raw_len, raw);
+  assert_non_null(fds);
+  req.n_file_to_generate = 1;
+  req.file_to_generate = (char **)&file;
+  req.n_proto_file = fds->n_file;
+  req.proto_file = fds->file;
+  *len = google__protobuf__compiler__code_generator_request__get_packed_size(&req);
+  packed = malloc(*len ? *len : 1);
+  assert_non_null(packed);
+  google__protobuf__compiler__code_generator_request__pack(&req, packed);
+  google__protobuf__file_descriptor_set__free_unpacked(fds, NULL);
+  free(raw);
+  return packed;
+}
+
+static Google__Protobuf__Compiler__CodeGeneratorResponse *run_request(const char *set,
+                                                                      const char *file)
+{
+  Google__Protobuf__Compiler__CodeGeneratorResponse *res;
+  size_t len;
+  uint8_t *req = make_request(set, file, &len);
+  run_result r = run_plugin(req, len, NULL);
+
+  assert_int_equal(r.exit_code, 0);
+  assert_string_equal(r.err, "");
+  res = google__protobuf__compiler__code_generator_response__unpack(NULL, r.out_len, r.out);
+  assert_non_null(res);
+  assert_true(res->has_supported_features);
+  assert_int_equal(
+      res->supported_features,
+      GOOGLE__PROTOBUF__COMPILER__CODE_GENERATOR_RESPONSE__FEATURE__FEATURE_PROTO3_OPTIONAL);
+  run_free(&r);
+  free(req);
+  return res;
+}
+
+static void expect_internal_error(const uint8_t *input, size_t len, const char *arg,
+                                  const char *needle)
+{
+  run_result r = run_plugin(input, len, arg);
+
+  assert_true(r.exit_code != 0);
+  assert_int_equal(r.out_len, 0);
+  assert_non_null(strstr(r.err, "protoc-gen-crpc"));
+  if (needle != NULL)
+    assert_non_null(strstr(r.err, needle));
+  run_free(&r);
+}
+
+static void garbage_input(void **state)
+{
+  static const uint8_t garbage[] = "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01 not protobuf";
+  size_t len;
+  uint8_t *req = make_request("good", "deep/dotted.proto", &len);
+
+  (void)state;
+  expect_internal_error(garbage, sizeof(garbage) - 1, NULL, "not a valid CodeGeneratorRequest");
+  expect_internal_error(req, len / 2, NULL, NULL); /* truncated */
+  expect_internal_error(req, len, "--help", NULL); /* not run by protoc */
+  free(req);
+}
+
+static void file_not_in_request(void **state)
+{
+  size_t len;
+  uint8_t *req = make_request("good", "missing.proto", &len);
+
+  (void)state;
+  expect_internal_error(req, len, NULL, "missing.proto");
+  free(req);
+}
+
+static void empty_request(void **state)
+{
+  run_result r = run_plugin((const uint8_t *)"", 0, NULL);
+  Google__Protobuf__Compiler__CodeGeneratorResponse *res;
+
+  (void)state;
+  assert_int_equal(r.exit_code, 0);
+  res = google__protobuf__compiler__code_generator_response__unpack(NULL, r.out_len, r.out);
+  assert_non_null(res);
+  assert_int_equal(res->n_file, 0);
+  assert_null(res->error);
+  google__protobuf__compiler__code_generator_response__free_unpacked(res, NULL);
+  run_free(&r);
+}
+
+static void colliding_methods(void **state)
+{
+  Google__Protobuf__Compiler__CodeGeneratorResponse *res = run_request("collide", "collide.proto");
+
+  (void)state;
+  assert_non_null(res->error);
+  assert_non_null(strstr(res->error, "collide.proto"));
+  assert_non_null(strstr(res->error, "cases.Clash"));
+  assert_non_null(strstr(res->error, "sayHello"));
+  assert_non_null(strstr(res->error, "SayHello"));
+  assert_int_equal(res->n_file, 0);
+  google__protobuf__compiler__code_generator_response__free_unpacked(res, NULL);
+
+  res = run_request("keyword", "keyword.proto");
+  assert_non_null(res->error);
+  assert_non_null(strstr(res->error, "cases.Kw"));
+  assert_non_null(strstr(res->error, "Return"));
+  google__protobuf__compiler__code_generator_response__free_unpacked(res, NULL);
+}
+
+static const char *file_content(const Google__Protobuf__Compiler__CodeGeneratorResponse *res,
+                                const char *name)
+{
+  for (size_t i = 0; i < res->n_file; i++)
+    if (strcmp(res->file[i]->name, name) == 0)
+      return res->file[i]->content;
+  fail_msg("no %s in the response", name);
+  return NULL;
+}
+
+static void generates_pair(void **state)
+{
+  Google__Protobuf__Compiler__CodeGeneratorResponse *res =
+      run_request("good", "deep/dotted.proto");
+  const char *h, *c;
+
+  (void)state;
+  assert_null(res->error);
+  assert_int_equal(res->n_file, 2);
+  h = file_content(res, "deep/dotted.crpc.h");
+  c = file_content(res, "deep/dotted.crpc.c");
+  assert_non_null(strstr(h, "deep/dotted.proto"));
+  assert_non_null(strstr(h, "#include <crpc/crpc.h>"));
+  assert_non_null(strstr(h, "#include \"deep/dotted.pb-c.h\""));
+  assert_non_null(strstr(h, "CRPC_GENERATED_ABI != 1\n#error"));
+  assert_non_null(strstr(h, "#ifndef CRPC_GENERATED_deep_2fdotted_2eproto_CRPC_H"));
+  assert_non_null(strstr(h, "extern const crpc_service_desc a__b__c__d__first__crpc_service;"));
+  assert_non_null(strstr(c, "#include \"deep/dotted.crpc.h\""));
+  google__protobuf__compiler__code_generator_response__free_unpacked(res, NULL);
+}
+
+static void pair_without_services(void **state)
+{
+  Google__Protobuf__Compiler__CodeGeneratorResponse *res =
+      run_request("nosvc", "common/types.proto");
+
+  (void)state;
+  assert_null(res->error);
+  assert_int_equal(res->n_file, 2);
+  assert_non_null(strstr(file_content(res, "common/types.crpc.h"), "defines no service"));
+  assert_non_null(
+      strstr(file_content(res, "common/types.crpc.c"), "#include \"common/types.crpc.h\""));
+  google__protobuf__compiler__code_generator_response__free_unpacked(res, NULL);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(garbage_input),
+      cmocka_unit_test(file_not_in_request),
+      cmocka_unit_test(empty_request),
+      cmocka_unit_test(colliding_methods),
+      cmocka_unit_test(generates_pair),
+      cmocka_unit_test(pair_without_services),
+  };
+
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
