@@ -1,6 +1,6 @@
 /* protoc-gen-crpc as protoc runs it: a CodeGeneratorRequest on stdin, a CodeGeneratorResponse on
  * stdout. Requests are built from descriptor sets (protoc --descriptor_set_out --include_imports)
- * of the test protos; the plugin runs as a child process (CRPC_PLUGIN names it). */
+ * of the test protos; the plugin runs as a child process (the in-tree build, or $CRPC_PLUGIN). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -41,7 +41,7 @@ static uint8_t *slurp(FILE *f, size_t *len)
 
 static run_result run_plugin(const uint8_t *input, size_t len, const char *arg)
 {
-  const char *plugin = getenv("CRPC_PLUGIN");
+  const char *plugin = getenv("CRPC_PLUGIN") != NULL ? getenv("CRPC_PLUGIN") : PLUGIN_PATH;
   FILE *in = tmpfile(), *out = tmpfile(), *err = tmpfile();
   run_result r = {0};
   size_t err_len;
