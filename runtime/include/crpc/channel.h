@@ -27,7 +27,6 @@
 #include <stdint.h>
 
 #include <protobuf-c/protobuf-c.h>
-#include <uv.h>
 
 #include "crpc/method.h"
 #include "crpc/options.h"
@@ -37,6 +36,10 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* libuv's loop type, declared here so that this header does not need <uv.h> (which wants POSIX
+ * feature macros that a strict -std=c11 build does not define). Same type as uv.h's. */
+typedef struct uv_loop_s uv_loop_t;
 
 typedef struct crpc_channel crpc_channel;
 typedef struct crpc_call crpc_call;

@@ -19,7 +19,6 @@
 #define CRPC_SERVER_H
 
 #include <protobuf-c/protobuf-c.h>
-#include <uv.h>
 
 #include "crpc/channel.h"
 #include "crpc/method.h"
@@ -30,6 +29,10 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* libuv's loop type, declared here so that this header does not need <uv.h> (which wants POSIX
+ * feature macros that a strict -std=c11 build does not define). Same type as uv.h's. */
+typedef struct uv_loop_s uv_loop_t;
 
 typedef struct crpc_server crpc_server;
 

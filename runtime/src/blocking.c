@@ -1,0 +1,189 @@
+/* Blocking calls, from any number of threads.
+ *
+ * Private-loop channels use leader/follower: the first thread to wait becomes the leader and runs
+ * the loop itself until its own call completes, so a lone caller never hands off to another
+ * thread. Others queue their call (the leader picks it up through the wake handle) and sleep on
+ * their own condition variable until their call completes or leadership is free, whichever comes
+ * first. A retiring leader wakes one waiter that is still unfinished to take over.
+ *
+ * Loop channels: the user's thread runs the loop; callers from other threads queue their call and
+ * sleep until it completes. */
+#include <string.h>
+
+#include "alloc.h"
+#include "call.h"
+#include "channel_internal.h"
+#include "crpc/error.h"
+
+struct crpc__waiter {
+  crpc__list link;  /* ch->submitted until its call is started */
+  crpc__list wlink; /* ch->waiters while it sleeps */
+  uv_cond_t cond;
+  const crpc_method_desc *method;
+  const ProtobufCMessage *request;
+  const crpc_call_opts *opts;
+  int done;         /* guarded by ch->mu */
+  int start_rc;     /* the call could not be started: this error */
+  ProtobufCMessage *response;
+  crpc_code code;
+  char *message;
+};
+
+int crpc__blocking_init(crpc_channel *ch) {
+  (void)ch;
+  return 0;
+}
+
+/* Loop thread. Completes w and wakes its thread. */
+static void finish(crpc_channel *ch, crpc__waiter *w) {
+  uv_mutex_lock(&ch->mu);
+  w->done = 1;
+  uv_cond_signal(&w->cond);
+  uv_mutex_unlock(&ch->mu);
+}
+
+void crpc__waiter_complete(crpc_channel *ch, crpc__waiter *w, crpc_code code, const char *why,
+                           size_t why_len, ProtobufCMessage *response) {
+  w->code = code;
+  w->response = response;
+  if (code != CRPC_STATUS_OK || why_len) w->message = crpc__strndup(why ? why : "", why_len);
+  finish(ch, w);
+}
+
+static void start_one(crpc_channel *ch, crpc__waiter *w) {
+  int rc = crpc__call_start(ch, w->method, w->request, w->opts, NULL, NULL, NULL, w, NULL);
+  if (rc < 0) {
+    w->start_rc = rc;
+    finish(ch, w);
+  }
+}
+
+void crpc__blocking_drain(crpc_channel *ch) {
+  crpc__list batch;
+  crpc__list_init(&batch);
+  uv_mutex_lock(&ch->mu);
+  crpc__list_splice(&batch, &ch->submitted);
+  uv_mutex_unlock(&ch->mu);
+  while (!crpc__list_empty(&batch)) {
+    crpc__waiter *w = CRPC__CONTAINER_OF(batch.next, crpc__waiter, link);
+    crpc__list_remove(&w->link);
+    start_one(ch, w);
+  }
+}
+
+void crpc__blocking_cancel_all(crpc_channel *ch) {
+  uv_mutex_lock(&ch->mu);
+  while (!crpc__list_empty(&ch->submitted)) {
+    crpc__waiter *w = CRPC__CONTAINER_OF(ch->submitted.next, crpc__waiter, link);
+    crpc__list_remove(&w->link);
+    w->start_rc = CRPC_ECLOSED;
+    w->done = 1;
+    uv_cond_signal(&w->cond);
+  }
+  uv_mutex_unlock(&ch->mu);
+}
+
+/* Leader: drive the private loop until w completes. Called without the mutex. */
+static void lead(crpc_channel *ch, crpc__waiter *w) {
+  for (;;) {
+    crpc__blocking_drain(ch);
+    uv_mutex_lock(&ch->mu);
+    int done = w->done;
+    uv_mutex_unlock(&ch->mu);
+    if (done) return;
+    uv_run(ch->loop, UV_RUN_ONCE);
+  }
+}
+
+/* With the mutex held: wake one sleeper whose call is unfinished, to take over the loop. */
+static void pass_leadership(crpc_channel *ch) {
+  for (crpc__list *e = ch->waiters.next; e != &ch->waiters; e = e->next) {
+    crpc__waiter *o = CRPC__CONTAINER_OF(e, crpc__waiter, wlink);
+    if (!o->done) {
+      uv_cond_signal(&o->cond);
+      return;
+    }
+  }
+}
+
+static void wait_done(crpc_channel *ch, crpc__waiter *w) {
+  uv_mutex_lock(&ch->mu);
+  if (ch->closing) {
+    uv_mutex_unlock(&ch->mu);
+    w->start_rc = CRPC_ECLOSED;
+    return;
+  }
+  crpc__list_push_back(&ch->submitted, &w->link);
+  if (!ch->own_loop) {
+    uv_async_send(&ch->wake);
+    while (!w->done) uv_cond_wait(&w->cond, &ch->mu);
+    uv_mutex_unlock(&ch->mu);
+    return;
+  }
+  int nudged = 0;
+  while (!w->done) {
+    if (!ch->leader) {
+      ch->leader = 1;
+      uv_mutex_unlock(&ch->mu);
+      lead(ch, w);
+      uv_mutex_lock(&ch->mu);
+      ch->leader = 0;
+      pass_leadership(ch);
+    } else {
+      if (!nudged) { /* the leader may be asleep in the loop: make it pick our call up */
+        uv_async_send(&ch->wake);
+        nudged = 1;
+      }
+      crpc__list_push_back(&ch->waiters, &w->wlink);
+      uv_cond_wait(&w->cond, &ch->mu);
+      crpc__list_remove(&w->wlink);
+    }
+  }
+  uv_mutex_unlock(&ch->mu);
+}
+
+static void set_error_status(crpc_status *st, int rc) {
+  st->code = CRPC_STATUS_INTERNAL;
+  st->message = crpc__strndup(crpc_strerror(rc), strlen(crpc_strerror(rc)));
+}
+
+int crpc_channel_unary(crpc_channel *ch, const crpc_method_desc *method,
+                       const ProtobufCMessage *request, ProtobufCMessage **response,
+                       crpc_status *status, const crpc_call_opts *opts) {
+  if (response) *response = NULL;
+  if (status) {
+    status->code = CRPC_STATUS_OK;
+    status->message = NULL;
+  }
+  int rc = 0;
+  if (!ch || !method || !request || !response || !status || (opts && opts->timeout_ms < 0)) {
+    rc = CRPC_EINVAL;
+  } else if (request->descriptor != method->input) {
+    rc = CRPC_ETYPE;
+  } else if (!ch->own_loop && uv_thread_equal(&ch->loop_thread, &(uv_thread_t){uv_thread_self()})) {
+    rc = CRPC_EDEADLK;
+  }
+  if (rc == 0) {
+    crpc__waiter w;
+    memset(&w, 0, sizeof w);
+    crpc__list_init(&w.link);
+    crpc__list_init(&w.wlink);
+    w.method = method;
+    w.request = request;
+    w.opts = opts;
+    if (uv_cond_init(&w.cond) != 0) {
+      rc = CRPC_ENOMEM;
+    } else {
+      wait_done(ch, &w);
+      uv_cond_destroy(&w.cond);
+      rc = w.start_rc;
+      if (rc == 0) {
+        *response = w.response;
+        status->code = w.code;
+        status->message = w.message;
+      }
+    }
+  }
+  if (rc != 0 && status) set_error_status(status, rc);
+  return rc;
+}

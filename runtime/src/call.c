@@ -1,0 +1,291 @@
+/* Client calls: encoding, tracking, deadlines, and the one completion of each call. */
+#include "call.h"
+
+#include <string.h>
+
+#include "alloc.h"
+#include "channel_internal.h"
+#include "crpc/error.h"
+
+#define CRPC__CALL_POOL_MAX 64
+
+static crpc_call *call_alloc(crpc_channel *ch) {
+  crpc_call *call;
+  if (!crpc__list_empty(&ch->pool)) {
+    call = CRPC__CONTAINER_OF(ch->pool.next, crpc_call, link);
+    crpc__list_remove(&call->link);
+    ch->npool--;
+  } else {
+    call = crpc__malloc(sizeof *call);
+    if (!call) return NULL;
+    crpc__arena_init(&call->arena);
+  }
+  call->ch = ch;
+  call->conn = NULL;
+  call->id = 0;
+  call->cb = NULL;
+  call->user_fn = NULL;
+  call->user_data = NULL;
+  call->waiter = NULL;
+  call->timeout_ms = 0;
+  call->done = 0;
+  call->fail_code = CRPC_STATUS_OK;
+  call->fail_why = NULL;
+  crpc__dl_node_init(&call->dl);
+  crpc__list_init(&call->link);
+  return call;
+}
+
+static void call_release(crpc_call *call) {
+  crpc_channel *ch = call->ch;
+  crpc__free(call->fail_why);
+  call->fail_why = NULL;
+  crpc__arena_reset(&call->arena);
+  if (ch->npool < CRPC__CALL_POOL_MAX && !ch->closing) {
+    crpc__list_push_back(&ch->pool, &call->link);
+    ch->npool++;
+  } else {
+    crpc__arena_destroy(&call->arena);
+    crpc__free(call);
+  }
+}
+
+void crpc__call_pool_free(crpc_channel *ch) {
+  while (!crpc__list_empty(&ch->pool)) {
+    crpc_call *call = CRPC__CONTAINER_OF(ch->pool.next, crpc_call, link);
+    crpc__list_remove(&call->link);
+    crpc__arena_destroy(&call->arena);
+    crpc__free(call);
+  }
+  ch->npool = 0;
+}
+
+/* ---- Deadlines ------------------------------------------------------------------------------- */
+
+static void on_deadline_timer(uv_timer_t *t) { crpc__call_expire(t->data); }
+
+static void arm_deadline_timer(crpc_channel *ch) {
+  crpc__dl_node *top = crpc__dlheap_top(&ch->deadlines);
+  if (!top) {
+    uv_timer_stop(&ch->deadline_timer);
+    return;
+  }
+  uint64_t now = uv_now(ch->loop);
+  uv_timer_start(&ch->deadline_timer, on_deadline_timer, top->deadline > now ? top->deadline - now : 0, 0);
+}
+
+void crpc__call_expire(crpc_channel *ch) {
+  uint64_t now = uv_now(ch->loop);
+  crpc__dl_node *top;
+  while ((top = crpc__dlheap_top(&ch->deadlines)) != NULL && top->deadline <= now) {
+    crpc_call *call = CRPC__CONTAINER_OF(top, crpc_call, dl);
+    char why[96];
+    snprintf(why, sizeof why, "deadline of %lld ms exceeded", (long long)call->timeout_ms);
+    crpc__call_abandon(call, CRPC_STATUS_DEADLINE_EXCEEDED, why);
+  }
+  arm_deadline_timer(ch);
+}
+
+/* ---- Completion ------------------------------------------------------------------------------ */
+
+/* The single exit of every call. why: status text (why_len bytes, not NUL-terminated). msg: the
+ * encoded response when code is OK. */
+static void call_finish(crpc_call *call, crpc_code code, const char *why, size_t why_len,
+                        const uint8_t *msg, size_t msg_len) {
+  crpc_channel *ch = call->ch;
+  call->done = 1;
+  if (crpc__dl_node_queued(&call->dl)) {
+    crpc__dlheap_remove(&ch->deadlines, &call->dl);
+    if (!ch->closing) arm_deadline_timer(ch);
+  }
+  crpc__list_remove(&call->link);
+  ch->ncalls--;
+  crpc__conn *conn = call->conn;
+  call->conn = NULL;
+  if (conn) crpc__channel_call_removed(ch, conn);
+
+  if (call->waiter) {
+    ProtobufCMessage *resp = NULL;
+    if (code == CRPC_STATUS_OK) {
+      resp = protobuf_c_message_unpack(call->method->output, NULL, msg_len, msg);
+      if (!resp) {
+        code = CRPC_STATUS_INTERNAL;
+        why = "response does not decode as the method's output type";
+        why_len = strlen(why);
+      }
+    }
+    crpc__waiter_complete(ch, call->waiter, code, why, why_len, resp);
+    call_release(call);
+    if (ch->closing) crpc__channel_maybe_free(ch);
+    return;
+  }
+
+  crpc_status st = {code, NULL};
+  const ProtobufCMessage *resp = NULL;
+  if (code == CRPC_STATUS_OK) {
+    resp = protobuf_c_message_unpack(call->method->output, &call->arena.pb, msg_len, msg);
+    if (!resp) {
+      st.code = CRPC_STATUS_INTERNAL;
+      why = "response does not decode as the method's output type";
+      why_len = strlen(why);
+    }
+  }
+  if (why && (why_len || st.code != CRPC_STATUS_OK)) {
+    /* The callback's status text lives in the call's arena: no malloc. */
+    char *text = crpc__arena_alloc(&call->arena, why_len + 1);
+    if (text) {
+      memcpy(text, why, why_len);
+      text[why_len] = '\0';
+    }
+    st.message = text ? text : (char *)"";
+  } else if (st.code != CRPC_STATUS_OK) {
+    st.message = (char *)"";
+  }
+  call->cb(call, &st, resp, call->user_data);
+  call_release(call);
+  if (ch->closing) crpc__channel_maybe_free(ch);
+}
+
+void crpc__call_on_status(void *p, const crpc__status_hdr *st) {
+  crpc_call *call = p;
+  crpc_code code = (crpc_code)st->code;
+  if (code == CRPC_STATUS_OK && !st->message) {
+    call_finish(call, CRPC_STATUS_INTERNAL, "server answered OK without a response message", 45,
+                NULL, 0);
+    return;
+  }
+  call_finish(call, code, st->text, st->text_len, st->message, st->message_len);
+}
+
+void crpc__call_fail(void *p, crpc_code code, const char *why) {
+  crpc_call *call = p;
+  call_finish(call, code, why, why ? strlen(why) : 0, NULL, 0);
+}
+
+void crpc__call_abandon(crpc_call *call, crpc_code code, const char *why) {
+  crpc__conn *conn = call->conn;
+  if (conn && crpc__conn_untrack(conn, call->id)) {
+    if (conn->state == CRPC__CONN_OPEN) crpc__conn_send_empty(conn, CRPC__F_CANCEL, call->id);
+  }
+  crpc__call_fail(call, code, why);
+}
+
+static void defer_failure(crpc_call *call, crpc_code code, const char *why) {
+  crpc_channel *ch = call->ch;
+  call->fail_code = code;
+  call->fail_why = crpc__strndup(why, strlen(why));
+  crpc__list_remove(&call->link);
+  crpc__list_push_back(&ch->deferred, &call->link);
+  uv_async_send(&ch->wake);
+}
+
+void crpc__call_run_deferred(crpc_channel *ch) {
+  while (!crpc__list_empty(&ch->deferred)) {
+    crpc_call *call = CRPC__CONTAINER_OF(ch->deferred.next, crpc_call, link);
+    const char *why = call->fail_why ? call->fail_why : "call failed";
+    call_finish(call, call->fail_code, why, strlen(why), NULL, 0);
+  }
+}
+
+/* ---- Start ----------------------------------------------------------------------------------- */
+
+/* Fails a call that was counted but not sent: at once for blocking calls, from the loop for
+ * async ones (their callback must not run inside the function that started them). */
+static void fail_at_start(crpc_call *call, crpc_code code, const char *why) {
+  if (call->cb)
+    defer_failure(call, code, why);
+  else
+    crpc__call_fail(call, code, why);
+}
+
+static int encode_call(crpc_call *call, crpc__conn *conn, const ProtobufCMessage *req,
+                       size_t msg_len, uint32_t timeout) {
+  const char *name = call->method->full_name;
+  size_t name_len = strlen(name);
+  size_t fixed = crpc__call_fixed_size(name_len, 0);
+  size_t total = CRPC__HDR_LEN + fixed + msg_len;
+  uint8_t *p = crpc__conn_reserve(conn, total);
+  if (!p) return CRPC_ENOMEM;
+  if (crpc__conn_track(conn, call->id, call) != 0) return CRPC_ENOMEM;
+  crpc__hdr_encode(p, CRPC__F_CALL, CRPC__FL_END | CRPC__FL_MESSAGE, call->id,
+                   (uint32_t)(fixed + msg_len));
+  p = crpc__call_fixed_encode(p + CRPC__HDR_LEN, name, (uint16_t)name_len, timeout, NULL, 0);
+  protobuf_c_message_pack(req, p);
+  crpc__conn_commit(conn, total);
+  return 0;
+}
+
+int crpc__call_start(crpc_channel *ch, const crpc_method_desc *method,
+                     const ProtobufCMessage *request, const crpc_call_opts *opts,
+                     crpc_unary_cb cb, crpc_fn user_fn, void *user_data, crpc__waiter *waiter,
+                     crpc_call **call_out) {
+  if (!method || !request || !method->full_name || !method->input || !method->output)
+    return CRPC_EINVAL;
+  if (opts && opts->timeout_ms < 0) return CRPC_EINVAL;
+  if (request->descriptor != method->input) return CRPC_ETYPE;
+  if (method->flags & (CRPC_METHOD_CLIENT_STREAMING | CRPC_METHOD_SERVER_STREAMING))
+    return CRPC_ENOTSUP;
+  size_t name_len = strlen(method->full_name);
+  if (name_len == 0 || name_len > CRPC__MAX_METHOD_LEN) return CRPC_EINVAL;
+  if (ch->closing) return CRPC_ECLOSED;
+
+  crpc_call *call = call_alloc(ch);
+  if (!call) return CRPC_ENOMEM;
+  call->method = method;
+  call->cb = cb;
+  call->user_fn = user_fn;
+  call->user_data = user_data;
+  call->waiter = waiter;
+  call->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : ch->opt[CRPC_OPT_DEFAULT_TIMEOUT_MS];
+  ch->used = 1;
+  crpc__list_push_back(&ch->calls, &call->link);
+  ch->ncalls++;
+  if (call_out) *call_out = call;
+
+  size_t msg_len = protobuf_c_message_get_packed_size(request);
+  if (msg_len > (uint64_t)ch->opt[CRPC_OPT_MAX_SEND_MESSAGE_SIZE]) {
+    char why[160];
+    snprintf(why, sizeof why, "%s: request of %zu bytes exceeds MAX_SEND_MESSAGE_SIZE (%lld)",
+             method->full_name, msg_len, (long long)ch->opt[CRPC_OPT_MAX_SEND_MESSAGE_SIZE]);
+    fail_at_start(call, CRPC_STATUS_RESOURCE_EXHAUSTED, why);
+    return 0;
+  }
+  crpc__conn *conn = crpc__channel_conn(ch);
+  if (conn && conn->calls.count >= (size_t)ch->opt[CRPC_OPT_MAX_CALLS_PER_CONN]) {
+    fail_at_start(call, CRPC_STATUS_RESOURCE_EXHAUSTED,
+                  "too many calls in progress on the connection (MAX_CALLS_PER_CONN)");
+    return 0;
+  }
+  if (conn) call->id = crpc__conn_next_id(conn);
+  if (!conn || !call->id) {
+    char *why = crpc__asprintf("%s: %s unavailable: %s", method->full_name, ch->target,
+                               ch->last_error ? ch->last_error : "no connection");
+    fail_at_start(call, CRPC_STATUS_UNAVAILABLE, why ? why : "channel unavailable");
+    crpc__free(why);
+    return 0;
+  }
+  uint32_t wire_timeout = call->timeout_ms > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)call->timeout_ms;
+  int rc = encode_call(call, conn, request, msg_len, wire_timeout);
+  if (rc != 0) {
+    crpc__list_remove(&call->link);
+    ch->ncalls--;
+    call_release(call);
+    if (call_out) *call_out = NULL;
+    return rc;
+  }
+  call->conn = conn;
+  crpc__channel_call_added(ch, conn);
+  if (call->timeout_ms > 0) {
+    uv_update_time(ch->loop); /* a private loop's clock is stale between blocking calls */
+    call->dl.deadline = uv_now(ch->loop) + (uint64_t)call->timeout_ms;
+    if (crpc__dlheap_push(&ch->deadlines, &call->dl) == 0) {
+      if (crpc__dlheap_top(&ch->deadlines) == &call->dl) arm_deadline_timer(ch);
+    } else {
+      if (crpc__conn_untrack(conn, call->id)) crpc__conn_send_empty(conn, CRPC__F_CANCEL, call->id);
+      call->conn = NULL;
+      crpc__channel_call_removed(ch, conn);
+      fail_at_start(call, CRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for the deadline");
+    }
+  }
+  return 0;
+}

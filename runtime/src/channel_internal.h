@@ -1,0 +1,91 @@
+/* The channel object, shared by channel.c (connecting, lifecycle), call.c (calls) and blocking.c
+ * (blocking calls from any thread). */
+#ifndef CRPC_CHANNEL_INTERNAL_H
+#define CRPC_CHANNEL_INTERNAL_H
+
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "conn.h"
+#include "crpc/channel.h"
+#include "dlheap.h"
+#include "endpoint.h"
+#include "list.h"
+
+enum crpc__ch_state {
+  CRPC__CH_IDLE,       /* no connection; the next call connects */
+  CRPC__CH_CONNECTING, /* resolving / connecting; calls queue on the new connection */
+  CRPC__CH_READY,      /* connected */
+  CRPC__CH_BACKOFF     /* the last attempt failed; calls fail fast until the backoff timer */
+};
+
+typedef struct crpc__attempt crpc__attempt;
+typedef struct crpc__waiter crpc__waiter;
+
+struct crpc_channel {
+  uv_loop_t *loop;
+  int own_loop;
+  uv_loop_t own;           /* the private loop, when own_loop */
+  uv_thread_t loop_thread; /* loop channels: the thread that created it (the loop's) */
+  char *target;
+  crpc__endpoint ep;
+  int64_t opt[CRPC_OPT_COUNT_];
+  int used;                /* a call was made: options are frozen */
+  crpc__io_ctx io;
+
+  /* Connection management (channel.c). */
+  int state;               /* enum crpc__ch_state */
+  crpc__conn *conn;        /* the connection new calls go on (CONNECTING or READY) */
+  crpc__list conns;        /* every live connection, the current one and draining ones */
+  uv_getaddrinfo_t gai;
+  int resolving;
+  struct addrinfo *ai_list, *ai_next;
+  crpc__attempt *attempt;  /* connect in progress */
+  uv_timer_t timer;        /* connect timeout, or backoff */
+  unsigned failures;       /* consecutive failed connection attempts */
+  uint64_t rng;            /* jitter */
+  char *last_error;        /* why the last connection attempt failed */
+
+  /* Calls (call.c). */
+  crpc__list calls;        /* live calls */
+  size_t ncalls;
+  crpc__list deferred;     /* calls that failed at start, completed from the loop */
+  crpc__list pool;         /* spare call objects */
+  size_t npool;
+  crpc__dlheap deadlines;
+  uv_timer_t deadline_timer;
+
+  /* Blocking calls (blocking.c). */
+  uv_mutex_t mu;
+  uv_async_t wake;         /* other threads' submissions; deferred completions */
+  crpc__list submitted;    /* waiters whose call is not started yet (guarded by mu) */
+  crpc__list waiters;      /* followers waiting for leadership or completion (mu) */
+  int leader;              /* a thread drives the private loop (mu) */
+
+  /* Close. */
+  int closing;
+  int pending;             /* asynchronous teardown steps still to finish */
+  int io_closed;           /* the flusher handle has been closed (the very last step) */
+  crpc_close_cb close_cb;
+  void *close_ud;
+};
+
+/* channel.c: the connection new calls should go on, connecting if needed; NULL when the channel
+ * is backing off after a failure (ch->last_error says why). */
+crpc__conn *crpc__channel_conn(crpc_channel *ch);
+/* channel.c: a call was added to or removed from conn (keeps idle connections from holding the
+ * user's loop open; closes drained connections). */
+void crpc__channel_call_added(crpc_channel *ch, crpc__conn *conn);
+void crpc__channel_call_removed(crpc_channel *ch, crpc__conn *conn);
+/* channel.c: completes a close once every asynchronous step is done. */
+void crpc__channel_maybe_free(crpc_channel *ch);
+
+/* blocking.c */
+int crpc__blocking_init(crpc_channel *ch);
+void crpc__blocking_drain(crpc_channel *ch);        /* start submitted calls (loop thread) */
+void crpc__blocking_cancel_all(crpc_channel *ch);   /* channel closing: fail unstarted ones */
+void crpc__waiter_complete(crpc_channel *ch, crpc__waiter *w, crpc_code code, const char *why,
+                           size_t why_len, ProtobufCMessage *response);
+
+#endif

@@ -1,0 +1,404 @@
+/* Connection: read path, write coalescing, call table, teardown. See conn.h. */
+#include "conn.h"
+
+#include <string.h>
+
+#include "alloc.h"
+#include "call.h"
+#include "crpc/error.h"
+#include "server_call.h"
+
+#define CRPC__RBUF_SIZE 65536
+/* Output buffers up to this size are kept between flushes while calls are in progress. */
+#define CRPC__OUT_KEEP 65536
+/* Room above max_recv for the fixed fields of CALL/STATUS frames (method, metadata, text). */
+#define CRPC__FRAME_SLACK 65536
+
+static void schedule_flush(crpc__conn *c);
+
+crpc__conn *crpc__conn_new(crpc__io_ctx *ctx, int is_client, const char *label) {
+  crpc__conn *c = crpc__calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->ctx = ctx;
+  c->is_client = is_client ? 1 : 0;
+  c->label = label;
+  c->state = CRPC__CONN_NEW;
+  c->next_id = is_client ? 1 : 2;
+  uint64_t lim = (uint64_t)ctx->max_recv + CRPC__FRAME_SLACK;
+  crpc__decoder_init(&c->dec, lim > UINT32_MAX ? UINT32_MAX : (uint32_t)lim, 1);
+  crpc__idmap_init(&c->calls);
+  crpc__outbuf_init(&c->out);
+  crpc__outbuf_init(&c->wout);
+  crpc__list_init(&c->dirty_link);
+  crpc__list_init(&c->owner_link);
+  uint8_t *p = crpc__outbuf_reserve(&c->out, CRPC__PREFACE_LEN);
+  if (!p) {
+    crpc__free(c);
+    return NULL;
+  }
+  crpc__preface_encode(p);
+  crpc__outbuf_commit(&c->out, CRPC__PREFACE_LEN);
+  return c;
+}
+
+/* ---- Teardown ------------------------------------------------------------------------------ */
+
+static void conn_release(crpc__conn *c) {
+  crpc__list_remove(&c->dirty_link);
+  crpc__decoder_free(&c->dec);
+  crpc__idmap_free(&c->calls);
+  crpc__outbuf_free(&c->out);
+  crpc__outbuf_free(&c->wout);
+  c->ctx->ops->on_closed(c);
+  crpc__free(c);
+}
+
+static void on_stream_closed(uv_handle_t *h) {
+  crpc__conn *c = h->data;
+  crpc__free(h);
+  conn_release(c);
+}
+
+static void fail_calls(crpc__conn *c, crpc_code code, const char *why) {
+  uint32_t id;
+  void *call;
+  /* pop: completing one call may run user code that touches the table. */
+  while ((call = crpc__idmap_pop(&c->calls, &id)) != NULL) {
+    if (crpc__conn_is_ours(c, id))
+      crpc__call_fail(call, code, why);
+    else
+      crpc__server_call_detach(call);
+  }
+}
+
+void crpc__conn_close(crpc__conn *c, crpc_code code, const char *why) {
+  if (c->state == CRPC__CONN_CLOSING) return;
+  c->state = CRPC__CONN_CLOSING;
+  crpc__list_remove(&c->dirty_link);
+  fail_calls(c, code, why);
+  if (c->stream) {
+    uv_read_stop(c->stream);
+    uv_close((uv_handle_t *)c->stream, on_stream_closed);
+  } else {
+    /* Never attached: nothing of libuv's refers to c; release it from the loop. */
+    crpc__list_push_back(&c->ctx->reap, &c->dirty_link);
+    schedule_flush(c);
+  }
+}
+
+void crpc__conn_abort(crpc__conn *c, uint32_t goaway_code, const char *why) {
+  if (c->state == CRPC__CONN_CLOSING) return;
+  if (c->stream && !c->writing) {
+    /* Best effort: the peer learns why before the connection goes. */
+    size_t tl = strlen(why);
+    if (tl > 1024) tl = 1024;
+    size_t n = crpc__goaway_size(tl);
+    uint8_t *p = crpc__outbuf_reserve(&c->out, CRPC__HDR_LEN + n);
+    if (p) {
+      crpc__hdr_encode(p, CRPC__F_GOAWAY, 0, 0, (uint32_t)n);
+      crpc__goaway_encode(p + CRPC__HDR_LEN, c->last_peer_id, goaway_code, why, (uint32_t)tl);
+      crpc__outbuf_commit(&c->out, CRPC__HDR_LEN + n);
+      uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+      (void)uv_try_write(c->stream, &b, 1);
+    }
+  }
+  crpc__conn_close(c, CRPC_STATUS_UNAVAILABLE, why);
+}
+
+static void close_with(crpc__conn *c, const char *what, int err) {
+  char *why = crpc__asprintf("connection %s %s: %s", c->is_client ? "to" : "from", c->label, what);
+  if (err) {
+    char *tmp = why;
+    why = crpc__asprintf("%s (%s)", tmp ? tmp : what, crpc_strerror(err));
+    crpc__free(tmp);
+  }
+  crpc__conn_close(c, CRPC_STATUS_UNAVAILABLE, why ? why : what);
+  crpc__free(why);
+}
+
+static void abort_with(crpc__conn *c, uint32_t goaway_code, const char *what) {
+  char *why = crpc__asprintf("connection %s %s: %s", c->is_client ? "to" : "from", c->label, what);
+  crpc__conn_abort(c, goaway_code, why ? why : what);
+  crpc__free(why);
+}
+
+/* ---- Write path ------------------------------------------------------------------------------ */
+
+static void conn_flush(crpc__conn *c);
+
+static void on_write(uv_write_t *req, int status) {
+  crpc__conn *c = req->data;
+  c->writing = 0;
+  crpc__outbuf_clear(&c->wout, c->calls.count ? CRPC__OUT_KEEP : 0);
+  if (c->state == CRPC__CONN_CLOSING) return;
+  if (status < 0) {
+    close_with(c, "write failed", status);
+    return;
+  }
+  conn_flush(c);
+}
+
+static void conn_flush(crpc__conn *c) {
+  if (c->state != CRPC__CONN_OPEN || c->writing || c->out.len == 0) return;
+  uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+  int n = uv_try_write(c->stream, &b, 1);
+  if (n >= 0 && (size_t)n == c->out.len) {
+    crpc__outbuf_clear(&c->out, c->calls.count ? CRPC__OUT_KEEP : 0);
+    return;
+  }
+  if (n < 0 && n != UV_EAGAIN) {
+    close_with(c, "write failed", n);
+    return;
+  }
+  if (n < 0) n = 0;
+  /* The rest goes through uv_write; new frames collect in the other buffer meanwhile. */
+  crpc__outbuf tmp = c->wout;
+  c->wout = c->out;
+  c->out = tmp;
+  b = uv_buf_init((char *)c->wout.data + n, (unsigned)(c->wout.len - (size_t)n));
+  c->wreq.data = c;
+  int rc = uv_write(&c->wreq, c->stream, &b, 1, on_write);
+  if (rc < 0) {
+    close_with(c, "write failed", rc);
+    return;
+  }
+  c->writing = 1;
+}
+
+static void on_flush(uv_prepare_t *h) {
+  crpc__io_ctx *ctx = h->data;
+  while (!crpc__list_empty(&ctx->dirty)) {
+    crpc__conn *c = CRPC__CONTAINER_OF(ctx->dirty.next, crpc__conn, dirty_link);
+    crpc__list_remove(&c->dirty_link);
+    conn_flush(c);
+  }
+  while (!crpc__list_empty(&ctx->reap)) {
+    crpc__conn *c = CRPC__CONTAINER_OF(ctx->reap.next, crpc__conn, dirty_link);
+    conn_release(c);
+  }
+  uv_prepare_stop(h);
+  ctx->flusher_on = 0;
+}
+
+static void schedule_flush(crpc__conn *c) {
+  crpc__io_ctx *ctx = c->ctx;
+  if (c->state != CRPC__CONN_CLOSING && !crpc__list_linked(&c->dirty_link))
+    crpc__list_push_back(&ctx->dirty, &c->dirty_link);
+  if (!ctx->flusher_on) {
+    ctx->flusher_on = 1;
+    uv_prepare_start(&ctx->flusher, on_flush);
+  }
+}
+
+uint8_t *crpc__conn_reserve(crpc__conn *c, size_t n) { return crpc__outbuf_reserve(&c->out, n); }
+
+void crpc__conn_commit(crpc__conn *c, size_t n) {
+  crpc__outbuf_commit(&c->out, n);
+  if (c->state == CRPC__CONN_OPEN) schedule_flush(c);
+}
+
+int crpc__conn_send_status(crpc__conn *c, uint32_t id, crpc_code code, const char *text) {
+  size_t tl = text ? strlen(text) : 0;
+  if (tl > 4096) tl = 4096;
+  size_t n = crpc__status_fixed_size(tl, 0, 0);
+  uint8_t *p = crpc__conn_reserve(c, CRPC__HDR_LEN + n);
+  if (!p) return CRPC_ENOMEM;
+  crpc__hdr_encode(p, CRPC__F_STATUS, 0, id, (uint32_t)n);
+  crpc__status_fixed_encode(p + CRPC__HDR_LEN, (uint32_t)code, text, (uint32_t)tl, NULL, 0, NULL, 0);
+  crpc__conn_commit(c, CRPC__HDR_LEN + n);
+  return 0;
+}
+
+int crpc__conn_send_empty(crpc__conn *c, uint8_t type, uint32_t id) {
+  uint8_t *p = crpc__conn_reserve(c, CRPC__HDR_LEN);
+  if (!p) return CRPC_ENOMEM;
+  crpc__hdr_encode(p, type, 0, id, 0);
+  crpc__conn_commit(c, CRPC__HDR_LEN);
+  return 0;
+}
+
+/* ---- Read path ------------------------------------------------------------------------------- */
+
+static int handle_call(crpc__conn *c, const crpc__frame *f) {
+  if (f->call_id == 0 || crpc__conn_is_ours(c, f->call_id) || f->call_id <= c->last_peer_id) {
+    abort_with(c, CRPC__GOAWAY_PROTOCOL_ERROR, "CALL with an invalid call id");
+    return -1;
+  }
+  c->last_peer_id = f->call_id;
+  if (f->oversized) {
+    crpc__conn_send_status(c, f->call_id, CRPC_STATUS_RESOURCE_EXHAUSTED,
+                           "request larger than the server's maximum message size");
+    return 0;
+  }
+  crpc__call_hdr hdr;
+  if (crpc__call_decode(f, &hdr) != 0) {
+    abort_with(c, CRPC__GOAWAY_PROTOCOL_ERROR, "malformed CALL frame");
+    return -1;
+  }
+  if (hdr.message && hdr.message_len > c->ctx->max_recv) {
+    crpc__conn_send_status(c, f->call_id, CRPC_STATUS_RESOURCE_EXHAUSTED,
+                           "request larger than the server's maximum message size");
+    return 0;
+  }
+  if (!c->ctx->ops->on_call) {
+    crpc__conn_send_status(c, f->call_id, CRPC_STATUS_UNIMPLEMENTED, "this peer serves no methods");
+    return 0;
+  }
+  c->ctx->ops->on_call(c, f, &hdr);
+  return 0;
+}
+
+static int handle_status(crpc__conn *c, const crpc__frame *f) {
+  if (f->call_id == 0 || !crpc__conn_is_ours(c, f->call_id)) {
+    abort_with(c, CRPC__GOAWAY_PROTOCOL_ERROR, "STATUS with an invalid call id");
+    return -1;
+  }
+  void *call = crpc__conn_untrack(c, f->call_id);
+  if (!call) return 0; /* cancelled or timed out here already: the answer is moot */
+  if (f->oversized) {
+    crpc__call_fail(call, CRPC_STATUS_RESOURCE_EXHAUSTED,
+                    "response larger than the client's maximum message size");
+    return 0;
+  }
+  crpc__status_hdr st;
+  if (crpc__status_decode(f, &st) != 0) {
+    crpc__call_fail(call, CRPC_STATUS_INTERNAL, "malformed STATUS frame");
+    abort_with(c, CRPC__GOAWAY_PROTOCOL_ERROR, "malformed STATUS frame");
+    return -1;
+  }
+  if (st.message && st.message_len > c->ctx->max_recv) {
+    crpc__call_fail(call, CRPC_STATUS_RESOURCE_EXHAUSTED,
+                    "response larger than the client's maximum message size");
+    return 0;
+  }
+  crpc__call_on_status(call, &st);
+  return 0;
+}
+
+static int handle_ping(crpc__conn *c, const crpc__frame *f) {
+  if (f->call_id != 0 || f->length != CRPC__PING_LEN) {
+    abort_with(c, CRPC__GOAWAY_PROTOCOL_ERROR, "malformed PING frame");
+    return -1;
+  }
+  if (f->flags & CRPC__FL_ACK) return 0;
+  uint8_t *p = crpc__conn_reserve(c, CRPC__HDR_LEN + CRPC__PING_LEN);
+  if (!p) return 0; /* the peer will ping again */
+  crpc__hdr_encode(p, CRPC__F_PING, CRPC__FL_ACK, 0, CRPC__PING_LEN);
+  memcpy(p + CRPC__HDR_LEN, f->payload, CRPC__PING_LEN);
+  crpc__conn_commit(c, CRPC__HDR_LEN + CRPC__PING_LEN);
+  return 0;
+}
+
+static int handle_goaway(crpc__conn *c, const crpc__frame *f) {
+  crpc__goaway g;
+  if (f->call_id != 0 || crpc__goaway_decode(f, &g) != 0) {
+    abort_with(c, CRPC__GOAWAY_PROTOCOL_ERROR, "malformed GOAWAY frame");
+    return -1;
+  }
+  if (!c->got_goaway || g.last_call_id < c->goaway_last) c->goaway_last = g.last_call_id;
+  c->got_goaway = 1;
+  if (c->ctx->ops->on_goaway) c->ctx->ops->on_goaway(c, g.last_call_id, g.code);
+  return 0;
+}
+
+static int on_frame(void *ud, const crpc__frame *f) {
+  crpc__conn *c = ud;
+  if (c->state != CRPC__CONN_OPEN) return -1;
+  switch (f->type) {
+    case CRPC__F_CALL: return handle_call(c, f);
+    case CRPC__F_STATUS: return handle_status(c, f);
+    case CRPC__F_CANCEL: {
+      if (f->call_id == 0 || crpc__conn_is_ours(c, f->call_id)) return 0;
+      void *sc = crpc__conn_untrack(c, f->call_id);
+      if (sc) crpc__server_call_detach(sc);
+      return 0;
+    }
+    case CRPC__F_PING: return handle_ping(c, f);
+    case CRPC__F_GOAWAY: return handle_goaway(c, f);
+    case CRPC__F_MESSAGE:
+    case CRPC__F_HALF_CLOSE:
+    case CRPC__F_WINDOW:
+    case CRPC__F_HEADERS:
+    default:
+      /* Streams are not served yet; unknown types are ignored for forward compatibility. */
+      return 0;
+  }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  crpc__conn *c = h->data;
+  crpc__io_ctx *ctx = c->ctx;
+  (void)suggested;
+  if (!ctx->rbuf) ctx->rbuf = crpc__malloc(CRPC__RBUF_SIZE);
+  *buf = uv_buf_init((char *)ctx->rbuf, ctx->rbuf ? CRPC__RBUF_SIZE : 0);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  crpc__conn *c = s->data;
+  if (n == 0 || c->state != CRPC__CONN_OPEN) return;
+  if (n < 0) {
+    close_with(c, n == UV_EOF ? "closed by peer" : "lost", n == UV_EOF ? 0 : (int)n);
+    return;
+  }
+  int rc = crpc__decoder_feed(&c->dec, (const uint8_t *)buf->base, (size_t)n, on_frame, c);
+  if (c->state != CRPC__CONN_OPEN) return;
+  switch (rc) {
+    case CRPC__FR_OK: crpc__decoder_trim(&c->dec); break;
+    case CRPC__FR_BADMAGIC: close_with(c, "peer is not a crpc endpoint (bad preface)", 0); break;
+    case CRPC__FR_VERSION:
+      abort_with(c, CRPC__GOAWAY_VERSION, "peer speaks an unsupported protocol version");
+      break;
+    case CRPC__FR_NOMEM: close_with(c, "out of memory reading a frame", 0); break;
+    default: abort_with(c, CRPC__GOAWAY_PROTOCOL_ERROR, "malformed frame"); break;
+  }
+}
+
+int crpc__conn_attach(crpc__conn *c, uv_stream_t *stream) {
+  c->stream = stream;
+  stream->data = c;
+  c->state = CRPC__CONN_OPEN;
+  if (stream->type == UV_TCP) uv_tcp_nodelay((uv_tcp_t *)stream, 1);
+  int rc = uv_read_start(stream, on_alloc, on_read);
+  if (rc < 0) return rc;
+  schedule_flush(c);
+  return 0;
+}
+
+/* ---- Calls ----------------------------------------------------------------------------------- */
+
+int crpc__conn_track(crpc__conn *c, uint32_t id, void *call) {
+  return crpc__idmap_put(&c->calls, id, call) == 0 ? 0 : CRPC_ENOMEM;
+}
+
+void *crpc__conn_untrack(crpc__conn *c, uint32_t id) { return crpc__idmap_del(&c->calls, id); }
+
+uint32_t crpc__conn_next_id(crpc__conn *c) {
+  uint32_t id = c->next_id;
+  if (id != 0) c->next_id = id <= UINT32_MAX - 2 ? id + 2 : 0;
+  return id;
+}
+
+/* ---- Owner context --------------------------------------------------------------------------- */
+
+void crpc__io_ctx_init(crpc__io_ctx *ctx, uv_loop_t *loop, const crpc__conn_ops *ops,
+                       void *owner) {
+  memset(ctx, 0, sizeof *ctx);
+  ctx->loop = loop;
+  ctx->ops = ops;
+  ctx->owner = owner;
+  crpc__list_init(&ctx->dirty);
+  crpc__list_init(&ctx->reap);
+}
+
+int crpc__io_ctx_start(crpc__io_ctx *ctx) {
+  int rc = uv_prepare_init(ctx->loop, &ctx->flusher);
+  if (rc < 0) return rc;
+  ctx->flusher.data = ctx;
+  return 0;
+}
+
+void crpc__io_ctx_close(crpc__io_ctx *ctx, uv_close_cb cb) {
+  crpc__free(ctx->rbuf);
+  ctx->rbuf = NULL;
+  uv_close((uv_handle_t *)&ctx->flusher, cb);
+}

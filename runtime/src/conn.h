@@ -1,0 +1,110 @@
+/* One connection, either side: socket, read path (decoder), write path (coalescing buffer), and
+ * the table of calls in progress on it. The same code serves channels (connecting side, odd call
+ * ids) and servers (accepting side, even ids), so that either peer can start calls.
+ *
+ * Lifecycle: crpc__conn_new() -> (the owner connects or accepts a stream) crpc__conn_attach() ->
+ * ... -> crpc__conn_close(): every call still tracked is completed at once (client calls with the
+ * given status, server calls marked cancelled), the stream is closed, and the connection's memory
+ * is released later from the loop, after which the owner's on_closed hook runs. */
+#ifndef CRPC_CONN_H
+#define CRPC_CONN_H
+
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "crpc/status.h"
+#include "frame.h"
+#include "idmap.h"
+#include "list.h"
+#include "outbuf.h"
+
+typedef struct crpc__conn crpc__conn;
+typedef struct crpc__io_ctx crpc__io_ctx;
+
+/* Hooks of the connection's owner. */
+typedef struct crpc__conn_ops {
+  /* A validated CALL frame arrived (hdr decoded, id checked). NULL: answer UNIMPLEMENTED. */
+  void (*on_call)(crpc__conn *c, const crpc__frame *f, const crpc__call_hdr *hdr);
+  /* The peer sent GOAWAY: it serves no call above last_id. */
+  void (*on_goaway)(crpc__conn *c, uint32_t last_id, uint32_t code);
+  /* The connection is gone; its memory is released right after this returns. */
+  void (*on_closed)(crpc__conn *c);
+} crpc__conn_ops;
+
+/* Per-owner state shared by its connections: they all run on one loop and one thread. */
+struct crpc__io_ctx {
+  uv_loop_t *loop;
+  const crpc__conn_ops *ops;
+  void *owner;
+  uint32_t max_recv;  /* MAX_RECV_MESSAGE_SIZE */
+  uint32_t max_send;  /* MAX_SEND_MESSAGE_SIZE */
+  uint8_t *rbuf;      /* one read buffer for every connection: reads are processed at once */
+  uv_prepare_t flusher; /* flushes the connections written to in this loop turn, reaps closed ones */
+  crpc__list dirty;     /* connections with output to flush */
+  crpc__list reap;      /* connections closed without a stream, to release */
+  int flusher_on;
+};
+
+enum crpc__conn_state { CRPC__CONN_NEW, CRPC__CONN_OPEN, CRPC__CONN_CLOSING };
+
+struct crpc__conn {
+  crpc__io_ctx *ctx;
+  uv_stream_t *stream; /* heap handle (uv_tcp_t or uv_pipe_t), NULL until attached */
+  int state;           /* enum crpc__conn_state */
+  int is_client;       /* connecting side: starts odd call ids */
+  const char *label;   /* endpoint for messages ("tcp://127.0.0.1:5000"); owned by the owner */
+  crpc__decoder dec;
+  crpc__idmap calls;   /* id -> crpc_call (our parity) or crpc_server_call (peer's parity) */
+  uint32_t next_id;    /* next id we start a call with; 0 once exhausted */
+  uint32_t last_peer_id; /* highest call id the peer started */
+  uint32_t goaway_last;  /* peer's GOAWAY last id (valid when got_goaway) */
+  int got_goaway;
+  crpc__outbuf out;    /* frames waiting for the next flush */
+  crpc__outbuf wout;   /* frames handed to uv_write */
+  uv_write_t wreq;
+  int writing;
+  crpc__list dirty_link;
+  crpc__list owner_link; /* for the owner's list of connections */
+  void *owner_data;
+};
+
+/* The preface is queued at once: it goes out with the first flush after attach. */
+crpc__conn *crpc__conn_new(crpc__io_ctx *ctx, int is_client, const char *label);
+/* Takes ownership of a connected/accepted stream (stream->data is set to c) and starts reading and
+ * writing. Returns 0 or a libuv error (the caller then closes the connection). */
+int crpc__conn_attach(crpc__conn *c, uv_stream_t *stream);
+/* See the lifecycle above. code/why describe the failure for client calls (why is copied).
+ * Safe to call more than once and from inside callbacks of this connection. */
+void crpc__conn_close(crpc__conn *c, crpc_code code, const char *why);
+/* Sends GOAWAY(code, text) best-effort, then closes with UNAVAILABLE. */
+void crpc__conn_abort(crpc__conn *c, uint32_t goaway_code, const char *why);
+
+/* Output: reserve n bytes, write a frame there, commit. Commit schedules a flush in this loop
+ * turn. reserve returns NULL when out of memory. */
+uint8_t *crpc__conn_reserve(crpc__conn *c, size_t n);
+void crpc__conn_commit(crpc__conn *c, size_t n);
+/* Queues a STATUS frame without message; 0 or CRPC_ENOMEM. */
+int crpc__conn_send_status(crpc__conn *c, uint32_t id, crpc_code code, const char *text);
+/* Queues a frame with an empty payload (CANCEL, HALF_CLOSE); 0 or CRPC_ENOMEM. */
+int crpc__conn_send_empty(crpc__conn *c, uint8_t type, uint32_t id);
+
+/* Calls in progress. */
+int crpc__conn_track(crpc__conn *c, uint32_t id, void *call); /* 0 or CRPC_ENOMEM */
+void *crpc__conn_untrack(crpc__conn *c, uint32_t id);
+/* Next id of ours, or 0 when this connection has used them all. */
+uint32_t crpc__conn_next_id(crpc__conn *c);
+/* 1 when id belongs to a call we started. */
+static inline int crpc__conn_is_ours(const crpc__conn *c, uint32_t id) {
+  return (int)(id & 1u) == c->is_client;
+}
+
+/* The owner's shared state. */
+void crpc__io_ctx_init(crpc__io_ctx *ctx, uv_loop_t *loop, const crpc__conn_ops *ops,
+                       void *owner);
+/* Starts the flusher handle; 0 or a libuv error. */
+int crpc__io_ctx_start(crpc__io_ctx *ctx);
+/* Closes the flusher handle (cb when done) and frees the read buffer. Connections must be gone. */
+void crpc__io_ctx_close(crpc__io_ctx *ctx, uv_close_cb cb);
+
+#endif

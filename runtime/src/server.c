@@ -1,0 +1,301 @@
+/* Servers: listening, accepting, lifecycle. Calls are in server_call.c. */
+#include "server_internal.h"
+
+#include <string.h>
+
+#include "alloc.h"
+#include "crpc/error.h"
+#include "endpoint.h"
+#include "options_internal.h"
+#include "server_call.h"
+
+static void on_goaway(crpc__conn *c, uint32_t last_id, uint32_t code) {
+  (void)c; /* a client going away only stops starting calls; its calls finish normally */
+  (void)last_id;
+  (void)code;
+}
+
+static void on_closed(crpc__conn *c) {
+  crpc_server *srv = c->ctx->owner;
+  crpc__list_remove(&c->owner_link);
+  srv->nconns--;
+  if (srv->closing) crpc__server_maybe_free(srv);
+}
+
+static const crpc__conn_ops server_conn_ops = {crpc__server_on_call, on_goaway, on_closed};
+
+static void on_stop(uv_async_t *a) {
+  crpc_server *srv = a->data;
+  if (srv->running && atomic_exchange(&srv->stop_requested, 0)) uv_stop(srv->loop);
+}
+
+int crpc_server_new(crpc_server **out, uv_loop_t *loop) {
+  if (!out) return CRPC_EINVAL;
+  *out = NULL;
+  crpc_server *srv = crpc__calloc(1, sizeof *srv);
+  if (!srv) return CRPC_ENOMEM;
+  int rc;
+  if (loop) {
+    srv->loop = loop;
+  } else {
+    if ((rc = uv_loop_init(&srv->own)) < 0) {
+      crpc__free(srv);
+      return rc;
+    }
+    srv->own_loop = 1;
+    srv->loop = &srv->own;
+  }
+  crpc__options_defaults(srv->opt);
+  crpc__registry_init(&srv->reg);
+  crpc__list_init(&srv->listeners);
+  crpc__list_init(&srv->conns);
+  crpc__list_init(&srv->calls);
+  crpc__list_init(&srv->pool);
+  atomic_init(&srv->stop_requested, 0);
+  crpc__io_ctx_init(&srv->io, srv->loop, &server_conn_ops, srv);
+  if ((rc = crpc__io_ctx_start(&srv->io)) < 0 ||
+      (rc = uv_async_init(srv->loop, &srv->stop_async, on_stop)) < 0) {
+    if (rc != 0 && srv->io.flusher.loop) uv_close((uv_handle_t *)&srv->io.flusher, NULL);
+    if (srv->own_loop) {
+      uv_run(&srv->own, UV_RUN_DEFAULT);
+      uv_loop_close(&srv->own);
+    }
+    crpc__free(srv);
+    return rc;
+  }
+  srv->stop_async.data = srv;
+  if (!srv->own_loop) uv_unref((uv_handle_t *)&srv->stop_async);
+  *out = srv;
+  return 0;
+}
+
+int crpc_server_set_option(crpc_server *srv, crpc_option opt, int64_t value) {
+  if (!srv) return CRPC_EINVAL;
+  int rc = crpc__option_check(opt, value, CRPC_OPT_SERVER);
+  if (rc != 0) return rc;
+  if (srv->listening || srv->closing) return CRPC_ESTATE;
+  srv->opt[opt] = value;
+  return 0;
+}
+
+uv_loop_t *crpc_server_loop(const crpc_server *srv) { return srv ? srv->loop : NULL; }
+
+int crpc_server_register(crpc_server *srv, const crpc_service_desc *svc, const void *impl,
+                         void *user_data) {
+  if (!srv || !svc || !impl) return CRPC_EINVAL;
+  if (srv->closing) return CRPC_ECLOSED;
+  return crpc__registry_add(&srv->reg, svc, impl, user_data);
+}
+
+/* ---- Accept ---------------------------------------------------------------------------------- */
+
+typedef union crpc__stream_handle {
+  uv_handle_t handle;
+  uv_stream_t stream;
+  uv_tcp_t tcp;
+  uv_pipe_t pipe;
+} crpc__stream_handle;
+
+static void free_handle(uv_handle_t *h) { crpc__free(h); }
+
+static void on_connection(uv_stream_t *ls, int status) {
+  crpc__listener *lst = ls->data;
+  crpc_server *srv = lst->srv;
+  if (status < 0 || srv->closing) return;
+  crpc__stream_handle *h = crpc__malloc(sizeof *h);
+  if (!h) return;
+  int rc = ls->type == UV_TCP ? uv_tcp_init(srv->loop, &h->tcp) : uv_pipe_init(srv->loop, &h->pipe, 0);
+  if (rc < 0) {
+    crpc__free(h);
+    return;
+  }
+  if (uv_accept(ls, &h->stream) < 0) {
+    uv_close(&h->handle, free_handle);
+    return;
+  }
+  if (srv->nconns >= (size_t)srv->opt[CRPC_OPT_MAX_CONNECTIONS]) {
+    uv_close(&h->handle, free_handle); /* over the limit: closed at once, never left pending */
+    return;
+  }
+  crpc__conn *c = crpc__conn_new(&srv->io, 0, lst->label);
+  if (!c) {
+    uv_close(&h->handle, free_handle);
+    return;
+  }
+  crpc__list_push_back(&srv->conns, &c->owner_link);
+  srv->nconns++;
+  if (crpc__conn_attach(c, &h->stream) < 0) crpc__conn_close(c, CRPC_STATUS_UNAVAILABLE, "accept failed");
+}
+
+/* ---- Listen ---------------------------------------------------------------------------------- */
+
+static int resolve_tcp(const crpc__endpoint *ep, struct sockaddr_storage *ss, uv_loop_t *loop) {
+  if (uv_ip4_addr(ep->host, ep->port, (struct sockaddr_in *)ss) == 0) return 0;
+  if (uv_ip6_addr(ep->host, ep->port, (struct sockaddr_in6 *)ss) == 0) return 0;
+  uv_getaddrinfo_t req;
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  char port[8];
+  snprintf(port, sizeof port, "%d", ep->port);
+  if (uv_getaddrinfo(loop, &req, NULL, ep->host, port, &hints) < 0 || !req.addrinfo)
+    return CRPC_ERESOLVE;
+  memcpy(ss, req.addrinfo->ai_addr, req.addrinfo->ai_addrlen);
+  uv_freeaddrinfo(req.addrinfo);
+  return 0;
+}
+
+static int bound_port(uv_tcp_t *t) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  if (uv_tcp_getsockname(t, (struct sockaddr *)&ss, &len) < 0) return 0;
+  if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+  return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+static void listener_closed(uv_handle_t *h) {
+  crpc__listener *lst = h->data;
+  crpc_server *srv = lst->srv;
+  crpc__free(lst->label);
+  crpc__free(lst);
+  srv->pending--;
+  crpc__server_maybe_free(srv);
+}
+
+static void listener_discard(uv_handle_t *h) {
+  crpc__listener *lst = h->data;
+  crpc__free(lst->label);
+  crpc__free(lst);
+}
+
+int crpc_server_listen(crpc_server *srv, const char *endpoint, int *port_out) {
+  if (port_out) *port_out = 0;
+  if (!srv || !endpoint) return CRPC_EINVAL;
+  if (srv->closing) return CRPC_ECLOSED;
+  crpc__endpoint ep;
+  int rc = crpc__endpoint_parse(endpoint, &ep);
+  if (rc != 0) return rc;
+  struct sockaddr_storage ss;
+  if (ep.kind == CRPC__EP_TCP && (rc = resolve_tcp(&ep, &ss, srv->loop)) != 0) return rc;
+
+  crpc__listener *lst = crpc__calloc(1, sizeof *lst);
+  if (!lst) return CRPC_ENOMEM;
+  lst->srv = srv;
+  lst->label = crpc__strndup(endpoint, strlen(endpoint));
+  if (!lst->label) {
+    crpc__free(lst);
+    return CRPC_ENOMEM;
+  }
+  rc = ep.kind == CRPC__EP_TCP ? uv_tcp_init(srv->loop, &lst->u.tcp) : uv_pipe_init(srv->loop, &lst->u.pipe, 0);
+  if (rc < 0) {
+    crpc__free(lst->label);
+    crpc__free(lst);
+    return rc;
+  }
+  lst->u.handle.data = lst;
+  if (ep.kind == CRPC__EP_TCP)
+    rc = uv_tcp_bind(&lst->u.tcp, (const struct sockaddr *)&ss, 0);
+  else
+    rc = uv_pipe_bind(&lst->u.pipe, ep.path);
+  if (rc == 0) rc = uv_listen(&lst->u.stream, 511, on_connection);
+  if (rc < 0) {
+    uv_close(&lst->u.handle, listener_discard);
+    return rc;
+  }
+  if (!srv->listening) {
+    srv->io.max_recv = (uint32_t)srv->opt[CRPC_OPT_MAX_RECV_MESSAGE_SIZE];
+    srv->io.max_send = (uint32_t)srv->opt[CRPC_OPT_MAX_SEND_MESSAGE_SIZE];
+    srv->listening = 1;
+  }
+  crpc__list_push_back(&srv->listeners, &lst->link);
+  if (port_out && ep.kind == CRPC__EP_TCP) *port_out = bound_port(&lst->u.tcp);
+  return 0;
+}
+
+/* ---- Run / stop / close ---------------------------------------------------------------------- */
+
+int crpc_server_run(crpc_server *srv) {
+  if (!srv) return CRPC_EINVAL;
+  if (!srv->own_loop) return CRPC_ENOTSUP;
+  if (srv->running) return CRPC_ESTATE;
+  if (srv->closing) return CRPC_ECLOSED;
+  if (atomic_exchange(&srv->stop_requested, 0)) return 0;
+  srv->running = 1;
+  uv_run(srv->loop, UV_RUN_DEFAULT);
+  srv->running = 0;
+  atomic_store(&srv->stop_requested, 0);
+  return 0;
+}
+
+void crpc_server_stop(crpc_server *srv) {
+  if (!srv) return;
+  atomic_store(&srv->stop_requested, 1);
+  uv_async_send(&srv->stop_async); /* async-signal-safe */
+}
+
+static void handle_closed(uv_handle_t *h) {
+  crpc_server *srv = h->data;
+  srv->pending--;
+  crpc__server_maybe_free(srv);
+}
+
+static void server_destroy(crpc_server *srv) {
+  crpc__server_calls_free(srv);
+  crpc__registry_free(&srv->reg);
+  crpc__free(srv);
+}
+
+void crpc__server_maybe_free(crpc_server *srv) {
+  if (!srv->closing || srv->pending || srv->nconns || srv->ncalls) return;
+  if (!srv->io_closed) {
+    srv->io_closed = 1;
+    srv->pending++;
+    srv->io.flusher.data = srv;
+    crpc__io_ctx_close(&srv->io, handle_closed);
+    return;
+  }
+  if (srv->own_loop) return; /* crpc_server_close() finishes after the loop drained */
+  crpc_close_cb cb = srv->close_cb;
+  void *ud = srv->close_ud;
+  server_destroy(srv);
+  if (cb) cb(ud);
+}
+
+void crpc_server_close(crpc_server *srv, crpc_close_cb cb, void *user_data) {
+  if (!srv || srv->closing) return;
+  srv->closing = 1;
+  srv->close_cb = cb;
+  srv->close_ud = user_data;
+  srv->pending++;
+  while (!crpc__list_empty(&srv->listeners)) {
+    crpc__listener *lst = CRPC__CONTAINER_OF(srv->listeners.next, crpc__listener, link);
+    crpc__list_remove(&lst->link);
+    srv->pending++;
+    uv_close(&lst->u.handle, listener_closed);
+  }
+  for (crpc__list *e = srv->conns.next; e != &srv->conns;) {
+    crpc__list *next = e->next;
+    crpc__conn_close(CRPC__CONTAINER_OF(e, crpc__conn, owner_link), CRPC_STATUS_CANCELLED,
+                     "server closing");
+    e = next;
+  }
+  srv->pending++;
+  srv->stop_async.data = srv;
+  uv_close((uv_handle_t *)&srv->stop_async, handle_closed);
+  srv->pending--;
+  crpc__server_maybe_free(srv);
+  if (!srv->own_loop) return;
+  /* Handlers still holding calls finish them from callbacks of this loop. Calls never finished
+   * once the loop has run dry are released here: their handles are dead from now on. */
+  uv_run(&srv->own, UV_RUN_DEFAULT);
+  if (srv->ncalls) {
+    srv->ncalls = 0;
+    crpc__server_maybe_free(srv);
+    uv_run(&srv->own, UV_RUN_DEFAULT);
+  }
+  uv_loop_close(&srv->own);
+  server_destroy(srv);
+  if (cb) cb(user_data);
+}

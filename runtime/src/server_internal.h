@@ -1,0 +1,55 @@
+/* The server object, shared by server.c (listen, accept, lifecycle) and server_call.c (calls). */
+#ifndef CRPC_SERVER_INTERNAL_H
+#define CRPC_SERVER_INTERNAL_H
+
+#include <stdatomic.h>
+
+#include <uv.h>
+
+#include "conn.h"
+#include "crpc/server.h"
+#include "list.h"
+#include "registry.h"
+
+typedef struct crpc__listener {
+  crpc__list link;
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } u;
+  crpc_server *srv;
+  char *label; /* the endpoint, for messages */
+} crpc__listener;
+
+struct crpc_server {
+  uv_loop_t *loop;
+  int own_loop;
+  uv_loop_t own;
+  int64_t opt[CRPC_OPT_COUNT_];
+  int listening;
+  crpc__io_ctx io;
+  crpc__registry reg;
+  crpc__list listeners;
+  crpc__list conns;
+  size_t nconns;
+  crpc__list calls;  /* calls not finished by their handler yet */
+  size_t ncalls;
+  crpc__list pool;   /* spare call objects */
+  size_t npool;
+  uv_async_t stop_async;
+  atomic_int stop_requested;
+  int running;
+  int closing, pending, io_closed;
+  crpc_close_cb close_cb;
+  void *close_ud;
+};
+
+/* server_call.c */
+void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_hdr *hdr);
+void crpc__server_calls_free(crpc_server *srv);      /* pool, and calls abandoned at close */
+/* server.c */
+void crpc__server_maybe_free(crpc_server *srv);
+
+#endif
