@@ -101,13 +101,13 @@ cmd_greet() {
   trap - EXIT
   rm -f "$log"
   say "server stopped cleanly"
-
 }
 
 cmd_demo() {
   cmd_deps
-  say "configuring a release build in build/"
-  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+  say "configuring a release build in build/ (library, plugin, examples)"
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release \
+    -DCRPC_BUILD_TESTS=OFF -DCRPC_BUILD_BENCH=OFF -DCRPC_BUILD_EXAMPLES=ON >/dev/null
   say "building the greeter example"
   cmake --build build -j "$jobs" --target greeter_server greeter_client
   cmd_greet build/examples/greeter/greeter_server build/examples/greeter/greeter_client
