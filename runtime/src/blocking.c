@@ -25,8 +25,7 @@ struct crpc__waiter {
   int done;         /* guarded by ch->mu */
   int start_rc;     /* the call could not be started: this error */
   ProtobufCMessage *response;
-  crpc_code code;
-  char *message;
+  crpc_status status;
 };
 
 int crpc__blocking_init(crpc_channel *ch) {
@@ -42,11 +41,10 @@ static void finish(crpc_channel *ch, crpc__waiter *w) {
   uv_mutex_unlock(&ch->mu);
 }
 
-void crpc__waiter_complete(crpc_channel *ch, crpc__waiter *w, crpc_code code, const char *why,
-                           size_t why_len, ProtobufCMessage *response) {
-  w->code = code;
+void crpc__waiter_complete(crpc_channel *ch, crpc__waiter *w, const crpc_status *st,
+                           ProtobufCMessage *response) {
+  w->status = *st;
   w->response = response;
-  if (code != CRPC_STATUS_OK || why_len) w->message = crpc__strndup(why ? why : "", why_len);
   finish(ch, w);
 }
 
@@ -151,10 +149,7 @@ int crpc_channel_unary(crpc_channel *ch, const crpc_method_desc *method,
                        const ProtobufCMessage *request, ProtobufCMessage **response,
                        crpc_status *status, const crpc_call_opts *opts) {
   if (response) *response = NULL;
-  if (status) {
-    status->code = CRPC_STATUS_OK;
-    status->message = NULL;
-  }
+  if (status) memset(status, 0, sizeof *status);
   int rc = 0;
   if (!ch || !method || !request || !response || !status || (opts && opts->timeout_ms < 0)) {
     rc = CRPC_EINVAL;
@@ -179,8 +174,7 @@ int crpc_channel_unary(crpc_channel *ch, const crpc_method_desc *method,
       rc = w.start_rc;
       if (rc == 0) {
         *response = w.response;
-        status->code = w.code;
-        status->message = w.message;
+        *status = w.status;
       }
     }
   }

@@ -6,6 +6,8 @@
 #include "alloc.h"
 #include "channel_internal.h"
 #include "crpc/error.h"
+#include "metadata.h"
+#include "pbdepth.h"
 
 #define CRPC__CALL_POOL_MAX 64
 
@@ -88,10 +90,58 @@ void crpc__call_expire(crpc_channel *ch) {
 
 /* ---- Completion ------------------------------------------------------------------------------ */
 
-/* The single exit of every call. why: status text (why_len bytes, not NUL-terminated). msg: the
- * encoded response when code is OK. */
-static void call_finish(crpc_call *call, crpc_code code, const char *why, size_t why_len,
-                        const uint8_t *msg, size_t msg_len) {
+/* Turns the received result into the status handed to the user: allocations come from alloc
+ * (the call's arena for callbacks, malloc for blocking calls). Decodes the response into *resp
+ * (with pb as allocator) when the code is OK. On a decoding failure the status says so. */
+static void *malloc_fn(void *ud, size_t n) {
+  (void)ud;
+  return crpc__malloc(n);
+}
+static void *arena_fn(void *ud, size_t n) { return crpc__arena_alloc(ud, n); }
+
+static const char *decode_result(crpc_call *call, const crpc__result *r, int for_user,
+                                 crpc_status *st, ProtobufCMessage **resp) {
+  crpc_channel *ch = call->ch;
+  void *(*alloc)(void *, size_t) = for_user ? malloc_fn : arena_fn;
+  void *ud = for_user ? NULL : (void *)&call->arena;
+  st->code = r->code;
+  *resp = NULL;
+  if (r->trailers_len) {
+    int rc = crpc__md_decode(r->trailers, r->trailers_len, (size_t)ch->opt[CRPC_OPT_MAX_METADATA_SIZE],
+                             alloc, ud, &st->trailers, &st->trailers_count);
+    if (rc == CRPC__MD_TOO_BIG) {
+      st->code = CRPC_STATUS_RESOURCE_EXHAUSTED;
+      return "trailing metadata exceeds MAX_METADATA_SIZE";
+    }
+    if (rc != 0) {
+      st->code = CRPC_STATUS_INTERNAL;
+      return "out of memory decoding trailing metadata";
+    }
+  }
+  if (r->details_len) {
+    st->details = alloc(ud, r->details_len);
+    if (st->details) {
+      memcpy(st->details, r->details, r->details_len);
+      st->details_len = r->details_len;
+    }
+  }
+  if (r->code != CRPC_STATUS_OK) return NULL;
+  if (crpc__pb_depth_check(call->method->output, r->msg, r->msg_len,
+                           (unsigned)ch->opt[CRPC_OPT_MAX_NESTING_DEPTH]) != 0) {
+    st->code = CRPC_STATUS_INTERNAL;
+    return "response nests deeper than MAX_NESTING_DEPTH or is malformed";
+  }
+  *resp = protobuf_c_message_unpack(call->method->output, for_user ? NULL : &call->arena.pb,
+                                    r->msg_len, r->msg);
+  if (!*resp) {
+    st->code = CRPC_STATUS_INTERNAL;
+    return "response does not decode as the method's output type";
+  }
+  return NULL;
+}
+
+/* The single exit of every call. */
+static void call_finish(crpc_call *call, const crpc__result *r) {
   crpc_channel *ch = call->ch;
   call->done = 1;
   if (crpc__dl_node_queued(&call->dl)) {
@@ -104,63 +154,51 @@ static void call_finish(crpc_call *call, crpc_code code, const char *why, size_t
   call->conn = NULL;
   if (conn) crpc__channel_call_removed(ch, conn);
 
-  if (call->waiter) {
-    ProtobufCMessage *resp = NULL;
-    if (code == CRPC_STATUS_OK) {
-      resp = protobuf_c_message_unpack(call->method->output, NULL, msg_len, msg);
-      if (!resp) {
-        code = CRPC_STATUS_INTERNAL;
-        why = "response does not decode as the method's output type";
-        why_len = strlen(why);
-      }
-    }
-    crpc__waiter_complete(ch, call->waiter, code, why, why_len, resp);
-    call_release(call);
-    if (ch->closing) crpc__channel_maybe_free(ch);
-    return;
-  }
-
-  crpc_status st = {code, NULL};
-  const ProtobufCMessage *resp = NULL;
-  if (code == CRPC_STATUS_OK) {
-    resp = protobuf_c_message_unpack(call->method->output, &call->arena.pb, msg_len, msg);
-    if (!resp) {
-      st.code = CRPC_STATUS_INTERNAL;
-      why = "response does not decode as the method's output type";
-      why_len = strlen(why);
+  int for_user = call->waiter != NULL;
+  crpc_status st;
+  memset(&st, 0, sizeof st);
+  ProtobufCMessage *resp = NULL;
+  const char *why = decode_result(call, r, for_user, &st, &resp);
+  const char *text = why ? why : r->text;
+  size_t text_len = why ? strlen(why) : r->text_len;
+  if (text_len || st.code != CRPC_STATUS_OK) {
+    st.message = for_user ? crpc__malloc(text_len + 1) : crpc__arena_alloc(&call->arena, text_len + 1);
+    if (st.message) {
+      if (text_len) memcpy(st.message, text, text_len);
+      st.message[text_len] = '\0';
     }
   }
-  if (why && (why_len || st.code != CRPC_STATUS_OK)) {
-    /* The callback's status text lives in the call's arena: no malloc. */
-    char *text = crpc__arena_alloc(&call->arena, why_len + 1);
-    if (text) {
-      memcpy(text, why, why_len);
-      text[why_len] = '\0';
-    }
-    st.message = text ? text : (char *)"";
-  } else if (st.code != CRPC_STATUS_OK) {
-    st.message = (char *)"";
+  if (for_user) {
+    crpc__waiter_complete(ch, call->waiter, &st, resp);
+  } else {
+    if (!st.message && st.code != CRPC_STATUS_OK) st.message = (char *)"";
+    call->cb(call, &st, resp, call->user_data);
   }
-  call->cb(call, &st, resp, call->user_data);
   call_release(call);
   if (ch->closing) crpc__channel_maybe_free(ch);
 }
 
-void crpc__call_on_status(void *p, const crpc__status_hdr *st) {
-  crpc_call *call = p;
-  crpc_code code = (crpc_code)st->code;
-  if (code == CRPC_STATUS_OK && !st->message) {
-    call_finish(call, CRPC_STATUS_INTERNAL, "server answered OK without a response message", 45,
-                NULL, 0);
-    return;
-  }
-  call_finish(call, code, st->text, st->text_len, st->message, st->message_len);
+static void finish_with(crpc_call *call, crpc_code code, const char *why) {
+  crpc__result r;
+  memset(&r, 0, sizeof r);
+  r.code = code;
+  r.text = why;
+  r.text_len = why ? strlen(why) : 0;
+  call_finish(call, &r);
 }
 
-void crpc__call_fail(void *p, crpc_code code, const char *why) {
+void crpc__call_on_status(void *p, const crpc__status_hdr *st) {
   crpc_call *call = p;
-  call_finish(call, code, why, why ? strlen(why) : 0, NULL, 0);
+  if (st->code == CRPC_STATUS_OK && !st->message) {
+    finish_with(call, CRPC_STATUS_INTERNAL, "server answered OK without a response message");
+    return;
+  }
+  crpc__result r = {(crpc_code)st->code, st->text, st->text_len, st->details, st->details_len,
+                    st->metadata, st->metadata_len, st->message, st->message_len};
+  call_finish(call, &r);
 }
+
+void crpc__call_fail(void *p, crpc_code code, const char *why) { finish_with(p, code, why); }
 
 void crpc__call_abandon(crpc_call *call, crpc_code code, const char *why) {
   crpc__conn *conn = call->conn;
@@ -182,8 +220,7 @@ static void defer_failure(crpc_call *call, crpc_code code, const char *why) {
 void crpc__call_run_deferred(crpc_channel *ch) {
   while (!crpc__list_empty(&ch->deferred)) {
     crpc_call *call = CRPC__CONTAINER_OF(ch->deferred.next, crpc_call, link);
-    const char *why = call->fail_why ? call->fail_why : "call failed";
-    call_finish(call, call->fail_code, why, strlen(why), NULL, 0);
+    finish_with(call, call->fail_code, call->fail_why ? call->fail_why : "call failed");
   }
 }
 
@@ -199,17 +236,26 @@ static void fail_at_start(crpc_call *call, crpc_code code, const char *why) {
 }
 
 static int encode_call(crpc_call *call, crpc__conn *conn, const ProtobufCMessage *req,
-                       size_t msg_len, uint32_t timeout) {
+                       size_t msg_len, uint32_t timeout, const crpc_call_opts *opts,
+                       size_t md_len) {
   const char *name = call->method->full_name;
   size_t name_len = strlen(name);
-  size_t fixed = crpc__call_fixed_size(name_len, 0);
+  size_t fixed = crpc__call_fixed_size(name_len, md_len);
   size_t total = CRPC__HDR_LEN + fixed + msg_len;
   uint8_t *p = crpc__conn_reserve(conn, total);
   if (!p) return CRPC_ENOMEM;
   if (crpc__conn_track(conn, call->id, call) != 0) return CRPC_ENOMEM;
   crpc__hdr_encode(p, CRPC__F_CALL, CRPC__FL_END | CRPC__FL_MESSAGE, call->id,
                    (uint32_t)(fixed + msg_len));
-  p = crpc__call_fixed_encode(p + CRPC__HDR_LEN, name, (uint16_t)name_len, timeout, NULL, 0);
+  /* The metadata block goes where call_fixed_encode expects it: encode the fixed part with an
+   * empty block, then write the entries in place and patch the block length. */
+  uint8_t *fx = p + CRPC__HDR_LEN;
+  p = crpc__call_fixed_encode(fx, name, (uint16_t)name_len, timeout, NULL, 0);
+  if (md_len) {
+    uint8_t *len_at = p - 4;
+    crpc__be32_put(len_at, (uint32_t)md_len);
+    p = crpc__md_write(p, opts->metadata, opts->metadata_count);
+  }
   protobuf_c_message_pack(req, p);
   crpc__conn_commit(conn, total);
   return 0;
@@ -227,6 +273,10 @@ int crpc__call_start(crpc_channel *ch, const crpc_method_desc *method,
     return CRPC_ENOTSUP;
   size_t name_len = strlen(method->full_name);
   if (name_len == 0 || name_len > CRPC__MAX_METHOD_LEN) return CRPC_EINVAL;
+  size_t md_len = 0, md_counted = 0;
+  if (opts && crpc__md_measure(opts->metadata, opts->metadata_count, &md_len, &md_counted) != 0)
+    return CRPC_EINVAL;
+  if (md_len > UINT32_MAX - CRPC__MAX_METHOD_LEN) return CRPC_EINVAL;
   if (ch->closing) return CRPC_ECLOSED;
 
   crpc_call *call = call_alloc(ch);
@@ -250,7 +300,17 @@ int crpc__call_start(crpc_channel *ch, const crpc_method_desc *method,
     fail_at_start(call, CRPC_STATUS_RESOURCE_EXHAUSTED, why);
     return 0;
   }
+  if (md_counted > (uint64_t)ch->opt[CRPC_OPT_MAX_METADATA_SIZE]) {
+    fail_at_start(call, CRPC_STATUS_RESOURCE_EXHAUSTED,
+                  "request metadata exceeds MAX_METADATA_SIZE");
+    return 0;
+  }
   crpc__conn *conn = crpc__channel_conn(ch);
+  if (conn && conn->read_paused) {
+    fail_at_start(call, CRPC_STATUS_RESOURCE_EXHAUSTED,
+                  "the server is not reading: MAX_WRITE_BUFFER of output is already queued");
+    return 0;
+  }
   if (conn && conn->calls.count >= (size_t)ch->opt[CRPC_OPT_MAX_CALLS_PER_CONN]) {
     fail_at_start(call, CRPC_STATUS_RESOURCE_EXHAUSTED,
                   "too many calls in progress on the connection (MAX_CALLS_PER_CONN)");
@@ -265,7 +325,7 @@ int crpc__call_start(crpc_channel *ch, const crpc_method_desc *method,
     return 0;
   }
   uint32_t wire_timeout = call->timeout_ms > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)call->timeout_ms;
-  int rc = encode_call(call, conn, request, msg_len, wire_timeout);
+  int rc = encode_call(call, conn, request, msg_len, wire_timeout, opts, md_len);
   if (rc != 0) {
     crpc__list_remove(&call->link);
     ch->ncalls--;

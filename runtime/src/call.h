@@ -29,6 +29,19 @@ struct crpc_call {
   crpc__arena arena;
 };
 
+/* How a call ended, as received (pointers into the frame, valid during completion only). */
+typedef struct crpc__result {
+  crpc_code code;
+  const char *text;
+  size_t text_len;
+  const uint8_t *details;
+  size_t details_len;
+  const uint8_t *trailers; /* encoded metadata block */
+  uint32_t trailers_len;
+  const uint8_t *msg;      /* encoded response when code is OK */
+  size_t msg_len;
+} crpc__result;
+
 /* Starts a call (loop thread). Exactly one of cb / waiter is set. Returns 0 (the call will
  * complete exactly once, never before this returns if it has a cb) or a negative error (nothing
  * was started). */

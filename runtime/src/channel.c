@@ -39,16 +39,18 @@ static int channel_init_handles(crpc_channel *ch) {
   if ((rc = crpc__io_ctx_start(&ch->io)) < 0) return rc;
   uv_timer_init(ch->loop, &ch->timer);
   uv_timer_init(ch->loop, &ch->deadline_timer);
+  uv_timer_init(ch->loop, &ch->keepalive);
   if ((rc = uv_async_init(ch->loop, &ch->wake, on_wake)) < 0) {
     uv_close((uv_handle_t *)&ch->timer, NULL);
     uv_close((uv_handle_t *)&ch->deadline_timer, NULL);
     uv_close((uv_handle_t *)&ch->io.flusher, NULL);
     return rc;
   }
-  ch->timer.data = ch->deadline_timer.data = ch->wake.data = ch;
+  ch->timer.data = ch->deadline_timer.data = ch->wake.data = ch->keepalive.data = ch;
   /* None of them alone may keep the user's loop running: connections and calls do. */
   uv_unref((uv_handle_t *)&ch->timer);
   uv_unref((uv_handle_t *)&ch->deadline_timer);
+  uv_unref((uv_handle_t *)&ch->keepalive);
   if (!ch->own_loop) uv_unref((uv_handle_t *)&ch->wake);
   return 0;
 }
@@ -270,6 +272,37 @@ static int connect_start(crpc_channel *ch) {
   return 0;
 }
 
+/* Keepalive: a connection with calls in progress that has been silent for KEEPALIVE_TIME_MS is
+ * pinged; if still nothing arrives within KEEPALIVE_TIMEOUT_MS the peer is taken for dead (a
+ * silent network drops no FIN or RST) and the connection's calls fail UNAVAILABLE. */
+static void on_keepalive(uv_timer_t *t) {
+  crpc_channel *ch = t->data;
+  uint64_t now = uv_now(ch->loop);
+  uint64_t idle = (uint64_t)ch->opt[CRPC_OPT_KEEPALIVE_TIME_MS];
+  uint64_t wait = (uint64_t)ch->opt[CRPC_OPT_KEEPALIVE_TIMEOUT_MS];
+  for (crpc__list *e = ch->conns.next; e != &ch->conns; e = e->next) {
+    crpc__conn *c = CRPC__CONTAINER_OF(e, crpc__conn, owner_link);
+    if (c->state != CRPC__CONN_OPEN || c->calls.count == 0) continue;
+    if (c->ping_sent_at && now - c->ping_sent_at >= wait) {
+      char why[160];
+      snprintf(why, sizeof why, "connection to %s: no answer to keepalive ping within %llu ms",
+               ch->target, (unsigned long long)wait);
+      crpc__conn_close(c, CRPC_STATUS_UNAVAILABLE, why);
+    } else if (!c->ping_sent_at && now - c->last_read >= idle && crpc__conn_send_ping(c) == 0) {
+      c->ping_sent_at = now;
+    }
+  }
+}
+
+static void start_keepalive(crpc_channel *ch) {
+  int64_t idle = ch->opt[CRPC_OPT_KEEPALIVE_TIME_MS];
+  if (idle <= 0 || uv_is_active((uv_handle_t *)&ch->keepalive)) return;
+  int64_t p = idle < ch->opt[CRPC_OPT_KEEPALIVE_TIMEOUT_MS] ? idle : ch->opt[CRPC_OPT_KEEPALIVE_TIMEOUT_MS];
+  p /= 4;
+  if (p < 5) p = 5;
+  uv_timer_start(&ch->keepalive, on_keepalive, (uint64_t)p, (uint64_t)p);
+}
+
 crpc__conn *crpc__channel_conn(crpc_channel *ch) {
   if (ch->conn && ch->conn->state != CRPC__CONN_CLOSING && !ch->conn->got_goaway &&
       ch->conn->next_id != 0)
@@ -281,6 +314,8 @@ crpc__conn *crpc__channel_conn(crpc_channel *ch) {
   if (ch->state == CRPC__CH_BACKOFF) return NULL;
   ch->io.max_recv = (uint32_t)ch->opt[CRPC_OPT_MAX_RECV_MESSAGE_SIZE];
   ch->io.max_send = (uint32_t)ch->opt[CRPC_OPT_MAX_SEND_MESSAGE_SIZE];
+  ch->io.max_write = (size_t)ch->opt[CRPC_OPT_MAX_WRITE_BUFFER];
+  start_keepalive(ch);
   crpc__conn *c = crpc__conn_new(&ch->io, 1, ch->target);
   if (!c) return NULL;
   crpc__list_push_back(&ch->conns, &c->owner_link);
@@ -421,7 +456,7 @@ void crpc_channel_close(crpc_channel *ch, crpc_close_cb cb, void *user_data) {
   if (ch->resolving) uv_cancel((uv_req_t *)&ch->gai);
   ch->conn = NULL;
   uv_handle_t *handles[] = {(uv_handle_t *)&ch->timer, (uv_handle_t *)&ch->deadline_timer,
-                            (uv_handle_t *)&ch->wake};
+                            (uv_handle_t *)&ch->wake, (uv_handle_t *)&ch->keepalive};
   for (size_t i = 0; i < sizeof handles / sizeof handles[0]; i++) {
     ch->pending++;
     handles[i]->data = ch;

@@ -43,6 +43,7 @@ struct crpc_channel {
   struct addrinfo *ai_list, *ai_next;
   crpc__attempt *attempt;  /* connect in progress */
   uv_timer_t timer;        /* connect timeout, or backoff */
+  uv_timer_t keepalive;    /* periodic keepalive check, when KEEPALIVE_TIME_MS is set */
   unsigned failures;       /* consecutive failed connection attempts */
   uint64_t rng;            /* jitter */
   char *last_error;        /* why the last connection attempt failed */
@@ -85,7 +86,8 @@ void crpc__channel_maybe_free(crpc_channel *ch);
 int crpc__blocking_init(crpc_channel *ch);
 void crpc__blocking_drain(crpc_channel *ch);        /* start submitted calls (loop thread) */
 void crpc__blocking_cancel_all(crpc_channel *ch);   /* channel closing: fail unstarted ones */
-void crpc__waiter_complete(crpc_channel *ch, crpc__waiter *w, crpc_code code, const char *why,
-                           size_t why_len, ProtobufCMessage *response);
+/* Hands the outcome to a blocking caller; st's memory (malloc'd) and response become its. */
+void crpc__waiter_complete(crpc_channel *ch, crpc__waiter *w, const crpc_status *st,
+                           ProtobufCMessage *response);
 
 #endif

@@ -24,6 +24,7 @@ crpc__conn *crpc__conn_new(crpc__io_ctx *ctx, int is_client, const char *label) 
   c->label = label;
   c->state = CRPC__CONN_NEW;
   c->next_id = is_client ? 1 : 2;
+  c->created_at = c->last_read = uv_now(ctx->loop);
   uint64_t lim = (uint64_t)ctx->max_recv + CRPC__FRAME_SLACK;
   crpc__decoder_init(&c->dec, lim > UINT32_MAX ? UINT32_MAX : (uint32_t)lim, 1);
   crpc__idmap_init(&c->calls);
@@ -125,6 +126,19 @@ static void abort_with(crpc__conn *c, uint32_t goaway_code, const char *what) {
 /* ---- Write path ------------------------------------------------------------------------------ */
 
 static void conn_flush(crpc__conn *c);
+static void resume_reading(crpc__conn *c);
+
+static size_t queued(const crpc__conn *c) { return c->out.len + (c->writing ? c->wout.len : 0); }
+
+/* After output left: close if asked to, or take reads up again once the peer caught up. */
+static void after_output(crpc__conn *c) {
+  if (c->state != CRPC__CONN_OPEN) return;
+  if (c->close_when_flushed && !c->writing && c->out.len == 0) {
+    crpc__conn_close(c, CRPC_STATUS_UNAVAILABLE, "connection closed after shutdown");
+    return;
+  }
+  if (c->read_paused && queued(c) <= c->ctx->max_write / 2) resume_reading(c);
+}
 
 static void on_write(uv_write_t *req, int status) {
   crpc__conn *c = req->data;
@@ -136,6 +150,7 @@ static void on_write(uv_write_t *req, int status) {
     return;
   }
   conn_flush(c);
+  after_output(c);
 }
 
 static void conn_flush(crpc__conn *c) {
@@ -144,6 +159,7 @@ static void conn_flush(crpc__conn *c) {
   int n = uv_try_write(c->stream, &b, 1);
   if (n >= 0 && (size_t)n == c->out.len) {
     crpc__outbuf_clear(&c->out, c->calls.count ? CRPC__OUT_KEEP : 0);
+    after_output(c);
     return;
   }
   if (n < 0 && n != UV_EAGAIN) {
@@ -194,7 +210,43 @@ uint8_t *crpc__conn_reserve(crpc__conn *c, size_t n) { return crpc__outbuf_reser
 
 void crpc__conn_commit(crpc__conn *c, size_t n) {
   crpc__outbuf_commit(&c->out, n);
-  if (c->state == CRPC__CONN_OPEN) schedule_flush(c);
+  if (c->state != CRPC__CONN_OPEN) return;
+  schedule_flush(c);
+  /* A peer that does not read must not grow our memory: stop taking its input until it does. */
+  if (!c->read_paused && c->ctx->max_write && queued(c) > c->ctx->max_write) {
+    c->read_paused = 1;
+    uv_read_stop(c->stream);
+  }
+}
+
+int crpc__conn_send_goaway(crpc__conn *c, uint32_t code, const char *text) {
+  size_t tl = strlen(text);
+  size_t n = crpc__goaway_size(tl);
+  uint8_t *p = crpc__conn_reserve(c, CRPC__HDR_LEN + n);
+  if (!p) return CRPC_ENOMEM;
+  crpc__hdr_encode(p, CRPC__F_GOAWAY, 0, 0, (uint32_t)n);
+  crpc__goaway_encode(p + CRPC__HDR_LEN, c->last_peer_id, code, text, (uint32_t)tl);
+  c->sent_goaway = 1;
+  c->sent_goaway_last = c->last_peer_id;
+  crpc__conn_commit(c, CRPC__HDR_LEN + n);
+  return 0;
+}
+
+void crpc__conn_close_when_flushed(crpc__conn *c) {
+  c->close_when_flushed = 1;
+  if (c->state == CRPC__CONN_OPEN && !c->writing && c->out.len == 0)
+    crpc__conn_close(c, CRPC_STATUS_UNAVAILABLE, "connection closed after shutdown");
+  else if (c->state == CRPC__CONN_NEW)
+    crpc__conn_close(c, CRPC_STATUS_UNAVAILABLE, "connection closed after shutdown");
+}
+
+int crpc__conn_send_ping(crpc__conn *c) {
+  uint8_t *p = crpc__conn_reserve(c, CRPC__HDR_LEN + CRPC__PING_LEN);
+  if (!p) return CRPC_ENOMEM;
+  crpc__hdr_encode(p, CRPC__F_PING, 0, 0, CRPC__PING_LEN);
+  memset(p + CRPC__HDR_LEN, 0, CRPC__PING_LEN);
+  crpc__conn_commit(c, CRPC__HDR_LEN + CRPC__PING_LEN);
+  return 0;
 }
 
 int crpc__conn_send_status(crpc__conn *c, uint32_t id, crpc_code code, const char *text) {
@@ -225,6 +277,12 @@ static int handle_call(crpc__conn *c, const crpc__frame *f) {
     return -1;
   }
   c->last_peer_id = f->call_id;
+  c->ping_strikes = 0;
+  if (c->sent_goaway && f->call_id > c->sent_goaway_last) {
+    crpc__conn_send_status(c, f->call_id, CRPC_STATUS_UNAVAILABLE,
+                           "server is shutting down; the call was not processed and is safe to retry");
+    return 0;
+  }
   if (f->oversized) {
     crpc__conn_send_status(c, f->call_id, CRPC_STATUS_RESOURCE_EXHAUSTED,
                            "request larger than the server's maximum message size");
@@ -281,6 +339,13 @@ static int handle_ping(crpc__conn *c, const crpc__frame *f) {
     return -1;
   }
   if (f->flags & CRPC__FL_ACK) return 0;
+  uint64_t now = uv_now(c->ctx->loop);
+  if (c->ctx->min_ping_interval && c->last_ping_at &&
+      now - c->last_ping_at < c->ctx->min_ping_interval && ++c->ping_strikes >= 3) {
+    abort_with(c, CRPC__GOAWAY_ENHANCE_YOUR_CALM, "too many pings");
+    return -1;
+  }
+  c->last_ping_at = now;
   uint8_t *p = crpc__conn_reserve(c, CRPC__HDR_LEN + CRPC__PING_LEN);
   if (!p) return 0; /* the peer will ping again */
   crpc__hdr_encode(p, CRPC__F_PING, CRPC__FL_ACK, 0, CRPC__PING_LEN);
@@ -304,26 +369,32 @@ static int handle_goaway(crpc__conn *c, const crpc__frame *f) {
 static int on_frame(void *ud, const crpc__frame *f) {
   crpc__conn *c = ud;
   if (c->state != CRPC__CONN_OPEN) return -1;
+  c->frames_in++;
+  int rc;
   switch (f->type) {
-    case CRPC__F_CALL: return handle_call(c, f);
-    case CRPC__F_STATUS: return handle_status(c, f);
+    case CRPC__F_CALL: rc = handle_call(c, f); break;
+    case CRPC__F_STATUS: rc = handle_status(c, f); break;
     case CRPC__F_CANCEL: {
-      if (f->call_id == 0 || crpc__conn_is_ours(c, f->call_id)) return 0;
+      rc = 0;
+      if (f->call_id == 0 || crpc__conn_is_ours(c, f->call_id)) break;
       void *sc = crpc__conn_untrack(c, f->call_id);
       if (sc) crpc__server_call_detach(sc);
-      return 0;
+      break;
     }
-    case CRPC__F_PING: return handle_ping(c, f);
-    case CRPC__F_GOAWAY: return handle_goaway(c, f);
-    case CRPC__F_MESSAGE:
-    case CRPC__F_HALF_CLOSE:
-    case CRPC__F_WINDOW:
-    case CRPC__F_HEADERS:
+    case CRPC__F_PING: rc = handle_ping(c, f); break;
+    case CRPC__F_GOAWAY: rc = handle_goaway(c, f); break;
     default:
-      /* Streams are not served yet; unknown types are ignored for forward compatibility. */
-      return 0;
+      /* MESSAGE, HALF_CLOSE, WINDOW, HEADERS: streams are not served yet; unknown types are
+       * ignored for forward compatibility. */
+      rc = 0;
+      break;
   }
+  if (rc == 0 && c->read_paused) return CRPC__DEC_PAUSE; /* the rest waits for the peer to read */
+  return rc;
 }
+
+static void feed(crpc__conn *c, const uint8_t *data, size_t n, uint64_t now);
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   crpc__conn *c = h->data;
@@ -340,10 +411,23 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     close_with(c, n == UV_EOF ? "closed by peer" : "lost", n == UV_EOF ? 0 : (int)n);
     return;
   }
-  int rc = crpc__decoder_feed(&c->dec, (const uint8_t *)buf->base, (size_t)n, on_frame, c);
+  uint64_t now = uv_now(c->ctx->loop);
+  c->last_read = now;
+  c->ping_sent_at = 0; /* anything from the peer proves it is alive */
+  feed(c, (const uint8_t *)buf->base, (size_t)n, now);
+}
+
+static void feed(crpc__conn *c, const uint8_t *data, size_t n, uint64_t now) {
+  unsigned before = c->frames_in;
+  int rc = crpc__decoder_feed(&c->dec, data, n, on_frame, c);
   if (c->state != CRPC__CONN_OPEN) return;
+  if (!crpc__conn_partial(c))
+    c->partial_since = 0;
+  else if (c->frames_in != before || !c->partial_since)
+    c->partial_since = now; /* a new frame started arriving */
   switch (rc) {
     case CRPC__FR_OK: crpc__decoder_trim(&c->dec); break;
+    case CRPC__DEC_PAUSE: break;
     case CRPC__FR_BADMAGIC: close_with(c, "peer is not a crpc endpoint (bad preface)", 0); break;
     case CRPC__FR_VERSION:
       abort_with(c, CRPC__GOAWAY_VERSION, "peer speaks an unsupported protocol version");
@@ -351,6 +435,12 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     case CRPC__FR_NOMEM: close_with(c, "out of memory reading a frame", 0); break;
     default: abort_with(c, CRPC__GOAWAY_PROTOCOL_ERROR, "malformed frame"); break;
   }
+}
+
+static void resume_reading(crpc__conn *c) {
+  c->read_paused = 0;
+  feed(c, NULL, 0, uv_now(c->ctx->loop)); /* what the pause left unread */
+  if (c->state == CRPC__CONN_OPEN && !c->read_paused) uv_read_start(c->stream, on_alloc, on_read);
 }
 
 int crpc__conn_attach(crpc__conn *c, uv_stream_t *stream) {

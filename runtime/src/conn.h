@@ -39,6 +39,8 @@ struct crpc__io_ctx {
   void *owner;
   uint32_t max_recv;  /* MAX_RECV_MESSAGE_SIZE */
   uint32_t max_send;  /* MAX_SEND_MESSAGE_SIZE */
+  size_t max_write;   /* MAX_WRITE_BUFFER: reading pauses while more is queued */
+  uint64_t min_ping_interval; /* server: MIN_PING_INTERVAL_MS (0: any rate) */
   uint8_t *rbuf;      /* one read buffer for every connection: reads are processed at once */
   uv_prepare_t flusher; /* flushes the connections written to in this loop turn, reaps closed ones */
   crpc__list dirty;     /* connections with output to flush */
@@ -60,6 +62,14 @@ struct crpc__conn {
   uint32_t last_peer_id; /* highest call id the peer started */
   uint32_t goaway_last;  /* peer's GOAWAY last id (valid when got_goaway) */
   int got_goaway;
+  uint32_t sent_goaway_last; /* our GOAWAY: peer calls above it are refused (when sent_goaway) */
+  int sent_goaway;
+  int close_when_flushed;    /* close once everything queued has been written */
+  int read_paused;           /* reading stopped: too much output queued for this peer */
+  /* Times (loop ms) for the owner's periodic checks: handshake, idle, stall, keepalive. */
+  uint64_t created_at, last_read, partial_since, ping_sent_at, last_ping_at;
+  unsigned frames_in;        /* frames received: a stalled frame is one with none completing */
+  unsigned ping_strikes;
   crpc__outbuf out;    /* frames waiting for the next flush */
   crpc__outbuf wout;   /* frames handed to uv_write */
   uv_write_t wreq;
@@ -79,6 +89,16 @@ int crpc__conn_attach(crpc__conn *c, uv_stream_t *stream);
 void crpc__conn_close(crpc__conn *c, crpc_code code, const char *why);
 /* Sends GOAWAY(code, text) best-effort, then closes with UNAVAILABLE. */
 void crpc__conn_abort(crpc__conn *c, uint32_t goaway_code, const char *why);
+
+/* Queues GOAWAY(last_id = highest peer call id seen, code, text): the peer's later calls are
+ * refused UNAVAILABLE without running. 0 or CRPC_ENOMEM. */
+int crpc__conn_send_goaway(crpc__conn *c, uint32_t code, const char *text);
+/* Closes the connection once what is queued has been written (at once when nothing is). */
+void crpc__conn_close_when_flushed(crpc__conn *c);
+/* Queues a PING (keepalive). */
+int crpc__conn_send_ping(crpc__conn *c);
+/* 1 while the decoder holds a partial frame. */
+static inline int crpc__conn_partial(const crpc__conn *c) { return c->dec.len > 0 && !c->dec.paused; }
 
 /* Output: reserve n bytes, write a frame there, commit. Commit schedules a flush in this loop
  * turn. reserve returns NULL when out of memory. */

@@ -19,7 +19,7 @@ static void on_closed(crpc__conn *c) {
   crpc_server *srv = c->ctx->owner;
   crpc__list_remove(&c->owner_link);
   srv->nconns--;
-  if (srv->closing) crpc__server_maybe_free(srv);
+  if (srv->closing || srv->draining) crpc__server_maybe_free(srv);
 }
 
 static const crpc__conn_ops server_conn_ops = {crpc__server_on_call, on_goaway, on_closed};
@@ -52,6 +52,7 @@ int crpc_server_new(crpc_server **out, uv_loop_t *loop) {
   crpc__list_init(&srv->calls);
   crpc__list_init(&srv->pool);
   atomic_init(&srv->stop_requested, 0);
+  crpc__dlheap_init(&srv->deadlines);
   crpc__io_ctx_init(&srv->io, srv->loop, &server_conn_ops, srv);
   if ((rc = crpc__io_ctx_start(&srv->io)) < 0 ||
       (rc = uv_async_init(srv->loop, &srv->stop_async, on_stop)) < 0) {
@@ -65,6 +66,12 @@ int crpc_server_new(crpc_server **out, uv_loop_t *loop) {
   }
   srv->stop_async.data = srv;
   if (!srv->own_loop) uv_unref((uv_handle_t *)&srv->stop_async);
+  uv_timer_init(srv->loop, &srv->deadline_timer);
+  uv_timer_init(srv->loop, &srv->sweep);
+  uv_timer_init(srv->loop, &srv->drain_timer);
+  srv->deadline_timer.data = srv->sweep.data = srv->drain_timer.data = srv;
+  uv_unref((uv_handle_t *)&srv->deadline_timer);
+  uv_unref((uv_handle_t *)&srv->sweep);
   *out = srv;
   return 0;
 }
@@ -125,6 +132,40 @@ static void on_connection(uv_stream_t *ls, int status) {
   crpc__list_push_back(&srv->conns, &c->owner_link);
   srv->nconns++;
   if (crpc__conn_attach(c, &h->stream) < 0) crpc__conn_close(c, CRPC_STATUS_UNAVAILABLE, "accept failed");
+}
+
+/* ---- Connection timeouts ---------------------------------------------------------------------- */
+
+/* One periodic check over all connections instead of timers per connection: an idle connection
+ * then costs no timer handle, and the check is a few comparisons per connection. */
+static void on_sweep(uv_timer_t *t) {
+  crpc_server *srv = t->data;
+  uint64_t now = uv_now(srv->loop);
+  uint64_t handshake = (uint64_t)srv->opt[CRPC_OPT_HANDSHAKE_TIMEOUT_MS];
+  uint64_t idle = (uint64_t)srv->opt[CRPC_OPT_IDLE_TIMEOUT_MS];
+  uint64_t stall = (uint64_t)srv->opt[CRPC_OPT_STALL_TIMEOUT_MS];
+  for (crpc__list *e = srv->conns.next; e != &srv->conns; e = e->next) {
+    crpc__conn *c = CRPC__CONTAINER_OF(e, crpc__conn, owner_link);
+    if (c->state != CRPC__CONN_OPEN || c->close_when_flushed) continue;
+    if (c->dec.want_preface && now - c->created_at >= handshake)
+      crpc__conn_abort(c, CRPC__GOAWAY_IDLE, "no preface within HANDSHAKE_TIMEOUT_MS");
+    else if (c->partial_since && now - c->partial_since >= stall)
+      crpc__conn_abort(c, CRPC__GOAWAY_PROTOCOL_ERROR, "frame not completed within STALL_TIMEOUT_MS");
+    else if (idle && c->calls.count == 0 && !c->read_paused && now - c->last_read >= idle &&
+             crpc__conn_send_goaway(c, CRPC__GOAWAY_IDLE, "idle timeout") == 0)
+      crpc__conn_close_when_flushed(c);
+  }
+}
+
+static void start_sweep(crpc_server *srv) {
+  int64_t p = srv->opt[CRPC_OPT_HANDSHAKE_TIMEOUT_MS];
+  if (srv->opt[CRPC_OPT_STALL_TIMEOUT_MS] < p) p = srv->opt[CRPC_OPT_STALL_TIMEOUT_MS];
+  if (srv->opt[CRPC_OPT_IDLE_TIMEOUT_MS] && srv->opt[CRPC_OPT_IDLE_TIMEOUT_MS] < p)
+    p = srv->opt[CRPC_OPT_IDLE_TIMEOUT_MS];
+  p /= 4; /* a timeout fires at most a quarter late */
+  if (p < 5) p = 5;
+  if (p > 1000) p = 1000;
+  uv_timer_start(&srv->sweep, on_sweep, (uint64_t)p, (uint64_t)p);
 }
 
 /* ---- Listen ---------------------------------------------------------------------------------- */
@@ -207,7 +248,10 @@ int crpc_server_listen(crpc_server *srv, const char *endpoint, int *port_out) {
   if (!srv->listening) {
     srv->io.max_recv = (uint32_t)srv->opt[CRPC_OPT_MAX_RECV_MESSAGE_SIZE];
     srv->io.max_send = (uint32_t)srv->opt[CRPC_OPT_MAX_SEND_MESSAGE_SIZE];
+    srv->io.max_write = (size_t)srv->opt[CRPC_OPT_MAX_WRITE_BUFFER];
+    srv->io.min_ping_interval = (uint64_t)srv->opt[CRPC_OPT_MIN_PING_INTERVAL_MS];
     srv->listening = 1;
+    start_sweep(srv);
   }
   crpc__list_push_back(&srv->listeners, &lst->link);
   if (port_out && ep.kind == CRPC__EP_TCP) *port_out = bound_port(&lst->u.tcp);
@@ -244,10 +288,17 @@ static void handle_closed(uv_handle_t *h) {
 static void server_destroy(crpc_server *srv) {
   crpc__server_calls_free(srv);
   crpc__registry_free(&srv->reg);
+  crpc__dlheap_free(&srv->deadlines);
   crpc__free(srv);
 }
 
+static void begin_close(crpc_server *srv);
+
 void crpc__server_maybe_free(crpc_server *srv) {
+  if (srv->draining && !srv->closing) {
+    if (!srv->nconns && !srv->ncalls) begin_close(srv); /* drained before the grace period */
+    return;
+  }
   if (!srv->closing || srv->pending || srv->nconns || srv->ncalls) return;
   if (!srv->io_closed) {
     srv->io_closed = 1;
@@ -256,37 +307,47 @@ void crpc__server_maybe_free(crpc_server *srv) {
     crpc__io_ctx_close(&srv->io, handle_closed);
     return;
   }
-  if (srv->own_loop) return; /* crpc_server_close() finishes after the loop drained */
+  if (srv->own_loop) return; /* the synchronous close finishes after the loop drained */
   crpc_close_cb cb = srv->close_cb;
   void *ud = srv->close_ud;
   server_destroy(srv);
   if (cb) cb(ud);
 }
 
-void crpc_server_close(crpc_server *srv, crpc_close_cb cb, void *user_data) {
-  if (!srv || srv->closing) return;
-  srv->closing = 1;
-  srv->close_cb = cb;
-  srv->close_ud = user_data;
-  srv->pending++;
+static void close_listeners(crpc_server *srv) {
   while (!crpc__list_empty(&srv->listeners)) {
     crpc__listener *lst = CRPC__CONTAINER_OF(srv->listeners.next, crpc__listener, link);
     crpc__list_remove(&lst->link);
     srv->pending++;
     uv_close(&lst->u.handle, listener_closed);
   }
+}
+
+/* Cancels what is left: connections go (with a best-effort GOAWAY), their calls are cancelled;
+ * memory goes when handlers have finished them and every handle is closed. */
+static void begin_close(crpc_server *srv) {
+  srv->closing = 1;
+  srv->pending++;
+  close_listeners(srv);
   for (crpc__list *e = srv->conns.next; e != &srv->conns;) {
     crpc__list *next = e->next;
-    crpc__conn_close(CRPC__CONTAINER_OF(e, crpc__conn, owner_link), CRPC_STATUS_CANCELLED,
+    crpc__conn_abort(CRPC__CONTAINER_OF(e, crpc__conn, owner_link), CRPC__GOAWAY_NO_ERROR,
                      "server closing");
     e = next;
   }
-  srv->pending++;
-  srv->stop_async.data = srv;
-  uv_close((uv_handle_t *)&srv->stop_async, handle_closed);
+  uv_handle_t *handles[] = {(uv_handle_t *)&srv->stop_async, (uv_handle_t *)&srv->deadline_timer,
+                            (uv_handle_t *)&srv->sweep, (uv_handle_t *)&srv->drain_timer};
+  for (size_t i = 0; i < sizeof handles / sizeof handles[0]; i++) {
+    srv->pending++;
+    handles[i]->data = srv;
+    uv_close(handles[i], handle_closed);
+  }
   srv->pending--;
   crpc__server_maybe_free(srv);
-  if (!srv->own_loop) return;
+}
+
+/* Private loop: run it until everything is released, then free. */
+static void finish_own_loop(crpc_server *srv) {
   /* Handlers still holding calls finish them from callbacks of this loop. Calls never finished
    * once the loop has run dry are released here: their handles are dead from now on. */
   uv_run(&srv->own, UV_RUN_DEFAULT);
@@ -296,6 +357,43 @@ void crpc_server_close(crpc_server *srv, crpc_close_cb cb, void *user_data) {
     uv_run(&srv->own, UV_RUN_DEFAULT);
   }
   uv_loop_close(&srv->own);
+  crpc_close_cb cb = srv->close_cb;
+  void *ud = srv->close_ud;
   server_destroy(srv);
-  if (cb) cb(user_data);
+  if (cb) cb(ud);
+}
+
+void crpc_server_close(crpc_server *srv, crpc_close_cb cb, void *user_data) {
+  if (!srv || srv->closing) return;
+  if (!srv->draining) {
+    srv->close_cb = cb;
+    srv->close_ud = user_data;
+  }
+  begin_close(srv);
+  if (srv->own_loop) finish_own_loop(srv);
+}
+
+static void on_grace_over(uv_timer_t *t) { begin_close(t->data); }
+
+int crpc_server_shutdown(crpc_server *srv, int64_t grace_ms, crpc_close_cb cb, void *user_data) {
+  if (!srv || grace_ms < 0) return CRPC_EINVAL;
+  if (srv->closing || srv->draining) return CRPC_ECLOSED;
+  srv->close_cb = cb;
+  srv->close_ud = user_data;
+  srv->draining = 1;
+  close_listeners(srv);
+  for (crpc__list *e = srv->conns.next; e != &srv->conns;) {
+    crpc__list *next = e->next;
+    crpc__conn *c = CRPC__CONTAINER_OF(e, crpc__conn, owner_link);
+    if (c->state == CRPC__CONN_OPEN && crpc__conn_send_goaway(c, CRPC__GOAWAY_NO_ERROR, "server shutting down") == 0 &&
+        c->calls.count == 0)
+      crpc__conn_close_when_flushed(c);
+    e = next;
+  }
+  uv_timer_start(&srv->drain_timer, on_grace_over, (uint64_t)grace_ms, 0);
+  crpc__server_maybe_free(srv);
+  if (!srv->own_loop) return 0;
+  while (!srv->closing) uv_run(&srv->own, UV_RUN_ONCE);
+  finish_own_loop(srv);
+  return 0;
 }

@@ -6,6 +6,8 @@
 
 #include "alloc.h"
 #include "crpc/error.h"
+#include "metadata.h"
+#include "pbdepth.h"
 #include "server_internal.h"
 
 #define CRPC__SCALL_POOL_MAX 64
@@ -26,6 +28,13 @@ static crpc_server_call *scall_alloc(crpc_server *srv) {
   sc->id = 0;
   sc->entry = NULL;
   sc->request = NULL;
+  sc->md = NULL;
+  sc->md_count = 0;
+  crpc__outbuf_init(&sc->trailers);
+  sc->trailers_counted = 0;
+  crpc__dl_node_init(&sc->dl);
+  sc->on_cancel = NULL;
+  sc->cancel_ud = NULL;
   sc->cancelled = 0;
   crpc__list_init(&sc->link);
   return sc;
@@ -34,6 +43,8 @@ static crpc_server_call *scall_alloc(crpc_server *srv) {
 static void scall_release(crpc_server_call *sc) {
   crpc_server *srv = sc->srv;
   crpc__list_remove(&sc->link);
+  crpc__dlheap_remove(&srv->deadlines, &sc->dl);
+  crpc__outbuf_free(&sc->trailers);
   crpc__arena_reset(&sc->arena);
   if (srv->npool < CRPC__SCALL_POOL_MAX && !srv->closing) {
     crpc__list_push_back(&srv->pool, &sc->link);
@@ -57,6 +68,9 @@ void crpc__server_calls_free(crpc_server *srv) {
   srv->npool = 0;
   srv->ncalls = 0;
 }
+
+static void *arena_fn(void *ud, size_t n) { return crpc__arena_alloc(ud, n); }
+static void arm_deadline(crpc_server *srv);
 
 static void refuse(crpc__conn *c, uint32_t id, crpc_code code, const char *fmt, const char *name,
                    size_t name_len) {
@@ -98,6 +112,24 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
            h->method_len);
     return;
   }
+  int mrc = crpc__md_decode(h->metadata, h->metadata_len, (size_t)srv->opt[CRPC_OPT_MAX_METADATA_SIZE],
+                            arena_fn, &sc->arena, &sc->md, &sc->md_count);
+  if (mrc != 0) {
+    scall_release(sc);
+    refuse(c, id, CRPC_STATUS_RESOURCE_EXHAUSTED,
+           mrc == CRPC__MD_TOO_BIG ? "%.*s: request metadata exceeds the server's MAX_METADATA_SIZE"
+                                   : "%.*s: server out of memory",
+           h->method, h->method_len);
+    return;
+  }
+  if (crpc__pb_depth_check(e->method->input, h->message, h->message_len,
+                           (unsigned)srv->opt[CRPC_OPT_MAX_NESTING_DEPTH]) != 0) {
+    scall_release(sc);
+    refuse(c, id, CRPC_STATUS_INTERNAL,
+           "%.*s: request nests deeper than MAX_NESTING_DEPTH or is malformed", h->method,
+           h->method_len);
+    return;
+  }
   sc->request = protobuf_c_message_unpack(e->method->input, &sc->arena.pb, h->message_len,
                                           h->message);
   if (!sc->request) {
@@ -119,18 +151,53 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
   sc->entry = e;
   crpc__list_push_back(&srv->calls, &sc->link);
   srv->ncalls++;
+  if (h->timeout_ms) {
+    sc->dl.deadline = uv_now(srv->loop) + h->timeout_ms;
+    if (crpc__dlheap_push(&srv->deadlines, &sc->dl) == 0 && crpc__dlheap_top(&srv->deadlines) == &sc->dl)
+      arm_deadline(srv);
+  }
   e->method->dispatch(sc, sc->request, e->impl, e->user_data);
 }
 
 void crpc__server_call_detach(void *p) {
   crpc_server_call *sc = p;
+  if (sc->cancelled) return;
   sc->conn = NULL;
   sc->cancelled = 1;
+  crpc__dlheap_remove(&sc->srv->deadlines, &sc->dl);
+  crpc_server_cancel_cb cb = sc->on_cancel;
+  sc->on_cancel = NULL;
+  if (cb) cb(sc, sc->cancel_ud); /* may finish (and release) the call: nothing after this */
+}
+
+static void on_deadline(uv_timer_t *t) { crpc__server_expire(t->data); }
+
+static void arm_deadline(crpc_server *srv) {
+  crpc__dl_node *top = crpc__dlheap_top(&srv->deadlines);
+  if (!top) {
+    uv_timer_stop(&srv->deadline_timer);
+    return;
+  }
+  uint64_t now = uv_now(srv->loop);
+  uv_timer_start(&srv->deadline_timer, on_deadline, top->deadline > now ? top->deadline - now : 0, 0);
+}
+
+void crpc__server_expire(crpc_server *srv) {
+  uint64_t now = uv_now(srv->loop);
+  crpc__dl_node *top;
+  while ((top = crpc__dlheap_top(&srv->deadlines)) != NULL && top->deadline <= now) {
+    crpc_server_call *sc = CRPC__CONTAINER_OF(top, crpc_server_call, dl);
+    crpc__dlheap_remove(&srv->deadlines, top);
+    /* The client has given up: a reply would be dropped, so forget the call on the wire. */
+    if (sc->conn) crpc__conn_untrack(sc->conn, sc->id);
+    crpc__server_call_detach(sc);
+  }
+  if (!srv->closing) arm_deadline(srv);
 }
 
 /* The handler's finish: send what there is to send, release the call. */
 static void scall_finish(crpc_server_call *sc, crpc_code code, const char *text,
-                         const ProtobufCMessage *resp) {
+                         const ProtobufCMessage *resp, const uint8_t *details, size_t details_len) {
   crpc_server *srv = sc->srv;
   crpc__conn *c = sc->conn;
   if (c && crpc__conn_untrack(c, sc->id)) {
@@ -142,50 +209,96 @@ static void scall_finish(crpc_server_call *sc, crpc_code code, const char *text,
       code = CRPC_STATUS_RESOURCE_EXHAUSTED;
       text = big;
       resp = NULL;
+      len = 0;
     }
-    if (resp) {
-      size_t fixed = crpc__status_fixed_size(0, 0, 0);
-      uint8_t *p = crpc__conn_reserve(c, CRPC__HDR_LEN + fixed + len);
-      if (p) {
-        crpc__hdr_encode(p, CRPC__F_STATUS, CRPC__FL_MESSAGE, sc->id, (uint32_t)(fixed + len));
-        p = crpc__status_fixed_encode(p + CRPC__HDR_LEN, CRPC_STATUS_OK, NULL, 0, NULL, 0, NULL, 0);
-        protobuf_c_message_pack(resp, p);
-        crpc__conn_commit(c, CRPC__HDR_LEN + fixed + len);
-      } else {
-        crpc__conn_send_status(c, sc->id, CRPC_STATUS_RESOURCE_EXHAUSTED, "server out of memory");
-      }
+    size_t tl = text ? strlen(text) : 0;
+    if (tl > 65536) tl = 65536;
+    if (details_len > (size_t)srv->opt[CRPC_OPT_MAX_SEND_MESSAGE_SIZE]) details_len = 0;
+    size_t fixed = crpc__status_fixed_size(tl, sc->trailers.len, details_len);
+    uint8_t *p = crpc__conn_reserve(c, CRPC__HDR_LEN + fixed + len);
+    if (p) {
+      crpc__hdr_encode(p, CRPC__F_STATUS, resp ? CRPC__FL_MESSAGE : 0, sc->id, (uint32_t)(fixed + len));
+      p = crpc__status_fixed_encode(p + CRPC__HDR_LEN, (uint32_t)code, text, (uint32_t)tl,
+                                    sc->trailers.data, (uint32_t)sc->trailers.len, details,
+                                    (uint32_t)details_len);
+      if (resp) protobuf_c_message_pack(resp, p);
+      crpc__conn_commit(c, CRPC__HDR_LEN + fixed + len);
     } else {
-      crpc__conn_send_status(c, sc->id, code, text);
+      crpc__conn_send_status(c, sc->id, CRPC_STATUS_RESOURCE_EXHAUSTED, "server out of memory");
     }
+    if (c->sent_goaway && c->calls.count == 0) crpc__conn_close_when_flushed(c);
   }
   srv->ncalls--;
   scall_release(sc);
-  if (srv->closing) crpc__server_maybe_free(srv);
+  if (srv->closing || srv->draining) crpc__server_maybe_free(srv);
 }
 
 int crpc_server_call_reply(crpc_server_call *call, const ProtobufCMessage *response) {
   if (!call) return CRPC_EINVAL;
   if (!response) {
-    scall_finish(call, CRPC_STATUS_INTERNAL, "handler replied without a response", NULL);
+    scall_finish(call, CRPC_STATUS_INTERNAL, "handler replied without a response", NULL, NULL, 0);
     return CRPC_EINVAL;
   }
   if (response->descriptor != call->entry->method->output) {
     scall_finish(call, CRPC_STATUS_INTERNAL, "handler replied with a message of the wrong type",
-                 NULL);
+                 NULL, NULL, 0);
     return CRPC_ETYPE;
   }
-  scall_finish(call, CRPC_STATUS_OK, NULL, response);
+  scall_finish(call, CRPC_STATUS_OK, NULL, response, NULL, 0);
+  return 0;
+}
+
+int crpc_server_call_fail_details(crpc_server_call *call, crpc_code code, const char *message,
+                                  const uint8_t *details, size_t details_len) {
+  if (!call) return CRPC_EINVAL;
+  if (code == CRPC_STATUS_OK || (details_len && !details)) {
+    scall_finish(call, CRPC_STATUS_INTERNAL, "handler failed the call with status OK or bad details",
+                 NULL, NULL, 0);
+    return CRPC_EINVAL;
+  }
+  scall_finish(call, code, message ? message : "", NULL, details, details_len);
   return 0;
 }
 
 int crpc_server_call_fail(crpc_server_call *call, crpc_code code, const char *message) {
-  if (!call) return CRPC_EINVAL;
-  if (code == CRPC_STATUS_OK) {
-    scall_finish(call, CRPC_STATUS_INTERNAL, "handler failed the call with status OK", NULL);
-    return CRPC_EINVAL;
-  }
-  scall_finish(call, code, message ? message : "", NULL);
+  return crpc_server_call_fail_details(call, code, message, NULL, 0);
+}
+
+const crpc_metadata *crpc_server_call_metadata(const crpc_server_call *call, size_t *count) {
+  if (count) *count = call ? call->md_count : 0;
+  return call ? call->md : NULL;
+}
+
+int crpc_server_call_add_trailer(crpc_server_call *call, const char *key, const uint8_t *value,
+                                 size_t value_len) {
+  if (!call || !crpc_metadata_valid(key, value, value_len)) return CRPC_EINVAL;
+  size_t kl = strlen(key);
+  size_t counted = crpc_metadata_entry_size(key, value_len);
+  if (call->trailers_counted + counted > (uint64_t)call->srv->opt[CRPC_OPT_MAX_METADATA_SIZE])
+    return CRPC_ELIMIT;
+  size_t n = crpc__md_entry_size(kl, value_len);
+  uint8_t *p = crpc__outbuf_reserve(&call->trailers, n);
+  if (!p) return CRPC_ENOMEM;
+  crpc__md_entry_encode(p, key, (uint16_t)kl, value, (uint32_t)value_len);
+  crpc__outbuf_commit(&call->trailers, n);
+  call->trailers_counted += counted;
   return 0;
+}
+
+int64_t crpc_server_call_time_left_ms(const crpc_server_call *call) {
+  if (!call || !call->dl.deadline) return -1;
+  uint64_t now = uv_now(call->srv->loop);
+  return call->dl.deadline > now ? (int64_t)(call->dl.deadline - now) : 0;
+}
+
+void crpc_server_call_on_cancel(crpc_server_call *call, crpc_server_cancel_cb cb, void *user_data) {
+  if (!call) return;
+  if (call->cancelled) {
+    if (cb) cb(call, user_data);
+    return;
+  }
+  call->on_cancel = cb;
+  call->cancel_ud = user_data;
 }
 
 const crpc_method_desc *crpc_server_call_method(const crpc_server_call *call) {

@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "conn.h"
+#include "dlheap.h"
 #include "crpc/server.h"
 #include "list.h"
 #include "registry.h"
@@ -38,6 +39,11 @@ struct crpc_server {
   size_t ncalls;
   crpc__list pool;   /* spare call objects */
   size_t npool;
+  crpc__dlheap deadlines;     /* calls with a deadline */
+  uv_timer_t deadline_timer;
+  uv_timer_t sweep;           /* periodic: handshake, idle and stall timeouts */
+  uv_timer_t drain_timer;     /* shutdown grace period */
+  int draining;
   uv_async_t stop_async;
   atomic_int stop_requested;
   int running;

@@ -35,6 +35,12 @@ void crpc_status_reset(crpc_status *status) {
   if (status == NULL)
     return;
   free(status->message);
+  free(status->details);
+  free(status->trailers); /* one allocation: the array, its keys and values */
   status->message = NULL;
+  status->details = NULL;
+  status->details_len = 0;
+  status->trailers = NULL;
+  status->trailers_count = 0;
   status->code = CRPC_STATUS_OK;
 }

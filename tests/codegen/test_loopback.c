@@ -221,7 +221,7 @@ static void client_thread(void *arg)
   crpc_channel *ch = NULL;
   EchoRequest req = ECHO_REQUEST__INIT;
   EchoReply *reply = NULL;
-  crpc_status status = {CRPC_STATUS_OK, NULL};
+  crpc_status status = {.code = CRPC_STATUS_OK};
   crpc_call_opts opts = {.timeout_ms = 10000};
 
   req.text = "blocking";

@@ -48,7 +48,7 @@ static void test_unknown(void **state) {
 
 static void test_reset(void **state) {
   (void)state;
-  crpc_status s = {CRPC_STATUS_INTERNAL, malloc(8)};
+  crpc_status s = {.code = CRPC_STATUS_INTERNAL, .message = malloc(8)};
   strcpy(s.message, "broken");
   crpc_status_reset(&s);
   assert_int_equal(s.code, CRPC_STATUS_OK);

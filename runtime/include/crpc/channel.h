@@ -28,6 +28,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "crpc/metadata.h"
 #include "crpc/method.h"
 #include "crpc/options.h"
 #include "crpc/status.h"
@@ -55,6 +56,10 @@ typedef struct crpc_call_opts {
    * is sent to the server; the client completes the call with DEADLINE_EXCEEDED when it passes
    * whether or not the server answered. */
   int64_t timeout_ms;
+  /* Metadata sent with the request (see crpc/metadata.h); copied before the call function
+   * returns. An invalid key or value makes the call function return CRPC_EINVAL. */
+  const crpc_metadata *metadata;
+  size_t metadata_count;
 } crpc_call_opts;
 
 /* Creates a channel to `target`:

@@ -11,6 +11,7 @@
 #include "crpc/error.h"
 #include "crpc/status.h"
 #include "crpc/options.h"
+#include "crpc/metadata.h"
 #include "crpc/method.h"
 #include "crpc/channel.h"
 #include "crpc/server.h"

@@ -29,7 +29,22 @@ extern "C" {
  * MAX_CALLS_PER_CONN     calls in progress on one connection; the server refuses more with
  *                        RESOURCE_EXHAUSTED before the handler runs; a client queues no more and
  *                        fails the extra call with RESOURCE_EXHAUSTED.
- * MAX_CONNECTIONS        connections a server holds; one more is accepted and closed at once. */
+ * MAX_CONNECTIONS        connections a server holds; one more is accepted and closed at once.
+ * MAX_METADATA_SIZE      bytes of a call's metadata (each entry: key + value + 32) in either
+ *                        direction; more fails the call with RESOURCE_EXHAUSTED.
+ * MAX_NESTING_DEPTH      message nesting levels of an incoming protobuf message; deeper is refused
+ *                        before protobuf-c decodes it (whose recursion has no limit): INTERNAL.
+ * HANDSHAKE_TIMEOUT_MS   a server closes a connection whose preface has not arrived by then.
+ * IDLE_TIMEOUT_MS        a server closes (GOAWAY IDLE) a connection with no call in progress and
+ *                        nothing received for this long; 0: never.
+ * STALL_TIMEOUT_MS       a server closes a connection whose partly received frame has not
+ *                        completed in this long (slowloris).
+ * MAX_WRITE_BUFFER       bytes queued for a peer that does not read; past it, reading from that
+ *                        peer pauses (no new calls are taken) until the queue drains.
+ * KEEPALIVE_TIME_MS      a channel pings a connection silent for this long; 0: never.
+ * KEEPALIVE_TIMEOUT_MS   ... and closes it (its calls fail UNAVAILABLE) without an answer by then.
+ * MIN_PING_INTERVAL_MS   a server counts a PING sooner than this after the previous one as a
+ *                        strike; at 3 strikes it sends GOAWAY ENHANCE_YOUR_CALM and closes. */
 #define CRPC_OPTION_MAP(X)                                                                   \
   X(MAX_RECV_MESSAGE_SIZE, 4194304, 0, 2147483647, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)       \
   X(MAX_SEND_MESSAGE_SIZE, 4194304, 0, 2147483647, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)       \
@@ -38,7 +53,16 @@ extern "C" {
   X(BACKOFF_MAX_MS, 5000, 1, 86400000, CRPC_OPT_CHANNEL)                                     \
   X(DEFAULT_TIMEOUT_MS, 0, 0, 86400000, CRPC_OPT_CHANNEL)                                    \
   X(MAX_CALLS_PER_CONN, 4096, 1, 1048576, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)                \
-  X(MAX_CONNECTIONS, 10000, 1, 1048576, CRPC_OPT_SERVER)
+  X(MAX_CONNECTIONS, 10000, 1, 1048576, CRPC_OPT_SERVER)                                    \
+  X(MAX_METADATA_SIZE, 8192, 0, 16777216, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)                \
+  X(MAX_NESTING_DEPTH, 64, 1, 1024, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)                      \
+  X(HANDSHAKE_TIMEOUT_MS, 10000, 1, 86400000, CRPC_OPT_SERVER)                               \
+  X(IDLE_TIMEOUT_MS, 300000, 0, 86400000, CRPC_OPT_SERVER)                                   \
+  X(STALL_TIMEOUT_MS, 20000, 1, 86400000, CRPC_OPT_SERVER)                                   \
+  X(MAX_WRITE_BUFFER, 16777216, 65536, 2147483647, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)       \
+  X(KEEPALIVE_TIME_MS, 0, 0, 86400000, CRPC_OPT_CHANNEL)                                     \
+  X(KEEPALIVE_TIMEOUT_MS, 20000, 1, 86400000, CRPC_OPT_CHANNEL)                              \
+  X(MIN_PING_INTERVAL_MS, 1000, 0, 86400000, CRPC_OPT_SERVER)
 
 typedef enum crpc_option {
 #define CRPC_OPTION_GEN_(name, def, lo, hi, who) CRPC_OPT_##name,

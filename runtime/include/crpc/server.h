@@ -21,6 +21,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "crpc/channel.h"
+#include "crpc/metadata.h"
 #include "crpc/method.h"
 #include "crpc/options.h"
 #include "crpc/status.h"
@@ -71,6 +72,17 @@ CRPC_EXTERN int crpc_server_run(crpc_server *srv);
  * async-signal-safe. No effect on a loop server. */
 CRPC_EXTERN void crpc_server_stop(crpc_server *srv);
 
+/* Shuts the server down gracefully: stops listening and sends every connection a GOAWAY naming
+ * the last call it will serve. Calls up to it run to completion; calls the clients started later
+ * are refused UNAVAILABLE without running (safe for the client to retry elsewhere). Connections
+ * close as their last call finishes. After grace_ms (0: at once) whatever is left is cancelled as
+ * by crpc_server_close(), which this then is: cb runs and the memory is released as described
+ * there. `srv` must not be used once this is called. A private-loop server shuts down
+ * synchronously (not from inside crpc_server_run()). Returns 0, CRPC_EINVAL (NULL or negative
+ * grace) or CRPC_ECLOSED (already closing). */
+CRPC_EXTERN int crpc_server_shutdown(crpc_server *srv, int64_t grace_ms, crpc_close_cb cb,
+                                     void *user_data);
+
 /* Closes the server: stops listening, cancels the calls in progress (their handlers see
  * crpc_server_call_cancelled() and must still finish them), closes every connection, then
  * releases the memory once every call has been finished. `srv` must not be used once this is
@@ -87,9 +99,10 @@ CRPC_EXTERN uv_loop_t *crpc_server_loop(const crpc_server *srv);
 
 /* Finishes the call with status OK and `response` (of the method's output type), which is encoded
  * before this returns and stays owned by the caller. Returns 0 (also when the client is gone and
- * nothing is sent), CRPC_EINVAL (NULL), CRPC_ETYPE (wrong message type: the call is then finished
- * with INTERNAL instead), or CRPC_ESTATE (already finished: a programming error; nothing else
- * happens). After it returns, `call` and the request are released: do not use them again. */
+ * nothing is sent), CRPC_EINVAL (response NULL: the call is then finished with INTERNAL) or
+ * CRPC_ETYPE (wrong message type: finished with INTERNAL instead). Every call must be finished
+ * exactly once (reply, fail or fail_details); after that `call`, its request and its metadata are
+ * released: using them, or finishing the call again, is undefined. */
 CRPC_EXTERN int crpc_server_call_reply(crpc_server_call *call, const ProtobufCMessage *response);
 
 /* Finishes the call with a non-OK status. `message` (may be NULL) is copied. Passing
@@ -97,6 +110,38 @@ CRPC_EXTERN int crpc_server_call_reply(crpc_server_call *call, const ProtobufCMe
  * crpc_server_call_reply(). */
 CRPC_EXTERN int crpc_server_call_fail(crpc_server_call *call, crpc_code code,
                                       const char *message);
+
+/* crpc_server_call_fail() with a binary details payload for the client (crpc_status.details),
+ * e.g. an encoded crpc.StatusDetails (idl/crpc/status.proto). details is copied. */
+CRPC_EXTERN int crpc_server_call_fail_details(crpc_server_call *call, crpc_code code,
+                                              const char *message, const uint8_t *details,
+                                              size_t details_len);
+
+/* The metadata the client sent with the call: *count entries (the pointer may be NULL when
+ * there are none). Owned by the call; valid until it is finished. */
+CRPC_EXTERN const crpc_metadata *crpc_server_call_metadata(const crpc_server_call *call,
+                                                           size_t *count);
+
+/* Adds an entry to the metadata sent back with the call's status (key and value are copied).
+ * Returns 0, CRPC_EINVAL (invalid key/value, see crpc/metadata.h), CRPC_ELIMIT (the trailers
+ * would exceed the server's MAX_METADATA_SIZE) or CRPC_ENOMEM. */
+CRPC_EXTERN int crpc_server_call_add_trailer(crpc_server_call *call, const char *key,
+                                             const uint8_t *value, size_t value_len);
+
+/* Milliseconds left before the call's deadline (the client's timeout, counted from when the
+ * call arrived): > 0, 0 once it has passed, or -1 when the call has no deadline. When the
+ * deadline passes the call is cancelled (see below); the client has already been told
+ * DEADLINE_EXCEEDED, and a reply is dropped. */
+CRPC_EXTERN int64_t crpc_server_call_time_left_ms(const crpc_server_call *call);
+
+/* Called once, on the loop, when the call is cancelled: the client cancelled it or went away, its
+ * deadline passed, or the server is closing. The handler must still finish the call (typically
+ * from this callback: crpc_server_call_fail(call, CRPC_STATUS_CANCELLED, NULL)). Setting it on an
+ * already cancelled call runs it before this function returns. One callback per call; a second
+ * set replaces the first. */
+typedef void (*crpc_server_cancel_cb)(crpc_server_call *call, void *user_data);
+CRPC_EXTERN void crpc_server_call_on_cancel(crpc_server_call *call, crpc_server_cancel_cb cb,
+                                            void *user_data);
 
 /* The method being called. Valid until the call is finished. */
 CRPC_EXTERN const crpc_method_desc *crpc_server_call_method(const crpc_server_call *call);

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "crpc/metadata.h"
 #include "crpc/version.h"
 
 #ifdef __cplusplus
@@ -61,9 +62,14 @@ typedef struct crpc_status {
   crpc_code code;  /* CRPC_STATUS_OK on success. Codes from a peer are passed through unchanged. */
   char *message;   /* NUL-terminated UTF-8 text from the server or from crpc, or NULL (never NULL
                       for a status crpc produced itself on failure). */
+  uint8_t *details;        /* binary error details from the server (for instance an encoded
+                              crpc.StatusDetails of idl/crpc/status.proto), or NULL */
+  size_t details_len;
+  crpc_metadata *trailers; /* metadata the server sent with the status, or NULL */
+  size_t trailers_count;
 } crpc_status;
 
-/* Frees what *status owns and sets it to { CRPC_STATUS_OK, NULL }. Safe on a zeroed status and
+/* Frees what *status owns (message, details, trailers) and sets it to { CRPC_STATUS_OK }. Safe on a zeroed status and
  * to call twice. Does not free `status` itself. */
 CRPC_EXTERN void crpc_status_reset(crpc_status *status);
 
