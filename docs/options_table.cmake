@@ -1,0 +1,93 @@
+# The options table of docs/guide.md, made from CRPC_OPTION_MAP in crpc/options.h.
+#
+#   cmake -DHEADER=runtime/include/crpc/options.h -DDOC=docs/guide.md [-DUPDATE=ON] \
+#         -P docs/options_table.cmake
+#
+# Without UPDATE it checks that the table between the markers in DOC is what the header says
+# (ctest runs it as docs_options_table); with UPDATE=ON it rewrites the table.
+cmake_minimum_required(VERSION 3.18)
+foreach(_v HEADER DOC)
+  if(NOT ${_v})
+    message(FATAL_ERROR "options_table: -D${_v}=... is required")
+  endif()
+endforeach()
+set(_begin "<!-- BEGIN options: generated from CRPC_OPTION_MAP by docs/options_table.cmake -->")
+set(_end "<!-- END options -->")
+
+# One list element per line. Backslashes (line continuations) go; ';' and brackets, which CMake
+# lists treat specially, are masked and restored in the text.
+file(READ "${HEADER}" _text)
+string(REPLACE "\\" "" _text "${_text}")
+string(REPLACE ";" "<SC>" _text "${_text}")
+string(REPLACE "[" "<LB>" _text "${_text}")
+string(REPLACE "]" "<RB>" _text "${_text}")
+string(REPLACE "\n" ";" _lines "${_text}")
+set(_names)
+set(_cur "")
+foreach(_l IN LISTS _lines)
+  # X(NAME, default, min, max, who) rows of the table.
+  if(_l MATCHES "^ *X\\(([A-Z0-9_]+), *(-?[0-9]+), *(-?[0-9]+), *(-?[0-9]+), *([A-Z_| ]+)\\)")
+    list(APPEND _names ${CMAKE_MATCH_1})
+    set(_def_${CMAKE_MATCH_1} ${CMAKE_MATCH_2})
+    set(_lo_${CMAKE_MATCH_1} ${CMAKE_MATCH_3})
+    set(_hi_${CMAKE_MATCH_1} ${CMAKE_MATCH_4})
+    set(_who_${CMAKE_MATCH_1} "${CMAKE_MATCH_5}")
+  # " * NAME   text" starts an option's description in the comment above the table ...
+  elseif(_l MATCHES "^ \\*?/?\\*? ?([A-Z][A-Z0-9_]+)  +(.*)$")
+    set(_cur ${CMAKE_MATCH_1})
+    set(_txt_${_cur} "${CMAKE_MATCH_2}")
+  # ... and deeply indented comment lines continue it.
+  elseif(_cur AND _l MATCHES "^ \\*          +(.*)$")
+    string(APPEND _txt_${_cur} " ${CMAKE_MATCH_1}")
+  else()
+    set(_cur "")
+  endif()
+endforeach()
+if(NOT _names)
+  message(FATAL_ERROR "options_table: no CRPC_OPTION_MAP rows in ${HEADER}")
+endif()
+
+set(_table "| option | default | range | channel | server | meaning |\n|---|---:|---|:-:|:-:|---|\n")
+foreach(_n IN LISTS _names)
+  set(_c "")
+  set(_s "")
+  if(_who_${_n} MATCHES "CRPC_OPT_CHANNEL")
+    set(_c "✓")
+  endif()
+  if(_who_${_n} MATCHES "CRPC_OPT_SERVER")
+    set(_s "✓")
+  endif()
+  if(NOT DEFINED _txt_${_n})
+    message(FATAL_ERROR "options_table: ${_n} has no description in the comment of ${HEADER}")
+  endif()
+  string(REGEX REPLACE "\\*/ *$" "" _t "${_txt_${_n}}")
+  string(STRIP "${_t}" _t)
+  string(REPLACE "|" "\\|" _t "${_t}")
+  string(REPLACE "<SC>" ";" _t "${_t}")
+  string(REPLACE "<LB>" "[" _t "${_t}")
+  string(REPLACE "<RB>" "]" _t "${_t}")
+  string(APPEND _table "| `CRPC_OPT_${_n}` | ${_def_${_n}} | ${_lo_${_n}} … ${_hi_${_n}} | ${_c} | ${_s} | ${_t} |\n")
+endforeach()
+
+file(READ "${DOC}" _doc)
+string(FIND "${_doc}" "${_begin}\n" _b)
+string(FIND "${_doc}" "${_end}" _e)
+if(_b EQUAL -1 OR _e EQUAL -1 OR _e LESS _b)
+  message(FATAL_ERROR "options_table: ${DOC} lacks the lines\n${_begin}\n${_end}")
+endif()
+string(LENGTH "${_begin}\n" _bl)
+math(EXPR _from "${_b} + ${_bl}")
+math(EXPR _len "${_e} - ${_from}")
+string(SUBSTRING "${_doc}" ${_from} ${_len} _have)
+if(_have STREQUAL _table)
+  message(STATUS "options_table: ${DOC} matches ${HEADER}")
+elseif(UPDATE)
+  string(SUBSTRING "${_doc}" 0 ${_from} _head)
+  string(SUBSTRING "${_doc}" ${_e} -1 _tail)
+  file(WRITE "${DOC}" "${_head}${_table}${_tail}")
+  message(STATUS "options_table: ${DOC} updated")
+else()
+  message(FATAL_ERROR "options_table: the options table in ${DOC} is not what ${HEADER} says; "
+    "regenerate it:\n  cmake -DHEADER=${HEADER} -DDOC=${DOC} -DUPDATE=ON -P ${CMAKE_CURRENT_LIST_FILE}\n"
+    "Expected:\n${_table}")
+endif()
