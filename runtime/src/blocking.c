@@ -23,6 +23,8 @@ struct crpc__waiter {
   const ProtobufCMessage *request;
   const crpc_call_opts *opts;
   int done;         /* guarded by ch->mu */
+  int cancel;       /* a token asked to cancel (ch->mu) */
+  int started;      /* its call exists (loop thread) */
   int start_rc;     /* the call could not be started: this error */
   ProtobufCMessage *response;
   crpc_status status;
@@ -49,6 +51,16 @@ void crpc__waiter_complete(crpc_channel *ch, crpc__waiter *w, const crpc_status 
 }
 
 static void start_one(crpc_channel *ch, crpc__waiter *w) {
+  uv_mutex_lock(&ch->mu);
+  int cancel = w->cancel;
+  uv_mutex_unlock(&ch->mu);
+  if (cancel) {
+    crpc_status st = {.code = CRPC_STATUS_CANCELLED};
+    st.message = crpc__strndup("cancelled", 9);
+    crpc__waiter_complete(ch, w, &st, NULL);
+    return;
+  }
+  w->started = 1;
   int rc = crpc__call_start(ch, w->method, w->request, w->opts, NULL, NULL, NULL, w, NULL);
   if (rc < 0) {
     w->start_rc = rc;
@@ -66,6 +78,30 @@ void crpc__blocking_drain(crpc_channel *ch) {
     crpc__waiter *w = CRPC__CONTAINER_OF(batch.next, crpc__waiter, link);
     crpc__list_remove(&w->link);
     start_one(ch, w);
+  }
+}
+
+void crpc__waiter_request_cancel(crpc_channel *ch, crpc__waiter *w) {
+  uv_mutex_lock(&ch->mu);
+  w->cancel = 1;
+  uv_mutex_unlock(&ch->mu);
+  uv_async_send(&ch->wake);
+}
+
+void crpc__blocking_cancels(crpc_channel *ch) {
+  for (crpc__list *e = ch->calls.next; e != &ch->calls;) {
+    crpc_call *call = CRPC__CONTAINER_OF(e, crpc_call, link);
+    e = e->next;
+    if (!call->waiter) continue;
+    uv_mutex_lock(&ch->mu);
+    int cancel = call->waiter->cancel;
+    uv_mutex_unlock(&ch->mu);
+    if (cancel) {
+      crpc__list *next_e = e;
+      (void)next_e;
+      crpc__call_abandon(call, CRPC_STATUS_CANCELLED, "cancelled by the client");
+      e = ch->calls.next; /* completing a call may have changed the list: start over */
+    }
   }
 }
 
@@ -166,10 +202,17 @@ int crpc_channel_unary(crpc_channel *ch, const crpc_method_desc *method,
     w.method = method;
     w.request = request;
     w.opts = opts;
+    crpc_cancel_token *token = opts ? opts->cancel : NULL;
     if (uv_cond_init(&w.cond) != 0) {
       rc = CRPC_ENOMEM;
+    } else if (token && crpc__token_attach(token, ch, &w)) {
+      uv_cond_destroy(&w.cond);
+      status->code = CRPC_STATUS_CANCELLED;
+      status->message = crpc__strndup("cancelled before it started", 27);
+      return 0;
     } else {
       wait_done(ch, &w);
+      if (token) crpc__token_detach(token);
       uv_cond_destroy(&w.cond);
       rc = w.start_rc;
       if (rc == 0) {

@@ -29,6 +29,7 @@ static const crpc__conn_ops channel_conn_ops = {NULL, on_goaway, on_closed};
 static void on_wake(uv_async_t *a) {
   crpc_channel *ch = a->data;
   crpc__blocking_drain(ch);
+  crpc__blocking_cancels(ch);
   crpc__call_run_deferred(ch);
 }
 
@@ -480,6 +481,7 @@ int crpc_gen_unary_async(crpc_channel *ch, const crpc_method_desc *method,
   if (call_out) *call_out = NULL;
   if (!ch || !cb) return CRPC_EINVAL;
   if (ch->own_loop) return CRPC_ENOTSUP;
+  if (opts && opts->cancel) return CRPC_EINVAL;
   return crpc__call_start(ch, method, request, opts, cb, user_fn, user_data, NULL, call_out);
 }
 

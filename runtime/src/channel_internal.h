@@ -86,6 +86,12 @@ void crpc__channel_maybe_free(crpc_channel *ch);
 int crpc__blocking_init(crpc_channel *ch);
 void crpc__blocking_drain(crpc_channel *ch);        /* start submitted calls (loop thread) */
 void crpc__blocking_cancel_all(crpc_channel *ch);   /* channel closing: fail unstarted ones */
+/* Cancellation tokens (cancel.c) and their effect (blocking.c). attach returns 1 when the token
+ * is cancelled already (nothing attached). request_cancel: any thread, token lock held. */
+int crpc__token_attach(crpc_cancel_token *t, crpc_channel *ch, crpc__waiter *w);
+void crpc__token_detach(crpc_cancel_token *t);
+void crpc__waiter_request_cancel(crpc_channel *ch, crpc__waiter *w);
+void crpc__blocking_cancels(crpc_channel *ch); /* loop thread: carry out requested cancels */
 /* Hands the outcome to a blocking caller; st's memory (malloc'd) and response become its. */
 void crpc__waiter_complete(crpc_channel *ch, crpc__waiter *w, const crpc_status *st,
                            ProtobufCMessage *response);

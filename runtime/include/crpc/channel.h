@@ -44,6 +44,7 @@ typedef struct uv_loop_s uv_loop_t;
 
 typedef struct crpc_channel crpc_channel;
 typedef struct crpc_call crpc_call;
+typedef struct crpc_cancel_token crpc_cancel_token;
 
 /* Called once when an asynchronous close has finished; the object is gone by then. */
 typedef void (*crpc_close_cb)(void *user_data);
@@ -60,7 +61,23 @@ typedef struct crpc_call_opts {
    * returns. An invalid key or value makes the call function return CRPC_EINVAL. */
   const crpc_metadata *metadata;
   size_t metadata_count;
+  /* Blocking calls only: a token another thread may trigger with crpc_cancel_token_cancel() to
+   * complete the call with CANCELLED (the server is told). NULL: none. Async calls are cancelled
+   * with crpc_call_cancel() instead; giving them a token is CRPC_EINVAL. */
+  crpc_cancel_token *cancel;
 } crpc_call_opts;
+
+/* A cancellation token for blocking calls. One token serves one call at a time (it may be reused
+ * for the next call once a call using it has returned); cancelling it cancels the call currently
+ * using it, or makes the next call using it complete CANCELLED at once.
+ * crpc_cancel_token_new: 0 and *out (free with crpc_cancel_token_free, not while a call uses it),
+ * CRPC_EINVAL or CRPC_ENOMEM. crpc_cancel_token_cancel: thread-safe, any thread.
+ * crpc_cancel_token_reset: clears the cancelled state (not while a call uses it). */
+CRPC_EXTERN int crpc_cancel_token_new(crpc_cancel_token **out);
+CRPC_EXTERN void crpc_cancel_token_cancel(crpc_cancel_token *token);
+CRPC_EXTERN int crpc_cancel_token_cancelled(const crpc_cancel_token *token);
+CRPC_EXTERN void crpc_cancel_token_reset(crpc_cancel_token *token);
+CRPC_EXTERN void crpc_cancel_token_free(crpc_cancel_token *token);
 
 /* Creates a channel to `target`:
  *   "tcp://HOST:PORT"   HOST a name (resolved asynchronously at connect time), an IPv4 address, or
