@@ -1,0 +1,179 @@
+/* Hand-made frames over a raw socket (codec from runtime/src/frame.h): a CALL whose request does
+ * not decode is answered INTERNAL and the connection stays usable for the next call; an unknown
+ * method is answered UNIMPLEMENTED with the recommended text. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "harness.h"
+
+/* Connects a blocking socket to a harness endpoint. */
+static int raw_connect(const char *ep) {
+  int fd;
+  if (strncmp(ep, "unix:", 5) == 0) {
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", ep + 5);
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+  }
+  int port = atoi(strrchr(ep, ':') + 1);
+  if (strstr(ep, "[::1]")) {
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
+    a.sin6_addr = in6addr_loopback;
+    fd = socket(AF_INET6, SOCK_STREAM, 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+  } else {
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+  }
+  return fd;
+}
+
+static void write_all(int fd, const uint8_t *p, size_t n) {
+  while (n) {
+    ssize_t w = write(fd, p, n);
+    assert_true(w > 0);
+    p += w;
+    n -= (size_t)w;
+  }
+}
+
+/* Sends a unary CALL (flags END|MESSAGE) of `method` with message bytes msg. */
+static void send_call(int fd, uint32_t id, const char *method, const uint8_t *msg, size_t msg_len) {
+  size_t mlen = strlen(method);
+  size_t fixed = crpc__call_fixed_size(mlen, 0);
+  size_t total = CRPC__HDR_LEN + fixed + msg_len;
+  uint8_t *buf = malloc(total);
+  assert_non_null(buf);
+  crpc__hdr_encode(buf, CRPC__F_CALL, CRPC__FL_END | CRPC__FL_MESSAGE, id, (uint32_t)(fixed + msg_len));
+  uint8_t *p = crpc__call_fixed_encode(buf + CRPC__HDR_LEN, method, (uint16_t)mlen, 0, NULL, 0);
+  memcpy(p, msg, msg_len);
+  write_all(fd, buf, total);
+  free(buf);
+}
+
+/* What the server answered for one call. */
+typedef struct answer {
+  int got;
+  uint32_t id;
+  uint32_t code;
+  char text[256];
+  Itest__EchoReply *reply;
+  int goaway;
+} answer;
+
+static int on_frame(void *ud, const crpc__frame *f) {
+  answer *a = ud;
+  if (f->type == CRPC__F_GOAWAY) {
+    a->goaway = 1;
+    return 0;
+  }
+  if (f->type != CRPC__F_STATUS) return 0;
+  crpc__status_hdr st;
+  assert_int_equal(crpc__status_decode(f, &st), 0);
+  a->got = 1;
+  a->id = f->call_id;
+  a->code = st.code;
+  snprintf(a->text, sizeof a->text, "%.*s", (int)st.text_len, st.text);
+  if (st.message) a->reply = itest__echo_reply__unpack(NULL, st.message_len, st.message);
+  return CRPC__DEC_PAUSE; /* one answer at a time */
+}
+
+/* Reads until one STATUS arrived (bounded). */
+static void read_answer(int fd, crpc__decoder *dec, answer *a) {
+  memset(a, 0, sizeof *a);
+  int rc = crpc__decoder_feed(dec, NULL, 0, on_frame, a); /* frames kept from a pause */
+  assert_true(rc >= 0);
+  uint64_t until = itest_now_ms() + 20000;
+  while (!a->got) {
+    struct pollfd p = {fd, POLLIN, 0};
+    int64_t left = (int64_t)(until - itest_now_ms());
+    if (left <= 0 || poll(&p, 1, (int)left) <= 0) fail_msg("no answer within 20 s");
+    uint8_t buf[4096];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) fail_msg("connection closed by the server (goaway %d)", a->goaway);
+    rc = crpc__decoder_feed(dec, buf, (size_t)n, on_frame, a);
+    assert_true(rc >= 0);
+  }
+}
+
+static void good_request(uint8_t *out, size_t *len, uint32_t seq) {
+  char buf[32];
+  Itest__EchoRequest req;
+  itest_req_init(&req, seq, buf, sizeof buf);
+  *len = itest__echo_request__pack(&req, out);
+}
+
+static void garbage_request_then_good_call(void **state) {
+  itest_server *srv = itest_server_start(ITEST_TRANSPORT(state), NULL);
+  int fd = raw_connect(itest_server_endpoint(srv));
+  uint8_t preface[CRPC__PREFACE_LEN];
+  crpc__preface_encode(preface);
+  write_all(fd, preface, sizeof preface);
+  crpc__decoder dec;
+  crpc__decoder_init(&dec, 1u << 20, 1);
+
+  const struct {
+    const uint8_t *bytes;
+    size_t len;
+  } garbage[] = {
+      {(const uint8_t *)"\x0a\x7f\x01", 3},                        /* length past the end */
+      {(const uint8_t *)"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 11}, /* endless varint */
+      {(const uint8_t *)"\x0d\x01\x02\x03\x04", 5},                 /* bytes field as fixed32 */
+  };
+  uint32_t id = 1;
+  answer a;
+  for (size_t i = 0; i < sizeof garbage / sizeof garbage[0]; i++) {
+    send_call(fd, id, "itest.Echo/Echo", garbage[i].bytes, garbage[i].len);
+    read_answer(fd, &dec, &a);
+    assert_int_equal(a.id, id);
+    assert_int_equal(a.code, CRPC_STATUS_INTERNAL);
+    assert_null(a.reply);
+    id += 2;
+
+    uint8_t msg[64];
+    size_t len;
+    good_request(msg, &len, (uint32_t)(100 + i));
+    send_call(fd, id, "itest.Echo/Echo", msg, len);
+    read_answer(fd, &dec, &a);
+    assert_int_equal(a.id, id);
+    assert_int_equal(a.code, CRPC_STATUS_OK);
+    assert_non_null(a.reply);
+    assert_int_equal(a.reply->seq, 100 + i);
+    itest__echo_reply__free_unpacked(a.reply, NULL);
+    id += 2;
+  }
+
+  /* Unknown method: UNIMPLEMENTED, "unknown method <name>" (PROTOCOL.md §6.1). */
+  uint8_t msg[64];
+  size_t len;
+  good_request(msg, &len, 7);
+  send_call(fd, id, "itest.Echo/Nope", msg, len);
+  read_answer(fd, &dec, &a);
+  assert_int_equal(a.id, id);
+  assert_int_equal(a.code, CRPC_STATUS_UNIMPLEMENTED);
+  assert_string_equal(a.text, "unknown method itest.Echo/Nope");
+  assert_null(a.reply);
+  assert_false(a.goaway);
+
+  crpc__decoder_free(&dec);
+  close(fd);
+  itest_final fin;
+  itest_server_stop_get(srv, &fin);
+  assert_int_equal(fin.received, 3); /* only the good calls reached the handler */
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {ITEST_PER_TRANSPORT(garbage_request_then_good_call)};
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
