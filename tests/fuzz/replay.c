@@ -5,15 +5,23 @@
  *
  *   fuzz_replay_frame_decoder tests/fuzz/corpus/frame_decoder [more files or dirs...]
  *
+ * Each input's CPU time is measured: one above CRPC_FUZZ_SLOW_MS milliseconds (default 100) is
+ * reported as SLOW on stderr, and fails the run when CRPC_FUZZ_SLOW_FAIL=1 (tests/fuzz/run.sh
+ * replays the grown corpora this way; ctest does not, as sanitizer builds vary in speed).
+ *
  * Exit status 0 when every input ran (a crash aborts the process with the sanitizer's report);
- * 1 when an argument cannot be read or names no input at all. */
+ * 1 when an argument cannot be read, names no input at all, or a slow input failed the run. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "fuzz.h"
+
+static double slow_ms = 100;
+static int slow_fail, n_slow;
 
 static int run_file(const char *path) {
   FILE *f = fopen(path, "rb");
@@ -50,8 +58,14 @@ static int run_file(const char *path) {
   memcpy(exact, buf, len);
   free(buf);
   fprintf(stderr, "replay %s (%zu bytes)\n", path, len);
+  clock_t t0 = clock();
   LLVMFuzzerTestOneInput(exact, len);
+  double ms = (double)(clock() - t0) * 1000.0 / CLOCKS_PER_SEC;
   free(exact);
+  if (ms > slow_ms) {
+    fprintf(stderr, "SLOW %s: %.1f ms of CPU (limit %.0f ms)\n", path, ms, slow_ms);
+    n_slow++;
+  }
   return 0;
 }
 
@@ -103,6 +117,11 @@ static int run_dir(const char *dir) {
 
 int main(int argc, char **argv) {
   int total = 0;
+  const char *e = getenv("CRPC_FUZZ_SLOW_MS");
+  if (e != NULL && atof(e) > 0)
+    slow_ms = atof(e);
+  e = getenv("CRPC_FUZZ_SLOW_FAIL");
+  slow_fail = e != NULL && strcmp(e, "1") == 0;
   for (int i = 1; i < argc; i++) {
     struct stat st;
     if (stat(argv[i], &st) != 0) {
@@ -119,6 +138,6 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%s: no inputs\n", argv[0]);
     return 1;
   }
-  fprintf(stderr, "replayed %d inputs\n", total);
-  return 0;
+  fprintf(stderr, "replayed %d inputs, %d slow\n", total, n_slow);
+  return slow_fail && n_slow > 0 ? 1 : 0;
 }
