@@ -15,20 +15,6 @@
 #include "channel_internal.h"
 #include "crpc/error.h"
 
-struct crpc__waiter {
-  crpc__list link;  /* ch->submitted until its call is started */
-  crpc__list wlink; /* ch->waiters while it sleeps */
-  uv_cond_t cond;
-  const crpc_method_desc *method;
-  const ProtobufCMessage *request;
-  const crpc_call_opts *opts;
-  int done;         /* guarded by ch->mu */
-  int cancel;       /* a token asked to cancel (ch->mu) */
-  int started;      /* its call exists (loop thread) */
-  int start_rc;     /* the call could not be started: this error */
-  ProtobufCMessage *response;
-  crpc_status status;
-};
 
 int crpc__blocking_init(crpc_channel *ch) {
   (void)ch;
@@ -36,7 +22,7 @@ int crpc__blocking_init(crpc_channel *ch) {
 }
 
 /* Loop thread. Completes w and wakes its thread. */
-static void finish(crpc_channel *ch, crpc__waiter *w) {
+void crpc__waiter_signal(crpc_channel *ch, crpc__waiter *w) {
   uv_mutex_lock(&ch->mu);
   w->done = 1;
   uv_cond_signal(&w->cond);
@@ -47,7 +33,7 @@ void crpc__waiter_complete(crpc_channel *ch, crpc__waiter *w, const crpc_status 
                            ProtobufCMessage *response) {
   w->status = *st;
   w->response = response;
-  finish(ch, w);
+  crpc__waiter_signal(ch, w);
 }
 
 static void start_one(crpc_channel *ch, crpc__waiter *w) {
@@ -61,10 +47,14 @@ static void start_one(crpc_channel *ch, crpc__waiter *w) {
     return;
   }
   w->started = 1;
+  if (w->op) {
+    w->op(ch, w);
+    return;
+  }
   int rc = crpc__call_start(ch, w->method, w->request, w->opts, NULL, NULL, NULL, w, NULL);
   if (rc < 0) {
     w->start_rc = rc;
-    finish(ch, w);
+    crpc__waiter_signal(ch, w);
   }
 }
 
@@ -92,13 +82,15 @@ void crpc__blocking_cancels(crpc_channel *ch) {
   for (crpc__list *e = ch->calls.next; e != &ch->calls;) {
     crpc_call *call = CRPC__CONTAINER_OF(e, crpc_call, link);
     e = e->next;
-    if (!call->waiter) continue;
-    uv_mutex_lock(&ch->mu);
-    int cancel = call->waiter->cancel;
-    uv_mutex_unlock(&ch->mu);
+    int cancel = 0;
+    if (call->stream && call->stream->blocking) {
+      cancel = atomic_load(&call->stream->cancel_req) && !call->done;
+    } else if (call->waiter) {
+      uv_mutex_lock(&ch->mu);
+      cancel = call->waiter->cancel;
+      uv_mutex_unlock(&ch->mu);
+    }
     if (cancel) {
-      crpc__list *next_e = e;
-      (void)next_e;
       crpc__call_abandon(call, CRPC_STATUS_CANCELLED, "cancelled by the client");
       e = ch->calls.next; /* completing a call may have changed the list: start over */
     }
@@ -174,6 +166,15 @@ static void wait_done(crpc_channel *ch, crpc__waiter *w) {
     }
   }
   uv_mutex_unlock(&ch->mu);
+}
+
+int crpc__blocking_run(crpc_channel *ch, crpc__waiter *w) {
+  crpc__list_init(&w->link);
+  crpc__list_init(&w->wlink);
+  if (uv_cond_init(&w->cond) != 0) return CRPC_ENOMEM;
+  wait_done(ch, w);
+  uv_cond_destroy(&w->cond);
+  return w->start_rc;
 }
 
 static void set_error_status(crpc_status *st, int rc) {

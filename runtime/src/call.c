@@ -31,6 +31,7 @@ static crpc_call *call_alloc(crpc_channel *ch) {
   call->waiter = NULL;
   call->timeout_ms = 0;
   call->done = 0;
+  call->stream = NULL;
   call->fail_code = CRPC_STATUS_OK;
   call->fail_why = NULL;
   crpc__dl_node_init(&call->dl);
@@ -38,8 +39,12 @@ static crpc_call *call_alloc(crpc_channel *ch) {
   return call;
 }
 
-static void call_release(crpc_call *call) {
+void crpc__call_release(crpc_call *call) {
   crpc_channel *ch = call->ch;
+  if (call->stream) {
+    crpc__stream_free(call->stream);
+    call->stream = NULL;
+  }
   crpc__free(call->fail_why);
   call->fail_why = NULL;
   crpc__arena_reset(&call->arena);
@@ -125,7 +130,7 @@ static const char *decode_result(crpc_call *call, const crpc__result *r, int for
       st->details_len = r->details_len;
     }
   }
-  if (r->code != CRPC_STATUS_OK) return NULL;
+  if (r->code != CRPC_STATUS_OK || call->stream) return NULL;
   if (crpc__pb_depth_check(call->method->output, r->msg, r->msg_len,
                            (unsigned)ch->opt[CRPC_OPT_MAX_NESTING_DEPTH]) != 0) {
     st->code = CRPC_STATUS_INTERNAL;
@@ -140,8 +145,8 @@ static const char *decode_result(crpc_call *call, const crpc__result *r, int for
   return NULL;
 }
 
-/* The single exit of every call. */
-static void call_finish(crpc_call *call, const crpc__result *r) {
+/* The single exit of every call (stream.c also finishes calls with a saved status). */
+void crpc__call_finish(crpc_call *call, const crpc__result *r) {
   crpc_channel *ch = call->ch;
   call->done = 1;
   if (crpc__dl_node_queued(&call->dl)) {
@@ -154,7 +159,7 @@ static void call_finish(crpc_call *call, const crpc__result *r) {
   call->conn = NULL;
   if (conn) crpc__channel_call_removed(ch, conn);
 
-  int for_user = call->waiter != NULL;
+  int for_user = call->waiter != NULL || (call->stream && call->stream->blocking);
   crpc_status st;
   memset(&st, 0, sizeof st);
   ProtobufCMessage *resp = NULL;
@@ -168,13 +173,19 @@ static void call_finish(crpc_call *call, const crpc__result *r) {
       st.message[text_len] = '\0';
     }
   }
+  if (call->stream) {
+    if (!st.message && st.code != CRPC_STATUS_OK && !for_user) st.message = (char *)"";
+    if (!crpc__stream_ended(call, &st)) crpc__call_release(call);
+    if (ch->closing) crpc__channel_maybe_free(ch);
+    return;
+  }
   if (for_user) {
     crpc__waiter_complete(ch, call->waiter, &st, resp);
   } else {
     if (!st.message && st.code != CRPC_STATUS_OK) st.message = (char *)"";
     call->cb(call, &st, resp, call->user_data);
   }
-  call_release(call);
+  crpc__call_release(call);
   if (ch->closing) crpc__channel_maybe_free(ch);
 }
 
@@ -184,18 +195,25 @@ static void finish_with(crpc_call *call, crpc_code code, const char *why) {
   r.code = code;
   r.text = why;
   r.text_len = why ? strlen(why) : 0;
-  call_finish(call, &r);
+  crpc__call_finish(call, &r);
 }
 
 void crpc__call_on_status(void *p, const crpc__status_hdr *st) {
   crpc_call *call = p;
+  if (call->stream) {
+    if (crpc__stream_on_status(call, st)) return;
+    crpc__result r = {(crpc_code)st->code, st->text, st->text_len, st->details, st->details_len,
+                      st->metadata, st->metadata_len, NULL, 0};
+    crpc__call_finish(call, &r);
+    return;
+  }
   if (st->code == CRPC_STATUS_OK && !st->message) {
     finish_with(call, CRPC_STATUS_INTERNAL, "server answered OK without a response message");
     return;
   }
   crpc__result r = {(crpc_code)st->code, st->text, st->text_len, st->details, st->details_len,
                     st->metadata, st->metadata_len, st->message, st->message_len};
-  call_finish(call, &r);
+  crpc__call_finish(call, &r);
 }
 
 void crpc__call_fail(void *p, crpc_code code, const char *why) { finish_with(p, code, why); }
@@ -229,12 +247,14 @@ void crpc__call_run_deferred(crpc_channel *ch) {
 /* Fails a call that was counted but not sent: at once for blocking calls, from the loop for
  * async ones (their callback must not run inside the function that started them). */
 static void fail_at_start(crpc_call *call, crpc_code code, const char *why) {
-  if (call->cb)
+  if (call->cb || (call->stream && !call->stream->blocking))
     defer_failure(call, code, why);
   else
     crpc__call_fail(call, code, why);
 }
 
+/* CALL frame: a unary call carries its request and ends its sending side at once; a stream
+ * starts empty and sends MESSAGE frames. */
 static int encode_call(crpc_call *call, crpc__conn *conn, const ProtobufCMessage *req,
                        size_t msg_len, uint32_t timeout, const crpc_call_opts *opts,
                        size_t md_len) {
@@ -245,7 +265,7 @@ static int encode_call(crpc_call *call, crpc__conn *conn, const ProtobufCMessage
   uint8_t *p = crpc__conn_reserve(conn, total);
   if (!p) return CRPC_ENOMEM;
   if (crpc__conn_track(conn, call->id, call) != 0) return CRPC_ENOMEM;
-  crpc__hdr_encode(p, CRPC__F_CALL, CRPC__FL_END | CRPC__FL_MESSAGE, call->id,
+  crpc__hdr_encode(p, CRPC__F_CALL, req ? CRPC__FL_END | CRPC__FL_MESSAGE : 0, call->id,
                    (uint32_t)(fixed + msg_len));
   /* The metadata block goes where call_fixed_encode expects it: encode the fixed part with an
    * empty block, then write the entries in place and patch the block length. */
@@ -256,43 +276,38 @@ static int encode_call(crpc_call *call, crpc__conn *conn, const ProtobufCMessage
     crpc__be32_put(len_at, (uint32_t)md_len);
     p = crpc__md_write(p, opts->metadata, opts->metadata_count);
   }
-  protobuf_c_message_pack(req, p);
+  if (req) protobuf_c_message_pack(req, p);
   crpc__conn_commit(conn, total);
   return 0;
 }
 
-int crpc__call_start(crpc_channel *ch, const crpc_method_desc *method,
-                     const ProtobufCMessage *request, const crpc_call_opts *opts,
-                     crpc_unary_cb cb, crpc_fn user_fn, void *user_data, crpc__waiter *waiter,
-                     crpc_call **call_out) {
-  if (!method || !request || !method->full_name || !method->input || !method->output)
-    return CRPC_EINVAL;
+/* Checks shared by unary calls and streams; *md_len and *md_counted describe the metadata. */
+static int check_start(crpc_channel *ch, const crpc_method_desc *method,
+                       const crpc_call_opts *opts, size_t *md_len, size_t *md_counted) {
+  if (!method || !method->full_name || !method->input || !method->output) return CRPC_EINVAL;
   if (opts && opts->timeout_ms < 0) return CRPC_EINVAL;
-  if (request->descriptor != method->input) return CRPC_ETYPE;
-  if (method->flags & (CRPC_METHOD_CLIENT_STREAMING | CRPC_METHOD_SERVER_STREAMING))
-    return CRPC_ENOTSUP;
   size_t name_len = strlen(method->full_name);
   if (name_len == 0 || name_len > CRPC__MAX_METHOD_LEN) return CRPC_EINVAL;
-  size_t md_len = 0, md_counted = 0;
-  if (opts && crpc__md_measure(opts->metadata, opts->metadata_count, &md_len, &md_counted) != 0)
+  *md_len = *md_counted = 0;
+  if (opts && crpc__md_measure(opts->metadata, opts->metadata_count, md_len, md_counted) != 0)
     return CRPC_EINVAL;
-  if (md_len > UINT32_MAX - CRPC__MAX_METHOD_LEN) return CRPC_EINVAL;
+  if (*md_len > UINT32_MAX - CRPC__MAX_METHOD_LEN) return CRPC_EINVAL;
   if (ch->closing) return CRPC_ECLOSED;
+  return 0;
+}
 
-  crpc_call *call = call_alloc(ch);
-  if (!call) return CRPC_ENOMEM;
-  call->method = method;
-  call->cb = cb;
-  call->user_fn = user_fn;
-  call->user_data = user_data;
-  call->waiter = waiter;
+/* Sends the call on a connection (or fails it, deferred) once it is set up and counted.
+ * Returns 0, or CRPC_ENOMEM with the call released. */
+static int call_begin(crpc_call *call, const ProtobufCMessage *request,
+                      const crpc_call_opts *opts, size_t md_len, size_t md_counted) {
+  crpc_channel *ch = call->ch;
+  const crpc_method_desc *method = call->method;
   call->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : ch->opt[CRPC_OPT_DEFAULT_TIMEOUT_MS];
   ch->used = 1;
   crpc__list_push_back(&ch->calls, &call->link);
   ch->ncalls++;
-  if (call_out) *call_out = call;
 
-  size_t msg_len = protobuf_c_message_get_packed_size(request);
+  size_t msg_len = request ? protobuf_c_message_get_packed_size(request) : 0;
   if (msg_len > (uint64_t)ch->opt[CRPC_OPT_MAX_SEND_MESSAGE_SIZE]) {
     char why[160];
     snprintf(why, sizeof why, "%s: request of %zu bytes exceeds MAX_SEND_MESSAGE_SIZE (%lld)",
@@ -329,12 +344,12 @@ int crpc__call_start(crpc_channel *ch, const crpc_method_desc *method,
   if (rc != 0) {
     crpc__list_remove(&call->link);
     ch->ncalls--;
-    call_release(call);
-    if (call_out) *call_out = NULL;
+    crpc__call_release(call);
     return rc;
   }
   call->conn = conn;
   crpc__channel_call_added(ch, conn);
+  if (call->stream) crpc__stream_started(call);
   if (call->timeout_ms > 0) {
     uv_update_time(ch->loop); /* a private loop's clock is stale between blocking calls */
     call->dl.deadline = uv_now(ch->loop) + (uint64_t)call->timeout_ms;
@@ -348,4 +363,49 @@ int crpc__call_start(crpc_channel *ch, const crpc_method_desc *method,
     }
   }
   return 0;
+}
+
+int crpc__call_start(crpc_channel *ch, const crpc_method_desc *method,
+                     const ProtobufCMessage *request, const crpc_call_opts *opts,
+                     crpc_unary_cb cb, crpc_fn user_fn, void *user_data, crpc__waiter *waiter,
+                     crpc_call **call_out) {
+  size_t md_len, md_counted;
+  if (call_out) *call_out = NULL;
+  if (!request) return CRPC_EINVAL;
+  int rc = check_start(ch, method, opts, &md_len, &md_counted);
+  if (rc != 0) return rc;
+  if (request->descriptor != method->input) return CRPC_ETYPE;
+  if (method->flags & (CRPC_METHOD_CLIENT_STREAMING | CRPC_METHOD_SERVER_STREAMING))
+    return CRPC_EINVAL;
+  crpc_call *call = call_alloc(ch);
+  if (!call) return CRPC_ENOMEM;
+  call->method = method;
+  call->cb = cb;
+  call->user_fn = user_fn;
+  call->user_data = user_data;
+  call->waiter = waiter;
+  if (call_out) *call_out = call;
+  rc = call_begin(call, request, opts, md_len, md_counted);
+  if (rc != 0 && call_out) *call_out = NULL;
+  return rc;
+}
+
+int crpc__call_start_stream(crpc_channel *ch, const crpc_method_desc *method,
+                            const crpc_call_opts *opts, crpc__cstream *st, void *user_data,
+                            crpc_call **call_out) {
+  size_t md_len, md_counted;
+  *call_out = NULL;
+  int rc = check_start(ch, method, opts, &md_len, &md_counted);
+  if (rc != 0) return rc;
+  if (!(method->flags & (CRPC_METHOD_CLIENT_STREAMING | CRPC_METHOD_SERVER_STREAMING)))
+    return CRPC_EINVAL;
+  crpc_call *call = call_alloc(ch);
+  if (!call) return CRPC_ENOMEM;
+  call->method = method;
+  call->user_data = user_data;
+  call->stream = st;
+  *call_out = call;
+  rc = call_begin(call, NULL, opts, md_len, md_counted);
+  if (rc != 0) *call_out = NULL;
+  return rc;
 }

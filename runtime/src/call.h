@@ -2,14 +2,36 @@
 #ifndef CRPC_CALL_H
 #define CRPC_CALL_H
 
+#include <stdatomic.h>
+
 #include "arena.h"
 #include "crpc/channel.h"
+#include "crpc/stream.h"
 #include "dlheap.h"
+#include "flow.h"
 #include "frame.h"
 #include "list.h"
 
 typedef struct crpc__conn crpc__conn;
 typedef struct crpc__waiter crpc__waiter;
+
+/* What a streaming call has beyond a unary one (stream.c). */
+typedef struct crpc__cstream {
+  crpc_stream_handlers h;   /* async streams */
+  crpc__flow flow;
+  int local_closed;         /* our END/HALF_CLOSE went out */
+  int read_pending;         /* crpc_stream_read() waits for a message */
+  int cb_depth;             /* inside one of the user's callbacks */
+  int release_pending;      /* ended inside a callback: release when it returns */
+  int discard;              /* blocking finish: drop what arrives, keep the window open */
+  uint8_t *saved;           /* the STATUS that arrived while messages were unread */
+  crpc__arena scratch;      /* decoded messages, reset after each delivery */
+  int blocking;             /* a private-loop (blocking) stream */
+  crpc__waiter *waiter;     /* blocking: the operation parked on this stream */
+  int ended;                /* blocking: the call completed; final holds the status */
+  crpc_status final;
+  atomic_int cancel_req;    /* blocking: crpc_stream_cancel_async() was called */
+} crpc__cstream;
 
 struct crpc_call {
   crpc_channel *ch;
@@ -23,6 +45,7 @@ struct crpc_call {
   crpc__dl_node dl;      /* deadline */
   int64_t timeout_ms;    /* as requested, for the message */
   int done;              /* completed (its callback may be running) */
+  crpc__cstream *stream; /* streaming calls only */
   crpc__list link;       /* channel: live calls, or deferred failures, or the free pool */
   crpc_code fail_code;   /* deferred failure */
   char *fail_why;
@@ -49,6 +72,25 @@ int crpc__call_start(crpc_channel *ch, const crpc_method_desc *method,
                      const ProtobufCMessage *request, const crpc_call_opts *opts,
                      crpc_unary_cb cb, crpc_fn user_fn, void *user_data, crpc__waiter *waiter,
                      crpc_call **call_out);
+
+/* Starts a streaming call; st is owned by the call from then on (freed with it). */
+int crpc__call_start_stream(crpc_channel *ch, const crpc_method_desc *method,
+                            const crpc_call_opts *opts, crpc__cstream *st, void *user_data,
+                            crpc_call **call_out);
+/* The single completion of a call. */
+void crpc__call_finish(crpc_call *call, const crpc__result *r);
+/* Releases a call object (stream.c, after a completion deferred by a callback). */
+void crpc__call_release(crpc_call *call);
+/* stream.c hooks called by call.c and conn.c. */
+void crpc__stream_started(crpc_call *call);
+/* The call completed with st (st's memory: malloc for blocking streams, else the arena).
+ * Returns 1 when the stream took over the call's release. */
+int crpc__stream_ended(crpc_call *call, crpc_status *st);
+/* STATUS arrived; returns 1 when it was saved for later (unread messages). */
+int crpc__stream_on_status(crpc_call *call, const crpc__status_hdr *st);
+void crpc__stream_on_message(crpc_call *call, const crpc__frame *f);
+void crpc__stream_on_window(crpc_call *call, uint32_t inc);
+void crpc__stream_free(crpc__cstream *st);
 
 /* From the connection: the call's STATUS arrived (the call is already untracked). */
 void crpc__call_on_status(void *call, const crpc__status_hdr *st);

@@ -72,6 +72,33 @@ struct crpc_channel {
   void *close_ud;
 };
 
+struct crpc__waiter {
+  crpc__list link;  /* ch->submitted until its call is started */
+  crpc__list wlink; /* ch->waiters while it sleeps */
+  uv_cond_t cond;
+  const crpc_method_desc *method;
+  const ProtobufCMessage *request;
+  const crpc_call_opts *opts;
+  int done;         /* guarded by ch->mu */
+  int cancel;       /* a token asked to cancel (ch->mu) */
+  int started;      /* its call exists (loop thread) */
+  int start_rc;     /* the call could not be started: this error */
+  ProtobufCMessage *response;
+  crpc_status status;
+  /* A blocking stream operation instead of a unary call: op runs on the loop thread; it finishes
+   * the waiter at once or parks it on the stream until an event does. */
+  void (*op)(crpc_channel *ch, crpc__waiter *w);
+  void *stream;           /* crpc_call of the stream */
+  const ProtobufCMessage *msg_in;
+  int result;
+};
+
+/* Finishes a waiter (loop thread): wakes its thread. */
+void crpc__waiter_signal(crpc_channel *ch, crpc__waiter *w);
+/* Runs w->op on the loop (driving it if this thread may) and waits until the waiter finishes.
+ * Returns 0, or CRPC_ECLOSED when the channel is closing. */
+int crpc__blocking_run(crpc_channel *ch, crpc__waiter *w);
+
 /* channel.c: the connection new calls should go on, connecting if needed; NULL when the channel
  * is backing off after a failure (ch->last_error says why). */
 crpc__conn *crpc__channel_conn(crpc_channel *ch);

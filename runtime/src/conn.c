@@ -366,6 +366,38 @@ static int handle_goaway(crpc__conn *c, const crpc__frame *f) {
   return 0;
 }
 
+/* Frames within a call: routed to the call's stream; frames for calls that are gone (cancelled,
+ * finished, timed out) are dropped, as the protocol says. */
+static int handle_stream_frame(crpc__conn *c, const crpc__frame *f) {
+  if (f->call_id == 0) {
+    if (f->type == CRPC__F_WINDOW) return 0; /* connection-level credit: not used by this version */
+    abort_with(c, CRPC__GOAWAY_PROTOCOL_ERROR, "stream frame on call id 0");
+    return -1;
+  }
+  void *call = crpc__idmap_get(&c->calls, f->call_id);
+  if (!call) return 0;
+  int ours = crpc__conn_is_ours(c, f->call_id);
+  if (f->type == CRPC__F_WINDOW) {
+    uint32_t inc;
+    if (f->oversized || crpc__window_decode(f, &inc) != 0) {
+      abort_with(c, CRPC__GOAWAY_PROTOCOL_ERROR, "malformed WINDOW frame");
+      return -1;
+    }
+    if (ours)
+      crpc__stream_on_window(call, inc);
+    else
+      crpc__sstream_on_window(call, inc);
+  } else if (f->type == CRPC__F_MESSAGE) {
+    if (ours)
+      crpc__stream_on_message(call, f);
+    else
+      crpc__sstream_on_message(call, f);
+  } else if (!ours) {
+    crpc__sstream_on_half_close(call);
+  }
+  return 0;
+}
+
 static int on_frame(void *ud, const crpc__frame *f) {
   crpc__conn *c = ud;
   if (c->state != CRPC__CONN_OPEN) return -1;
@@ -383,9 +415,11 @@ static int on_frame(void *ud, const crpc__frame *f) {
     }
     case CRPC__F_PING: rc = handle_ping(c, f); break;
     case CRPC__F_GOAWAY: rc = handle_goaway(c, f); break;
+    case CRPC__F_MESSAGE:
+    case CRPC__F_HALF_CLOSE:
+    case CRPC__F_WINDOW: rc = handle_stream_frame(c, f); break;
     default:
-      /* MESSAGE, HALF_CLOSE, WINDOW, HEADERS: streams are not served yet; unknown types are
-       * ignored for forward compatibility. */
+      /* HEADERS (reserved) and unknown types are ignored for forward compatibility. */
       rc = 0;
       break;
   }

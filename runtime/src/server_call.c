@@ -36,12 +36,18 @@ static crpc_server_call *scall_alloc(crpc_server *srv) {
   sc->on_cancel = NULL;
   sc->cancel_ud = NULL;
   sc->cancelled = 0;
+  sc->finished = 0;
+  sc->stream = NULL;
   crpc__list_init(&sc->link);
   return sc;
 }
 
-static void scall_release(crpc_server_call *sc) {
+void crpc__scall_release(crpc_server_call *sc) {
   crpc_server *srv = sc->srv;
+  if (sc->stream) {
+    crpc__sstream_free(sc->stream);
+    sc->stream = NULL;
+  }
   crpc__list_remove(&sc->link);
   crpc__dlheap_remove(&srv->deadlines, &sc->dl);
   crpc__outbuf_free(&sc->trailers);
@@ -71,6 +77,7 @@ void crpc__server_calls_free(crpc_server *srv) {
 
 static void *arena_fn(void *ud, size_t n) { return crpc__arena_alloc(ud, n); }
 static void arm_deadline(crpc_server *srv);
+static void arm_call_deadline(crpc_server_call *sc, uint32_t timeout_ms);
 
 static void refuse(crpc__conn *c, uint32_t id, crpc_code code, const char *fmt, const char *name,
                    size_t name_len) {
@@ -91,12 +98,13 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
     refuse(c, id, CRPC_STATUS_UNIMPLEMENTED, "unknown method %.*s", h->method, h->method_len);
     return;
   }
+  int streaming = (e->method->flags & (CRPC_METHOD_CLIENT_STREAMING | CRPC_METHOD_SERVER_STREAMING)) != 0;
   if (!e->method->dispatch) {
-    refuse(c, id, CRPC_STATUS_UNIMPLEMENTED, "%.*s: streaming methods are not served yet",
+    refuse(c, id, CRPC_STATUS_UNIMPLEMENTED, "%.*s: no handler dispatch for this method",
            h->method, h->method_len);
     return;
   }
-  if (!h->message) {
+  if (!h->message && !streaming) {
     refuse(c, id, CRPC_STATUS_INTERNAL, "%.*s: unary call without a request message", h->method,
            h->method_len);
     return;
@@ -115,16 +123,32 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
   int mrc = crpc__md_decode(h->metadata, h->metadata_len, (size_t)srv->opt[CRPC_OPT_MAX_METADATA_SIZE],
                             arena_fn, &sc->arena, &sc->md, &sc->md_count);
   if (mrc != 0) {
-    scall_release(sc);
+    crpc__scall_release(sc);
     refuse(c, id, CRPC_STATUS_RESOURCE_EXHAUSTED,
            mrc == CRPC__MD_TOO_BIG ? "%.*s: request metadata exceeds the server's MAX_METADATA_SIZE"
                                    : "%.*s: server out of memory",
            h->method, h->method_len);
     return;
   }
+  sc->entry = e;
+  if (streaming) {
+    if (crpc__conn_track(c, id, sc) != 0) {
+      crpc__scall_release(sc);
+      refuse(c, id, CRPC_STATUS_RESOURCE_EXHAUSTED, "%.*s: server out of memory", h->method,
+             h->method_len);
+      return;
+    }
+    sc->conn = c;
+    sc->id = id;
+    crpc__list_push_back(&srv->calls, &sc->link);
+    srv->ncalls++;
+    arm_call_deadline(sc, h->timeout_ms);
+    crpc__sstream_begin(sc, f, h); /* dispatches when it can */
+    return;
+  }
   if (crpc__pb_depth_check(e->method->input, h->message, h->message_len,
                            (unsigned)srv->opt[CRPC_OPT_MAX_NESTING_DEPTH]) != 0) {
-    scall_release(sc);
+    crpc__scall_release(sc);
     refuse(c, id, CRPC_STATUS_INTERNAL,
            "%.*s: request nests deeper than MAX_NESTING_DEPTH or is malformed", h->method,
            h->method_len);
@@ -133,7 +157,7 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
   sc->request = protobuf_c_message_unpack(e->method->input, &sc->arena.pb, h->message_len,
                                           h->message);
   if (!sc->request) {
-    scall_release(sc);
+    crpc__scall_release(sc);
     char text[CRPC__MAX_METHOD_LEN + 160];
     snprintf(text, sizeof text, "%.*s: request does not decode as %s", (int)h->method_len,
              h->method, e->method->input->name);
@@ -141,7 +165,7 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
     return;
   }
   if (crpc__conn_track(c, id, sc) != 0) {
-    scall_release(sc);
+    crpc__scall_release(sc);
     refuse(c, id, CRPC_STATUS_RESOURCE_EXHAUSTED, "%.*s: server out of memory", h->method,
            h->method_len);
     return;
@@ -151,12 +175,21 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
   sc->entry = e;
   crpc__list_push_back(&srv->calls, &sc->link);
   srv->ncalls++;
-  if (h->timeout_ms) {
-    sc->dl.deadline = uv_now(srv->loop) + h->timeout_ms;
-    if (crpc__dlheap_push(&srv->deadlines, &sc->dl) == 0 && crpc__dlheap_top(&srv->deadlines) == &sc->dl)
-      arm_deadline(srv);
-  }
-  e->method->dispatch(sc, sc->request, e->impl, e->user_data);
+  arm_call_deadline(sc, h->timeout_ms);
+  crpc__scall_dispatch(sc, sc->request);
+}
+
+void crpc__scall_dispatch(crpc_server_call *sc, const ProtobufCMessage *request) {
+  const crpc__reg_entry *e = sc->entry;
+  e->method->dispatch(sc, request, e->impl, e->user_data);
+}
+
+static void arm_call_deadline(crpc_server_call *sc, uint32_t timeout_ms) {
+  crpc_server *srv = sc->srv;
+  if (!timeout_ms) return;
+  sc->dl.deadline = uv_now(srv->loop) + timeout_ms;
+  if (crpc__dlheap_push(&srv->deadlines, &sc->dl) == 0 && crpc__dlheap_top(&srv->deadlines) == &sc->dl)
+    arm_deadline(srv);
 }
 
 void crpc__server_call_detach(void *p) {
@@ -229,7 +262,11 @@ static void scall_finish(crpc_server_call *sc, crpc_code code, const char *text,
     if (c->sent_goaway && c->calls.count == 0) crpc__conn_close_when_flushed(c);
   }
   srv->ncalls--;
-  scall_release(sc);
+  sc->finished = 1;
+  if (sc->stream && sc->stream->cb_depth)
+    sc->stream->release_pending = 1; /* finished from inside its own callback */
+  else
+    crpc__scall_release(sc);
   if (srv->closing || srv->draining) crpc__server_maybe_free(srv);
 }
 
@@ -257,6 +294,17 @@ int crpc_server_call_fail_details(crpc_server_call *call, crpc_code code, const 
     return CRPC_EINVAL;
   }
   scall_finish(call, code, message ? message : "", NULL, details, details_len);
+  return 0;
+}
+
+int crpc_server_call_end(crpc_server_call *call, crpc_code code, const char *message) {
+  if (!call || call->finished) return CRPC_EINVAL;
+  if (!call->stream && code == CRPC_STATUS_OK) {
+    scall_finish(call, CRPC_STATUS_INTERNAL, "handler ended a unary call without a response",
+                 NULL, NULL, 0);
+    return CRPC_EINVAL;
+  }
+  scall_finish(call, code, message ? message : (code == CRPC_STATUS_OK ? NULL : ""), NULL, NULL, 0);
   return 0;
 }
 

@@ -8,10 +8,29 @@
 #include "crpc/server.h"
 #include "dlheap.h"
 #include "list.h"
+#include "flow.h"
+#include "frame.h"
 #include "outbuf.h"
 #include "registry.h"
 
 typedef struct crpc__conn crpc__conn;
+
+/* What a streaming server call has beyond a unary one (server_stream.c). */
+typedef struct crpc__sstream {
+  crpc__flow flow;
+  crpc_server_read_cb on_read;
+  crpc_server_writable_cb on_writable;
+  void *user_data;
+  crpc_fn user_fn;
+  int auto_read;
+  int read_pending;
+  int remote_closed;   /* the client closed its sending side */
+  int eof_delivered;   /* on_read(NULL) has run */
+  int dispatched;      /* the handler has been called */
+  int cb_depth;        /* inside a user callback */
+  int release_pending; /* finished inside a callback */
+  crpc__arena scratch; /* decoded client messages, reset after each delivery */
+} crpc__sstream;
 
 struct crpc_server_call {
   crpc_server *srv;
@@ -27,6 +46,8 @@ struct crpc_server_call {
   crpc_server_cancel_cb on_cancel;
   void *cancel_ud;
   int cancelled;
+  int finished;              /* the handler finished it (its release may wait for a callback) */
+  crpc__sstream *stream;     /* streaming calls only */
   crpc__list link;           /* srv->calls, or the pool */
   crpc__arena arena;
 };
@@ -34,6 +55,17 @@ struct crpc_server_call {
 /* The connection forgets the call (client cancelled, or connection gone): the handler still owns
  * it and must finish it; nothing will be sent. */
 void crpc__server_call_detach(void *call);
+/* Streams (server_stream.c). */
+int crpc__sstream_begin(crpc_server_call *sc, const crpc__frame *f, const crpc__call_hdr *h);
+void crpc__sstream_on_message(crpc_server_call *sc, const crpc__frame *f);
+void crpc__sstream_on_half_close(crpc_server_call *sc);
+void crpc__sstream_on_window(crpc_server_call *sc, uint32_t inc);
+void crpc__sstream_free(crpc__sstream *st);
+/* server_call.c: releases a finished call (after a deferred release). */
+void crpc__scall_release(crpc_server_call *sc);
+/* server_call.c: dispatches to the handler (request NULL for client/bidi streams). */
+void crpc__scall_dispatch(crpc_server_call *sc, const ProtobufCMessage *request);
+
 /* Fires the deadlines that have passed and re-arms the server's deadline timer. */
 void crpc__server_expire(crpc_server *srv);
 

@@ -15,6 +15,7 @@
 #include "crpc/method.h"
 #include "crpc/channel.h"
 #include "crpc/server.h"
+#include "crpc/stream.h"
 
 #ifdef __cplusplus
 extern "C" {

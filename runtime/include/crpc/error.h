@@ -29,7 +29,8 @@ extern "C" {
   X(EABI, -20009, "generated code was built for another crpc interface version")            \
   X(ETYPE, -20010, "message type does not match the method")                                 \
   X(ERESOLVE, -20011, "host name could not be resolved")                                     \
-  X(ELIMIT, -20012, "a configured limit was reached")
+  X(ELIMIT, -20012, "a configured limit was reached")                                        \
+  X(EAGAIN, -20013, "stream flow-control window used up: wait until writable")
 
 typedef enum crpc_errno {
 #define CRPC_ERRNO_GEN_(name, value, msg) CRPC_##name = (value),

@@ -44,7 +44,10 @@ extern "C" {
  * KEEPALIVE_TIME_MS      a channel pings a connection silent for this long; 0: never.
  * KEEPALIVE_TIMEOUT_MS   ... and closes it (its calls fail UNAVAILABLE) without an answer by then.
  * MIN_PING_INTERVAL_MS   a server counts a PING sooner than this after the previous one as a
- *                        strike; at 3 strikes it sends GOAWAY ENHANCE_YOUR_CALM and closes. */
+ *                        strike; at 3 strikes it sends GOAWAY ENHANCE_YOUR_CALM and closes.
+ * STREAM_WINDOW          bytes of stream messages this side lets a peer send on one call before
+ *                        its application has read them (flow control; the protocol starts every
+ *                        call at 65536, a larger value is granted at once). */
 #define CRPC_OPTION_MAP(X)                                                                   \
   X(MAX_RECV_MESSAGE_SIZE, 4194304, 0, 2147483647, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)       \
   X(MAX_SEND_MESSAGE_SIZE, 4194304, 0, 2147483647, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)       \
@@ -62,7 +65,8 @@ extern "C" {
   X(MAX_WRITE_BUFFER, 16777216, 65536, 2147483647, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)       \
   X(KEEPALIVE_TIME_MS, 0, 0, 86400000, CRPC_OPT_CHANNEL)                                     \
   X(KEEPALIVE_TIMEOUT_MS, 20000, 1, 86400000, CRPC_OPT_CHANNEL)                              \
-  X(MIN_PING_INTERVAL_MS, 1000, 0, 86400000, CRPC_OPT_SERVER)
+  X(MIN_PING_INTERVAL_MS, 1000, 0, 86400000, CRPC_OPT_SERVER)                               \
+  X(STREAM_WINDOW, 65536, 65536, 1073741824, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)
 
 typedef enum crpc_option {
 #define CRPC_OPTION_GEN_(name, def, lo, hi, who) CRPC_OPT_##name,

@@ -143,6 +143,46 @@ typedef void (*crpc_server_cancel_cb)(crpc_server_call *call, void *user_data);
 CRPC_EXTERN void crpc_server_call_on_cancel(crpc_server_call *call, crpc_server_cancel_cb cb,
                                             void *user_data);
 
+/* --- Streaming methods ------------------------------------------------------------------------
+ * A streaming method's handler receives the call (and, for a server-streaming method, the one
+ * request; client- and bidi-streaming handlers get request NULL). It reads the client's messages
+ * with crpc_server_call_read() (or auto_read), writes with crpc_server_call_write(), and ends the
+ * call exactly once with crpc_server_call_end() (or _fail/_fail_details). Flow control and
+ * reading work as for client streams (crpc/stream.h). */
+
+/* A client message (of the method's input type; owned by crpc, valid during the callback), or
+ * msg NULL once: the client closed its sending side, no more will come. */
+typedef void (*crpc_server_read_cb)(crpc_server_call *call, const ProtobufCMessage *msg,
+                                    void *user_data);
+/* A write refused with CRPC_EAGAIN may now be retried. */
+typedef void (*crpc_server_writable_cb)(crpc_server_call *call, void *user_data);
+
+/* Sets the stream callbacks of a streaming call (either may be NULL). auto_read: deliver every
+ * message as it arrives. Returns 0, CRPC_EINVAL (not a streaming call). */
+CRPC_EXTERN int crpc_server_call_stream_handlers(crpc_server_call *call,
+                                                 crpc_server_read_cb on_read,
+                                                 crpc_server_writable_cb on_writable,
+                                                 void *user_data, int auto_read);
+/* Asks for the next client message: on_read runs once (maybe before this returns). 0, or
+ * CRPC_ESTATE (a read is pending, auto_read is on, the end was delivered, or the call is
+ * cancelled), CRPC_EINVAL. */
+CRPC_EXTERN int crpc_server_call_read(crpc_server_call *call);
+/* Sends a message (of the method's output type; encoded before returning). 0, CRPC_EAGAIN (the
+ * client's window is used up: not sent, on_writable follows), CRPC_ESTATE (cancelled: the client
+ * is gone), CRPC_ETYPE, CRPC_ELIMIT (larger than MAX_SEND_MESSAGE_SIZE), CRPC_EINVAL, CRPC_ENOMEM. */
+CRPC_EXTERN int crpc_server_call_write(crpc_server_call *call, const ProtobufCMessage *msg);
+/* Ends a streaming call with a status (OK allowed). message may be NULL. Returns 0 or
+ * CRPC_EINVAL; the call is released as by crpc_server_call_reply(). */
+CRPC_EXTERN int crpc_server_call_end(crpc_server_call *call, crpc_code code, const char *message);
+
+/* For generated code: crpc_server_call_stream_handlers() whose on_read is an adapter that
+ * finds the typed callback with crpc_server_call_user_fn(). */
+CRPC_EXTERN int crpc_gen_server_stream_handlers(crpc_server_call *call, crpc_server_read_cb adapter,
+                                                crpc_fn user_fn,
+                                                crpc_server_writable_cb on_writable,
+                                                void *user_data, int auto_read);
+CRPC_EXTERN crpc_fn crpc_server_call_user_fn(const crpc_server_call *call);
+
 /* The method being called. Valid until the call is finished. */
 CRPC_EXTERN const crpc_method_desc *crpc_server_call_method(const crpc_server_call *call);
 
