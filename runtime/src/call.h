@@ -18,6 +18,7 @@ typedef struct crpc__waiter crpc__waiter;
 /* What a streaming call has beyond a unary one (stream.c). */
 typedef struct crpc__cstream {
   crpc_stream_handlers h;   /* async streams */
+  const void *typed;        /* generated code's typed handler table */
   crpc__flow flow;
   int local_closed;         /* our END/HALF_CLOSE went out */
   int read_pending;         /* crpc_stream_read() waits for a message */

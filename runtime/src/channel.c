@@ -7,6 +7,7 @@
 #include "call.h"
 #include "crpc/error.h"
 #include "options_internal.h"
+#include "sigpipe.h"
 
 struct crpc__attempt {
   union {
@@ -59,6 +60,7 @@ static int channel_init_handles(crpc_channel *ch) {
 int crpc_channel_new(crpc_channel **out, uv_loop_t *loop, const char *target) {
   if (!out || !target) return CRPC_EINVAL;
   *out = NULL;
+  crpc__ignore_sigpipe();
   crpc_channel *ch = crpc__calloc(1, sizeof *ch);
   if (!ch) return CRPC_ENOMEM;
   int rc = crpc__endpoint_parse(target, &ch->ep);

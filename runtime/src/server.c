@@ -7,6 +7,7 @@
 #include "crpc/error.h"
 #include "endpoint.h"
 #include "options_internal.h"
+#include "sigpipe.h"
 #include "server_call.h"
 
 static void on_goaway(crpc__conn *c, uint32_t last_id, uint32_t code) {
@@ -32,6 +33,7 @@ static void on_stop(uv_async_t *a) {
 int crpc_server_new(crpc_server **out, uv_loop_t *loop) {
   if (!out) return CRPC_EINVAL;
   *out = NULL;
+  crpc__ignore_sigpipe();
   crpc_server *srv = crpc__calloc(1, sizeof *srv);
   if (!srv) return CRPC_ENOMEM;
   int rc;

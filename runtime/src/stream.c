@@ -245,12 +245,24 @@ int crpc__stream_ended(crpc_call *call, crpc_status *status) {
 int crpc_channel_stream(crpc_channel *ch, const crpc_method_desc *method,
                         const crpc_call_opts *opts, const crpc_stream_handlers *handlers,
                         void *user_data, crpc_stream **out) {
+  return crpc_gen_stream(ch, method, opts, handlers, NULL, user_data, out);
+}
+
+const void *crpc_stream_typed(const crpc_stream *s) {
+  const crpc_call *call = (const crpc_call *)(const void *)s;
+  return call && call->stream ? call->stream->typed : NULL;
+}
+
+int crpc_gen_stream(crpc_channel *ch, const crpc_method_desc *method, const crpc_call_opts *opts,
+                    const crpc_stream_handlers *handlers, const void *typed, void *user_data,
+                    crpc_stream **out) {
   if (out) *out = NULL;
   if (!ch || !handlers || !handlers->on_done || !out || (opts && opts->cancel)) return CRPC_EINVAL;
   if (ch->own_loop) return CRPC_ENOTSUP;
   crpc__cstream *st = cstream_new(ch);
   if (!st) return CRPC_ENOMEM;
   st->h = *handlers;
+  st->typed = typed;
   crpc_call *call;
   int rc = crpc__call_start_stream(ch, method, opts, st, user_data, &call);
   if (rc != 0) {

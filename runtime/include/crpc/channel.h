@@ -19,6 +19,10 @@
  * Every call completes exactly once: with the response, or with a status (UNAVAILABLE when the
  * connection cannot be made or drops, DEADLINE_EXCEEDED, CANCELLED, ...).
  *
+ * Signals: the first channel or server created sets SIGPIPE to SIG_IGN if it still has its
+ * default disposition (a peer that vanishes must not kill the process); an application that has
+ * installed its own disposition keeps it.
+ *
  * Thread-safety: unless a function says otherwise, call it on the channel's loop thread (loop
  * channels) or from any one thread at a time (private-loop channels). */
 #ifndef CRPC_CHANNEL_H

@@ -97,6 +97,14 @@ CRPC_EXTERN void crpc_stream_cancel_async(crpc_stream *s);
 /* The method, for generated code and logging. */
 CRPC_EXTERN const crpc_method_desc *crpc_stream_method(const crpc_stream *s);
 
+/* For generated code: crpc_channel_stream() whose handlers are adapters; `typed` (the user's
+ * typed handler table, which must stay valid until on_done returns) is kept in the stream and
+ * returned by crpc_stream_typed(). */
+CRPC_EXTERN int crpc_gen_stream(crpc_channel *ch, const crpc_method_desc *method,
+                                const crpc_call_opts *opts, const crpc_stream_handlers *adapters,
+                                const void *typed, void *user_data, crpc_stream **out);
+CRPC_EXTERN const void *crpc_stream_typed(const crpc_stream *s);
+
 #ifdef __cplusplus
 }
 #endif
