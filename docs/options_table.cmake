@@ -1,18 +1,17 @@
-# The options table of docs/guide.md, made from CRPC_OPTION_MAP in crpc/options.h.
+# The generated tables of docs/guide.md: options from CRPC_OPTION_MAP (crpc/options.h) and
+# library errors from CRPC_ERRNO_MAP (crpc/error.h, in the same directory).
 #
 #   cmake -DHEADER=runtime/include/crpc/options.h -DDOC=docs/guide.md [-DUPDATE=ON] \
 #         -P docs/options_table.cmake
 #
-# Without UPDATE it checks that the table between the markers in DOC is what the header says
-# (ctest runs it as docs_options_table); with UPDATE=ON it rewrites the table.
+# Without UPDATE it checks that the tables between the markers in DOC are what the headers say
+# (ctest runs it as docs_options_table); with UPDATE=ON it rewrites them.
 cmake_minimum_required(VERSION 3.18)
 foreach(_v HEADER DOC)
   if(NOT ${_v})
     message(FATAL_ERROR "options_table: -D${_v}=... is required")
   endif()
 endforeach()
-set(_begin "<!-- BEGIN options: generated from CRPC_OPTION_MAP by docs/options_table.cmake -->")
-set(_end "<!-- END options -->")
 
 # One list element per line. Backslashes (line continuations) go; ';' and brackets, which CMake
 # lists treat specially, are masked and restored in the text.
@@ -69,25 +68,53 @@ foreach(_n IN LISTS _names)
   string(APPEND _table "| `CRPC_OPT_${_n}` | ${_def_${_n}} | ${_lo_${_n}} … ${_hi_${_n}} | ${_c} | ${_s} | ${_t} |\n")
 endforeach()
 
-file(READ "${DOC}" _doc)
-string(FIND "${_doc}" "${_begin}\n" _b)
-string(FIND "${_doc}" "${_end}" _e)
-if(_b EQUAL -1 OR _e EQUAL -1 OR _e LESS _b)
-  message(FATAL_ERROR "options_table: ${DOC} lacks the lines\n${_begin}\n${_end}")
+# The error table, from CRPC_ERRNO_MAP in crpc/error.h (next to HEADER).
+get_filename_component(_hdir "${HEADER}" DIRECTORY)
+file(READ "${_hdir}/error.h" _etext)
+string(REGEX MATCHALL "X\\(E[A-Z0-9_]*, *-?[0-9]+, *\"[^\"]*\"\\)" _erows "${_etext}")
+if(NOT _erows)
+  message(FATAL_ERROR "options_table: no CRPC_ERRNO_MAP rows in ${_hdir}/error.h")
 endif()
-string(LENGTH "${_begin}\n" _bl)
-math(EXPR _from "${_b} + ${_bl}")
-math(EXPR _len "${_e} - ${_from}")
-string(SUBSTRING "${_doc}" ${_from} ${_len} _have)
-if(_have STREQUAL _table)
-  message(STATUS "options_table: ${DOC} matches ${HEADER}")
+set(_etable "| code | value | `crpc_strerror()` |\n|---|---:|---|\n")
+foreach(_r IN LISTS _erows)
+  string(REGEX MATCH "X\\((E[A-Z0-9_]*), *(-?[0-9]+), *\"([^\"]*)\"\\)" _m "${_r}")
+  string(APPEND _etable "| `CRPC_${CMAKE_MATCH_1}` | ${CMAKE_MATCH_2} | ${CMAKE_MATCH_3} |\n")
+endforeach()
+
+# sync(<region> <table> <source>): compare or rewrite the lines between the region's markers.
+file(READ "${DOC}" _doc)
+set(_changed FALSE)
+set(_stale "")
+function(sync region table source)
+  set(_begin "<!-- BEGIN ${region}: generated from ${source} by docs/options_table.cmake -->")
+  set(_end "<!-- END ${region} -->")
+  string(FIND "${_doc}" "${_begin}\n" _b)
+  string(FIND "${_doc}" "${_end}" _e)
+  if(_b EQUAL -1 OR _e EQUAL -1 OR _e LESS _b)
+    message(FATAL_ERROR "options_table: ${DOC} lacks the lines\n${_begin}\n${_end}")
+  endif()
+  string(LENGTH "${_begin}\n" _bl)
+  math(EXPR _from "${_b} + ${_bl}")
+  math(EXPR _len "${_e} - ${_from}")
+  string(SUBSTRING "${_doc}" ${_from} ${_len} _have)
+  if(NOT _have STREQUAL table)
+    string(SUBSTRING "${_doc}" 0 ${_from} _head)
+    string(SUBSTRING "${_doc}" ${_e} -1 _tail)
+    set(_doc "${_head}${table}${_tail}" PARENT_SCOPE)
+    set(_changed TRUE PARENT_SCOPE)
+    set(_stale "${_stale}\n--- ${region} (from ${source}) should be:\n${table}" PARENT_SCOPE)
+  endif()
+endfunction()
+sync(options "${_table}" CRPC_OPTION_MAP)
+sync(errors "${_etable}" CRPC_ERRNO_MAP)
+
+if(NOT _changed)
+  message(STATUS "options_table: ${DOC} matches the headers")
 elseif(UPDATE)
-  string(SUBSTRING "${_doc}" 0 ${_from} _head)
-  string(SUBSTRING "${_doc}" ${_e} -1 _tail)
-  file(WRITE "${DOC}" "${_head}${_table}${_tail}")
+  file(WRITE "${DOC}" "${_doc}")
   message(STATUS "options_table: ${DOC} updated")
 else()
-  message(FATAL_ERROR "options_table: the options table in ${DOC} is not what ${HEADER} says; "
-    "regenerate it:\n  cmake -DHEADER=${HEADER} -DDOC=${DOC} -DUPDATE=ON -P ${CMAKE_CURRENT_LIST_FILE}\n"
-    "Expected:\n${_table}")
+  message(FATAL_ERROR "options_table: the generated tables in ${DOC} are not what the headers "
+    "say; regenerate them:\n  cmake -DHEADER=${HEADER} -DDOC=${DOC} -DUPDATE=ON -P "
+    "${CMAKE_CURRENT_LIST_FILE}\n${_stale}")
 endif()
