@@ -1,7 +1,12 @@
+/* SO_REUSEPORT is a BSD/Linux extension that glibc only declares with _DEFAULT_SOURCE. */
+#define _DEFAULT_SOURCE
 /* Servers: listening, accepting, lifecycle. Calls are in server_call.c. */
 #include "server_internal.h"
 
+#include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "crpc/error.h"
@@ -93,7 +98,9 @@ int crpc_server_register(crpc_server *srv, const crpc_service_desc *svc, const v
                          void *user_data) {
   if (!srv || !svc || !impl) return CRPC_EINVAL;
   if (srv->closing) return CRPC_ECLOSED;
-  return crpc__registry_add(&srv->reg, svc, impl, user_data);
+  int rc = crpc__registry_add(&srv->reg, svc, impl, user_data);
+  if (rc == 0 && srv->nsiblings) rc = crpc__loops_register(srv, svc, impl, user_data);
+  return rc;
 }
 
 /* ---- Accept ---------------------------------------------------------------------------------- */
@@ -213,6 +220,91 @@ static void listener_discard(uv_handle_t *h) {
   crpc__free(lst);
 }
 
+/* A TCP socket bound with SO_REUSEADDR and SO_REUSEPORT, so that every loop of a LOOPS > 1
+ * server can listen on the same port; libuv 1.44 has no flag for it, so the socket is made here
+ * and handed to libuv. */
+static int bind_reuseport(uv_tcp_t *t, const struct sockaddr *sa) {
+  int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 || bind(fd, sa, len) != 0) {
+    int rc = -errno;
+    close(fd);
+    return rc;
+  }
+  int rc = uv_tcp_open(t, fd);
+  if (rc < 0) close(fd);
+  return rc;
+}
+
+static void server_listening(crpc_server *srv) {
+  if (srv->listening) return;
+  srv->io.max_recv = (uint32_t)srv->opt[CRPC_OPT_MAX_RECV_MESSAGE_SIZE];
+  srv->io.max_send = (uint32_t)srv->opt[CRPC_OPT_MAX_SEND_MESSAGE_SIZE];
+  srv->io.max_write = (size_t)srv->opt[CRPC_OPT_MAX_WRITE_BUFFER];
+  srv->io.min_ping_interval = (uint64_t)srv->opt[CRPC_OPT_MIN_PING_INTERVAL_MS];
+  srv->listening = 1;
+  start_sweep(srv);
+}
+
+static crpc__listener *listener_new(crpc_server *srv, const char *label) {
+  crpc__listener *lst = crpc__calloc(1, sizeof *lst);
+  if (!lst) return NULL;
+  lst->srv = srv;
+  lst->label = crpc__strndup(label, strlen(label));
+  if (!lst->label) {
+    crpc__free(lst);
+    return NULL;
+  }
+  return lst;
+}
+
+int crpc__server_listen_tcp(crpc_server *srv, const char *label, const struct sockaddr *sa,
+                            int reuse, int *port_out) {
+  crpc__listener *lst = listener_new(srv, label);
+  if (!lst) return CRPC_ENOMEM;
+  int rc = uv_tcp_init(srv->loop, &lst->u.tcp);
+  if (rc < 0) {
+    crpc__free(lst->label);
+    crpc__free(lst);
+    return rc;
+  }
+  lst->u.handle.data = lst;
+  rc = reuse ? bind_reuseport(&lst->u.tcp, sa) : uv_tcp_bind(&lst->u.tcp, sa, 0);
+  if (rc == 0) rc = uv_listen(&lst->u.stream, 511, on_connection);
+  if (rc < 0) {
+    uv_close(&lst->u.handle, listener_discard);
+    return rc;
+  }
+  server_listening(srv);
+  crpc__list_push_back(&srv->listeners, &lst->link);
+  if (port_out) *port_out = bound_port(&lst->u.tcp);
+  return 0;
+}
+
+static int listen_unix(crpc_server *srv, const char *label, const char *path) {
+  crpc__listener *lst = listener_new(srv, label);
+  if (!lst) return CRPC_ENOMEM;
+  int rc = uv_pipe_init(srv->loop, &lst->u.pipe, 0);
+  if (rc < 0) {
+    crpc__free(lst->label);
+    crpc__free(lst);
+    return rc;
+  }
+  lst->u.handle.data = lst;
+  rc = uv_pipe_bind(&lst->u.pipe, path);
+  if (rc == 0) rc = uv_listen(&lst->u.stream, 511, on_connection);
+  if (rc < 0) {
+    uv_close(&lst->u.handle, listener_discard);
+    return rc;
+  }
+  server_listening(srv);
+  crpc__list_push_back(&srv->listeners, &lst->link);
+  return 0;
+}
+
 int crpc_server_listen(crpc_server *srv, const char *endpoint, int *port_out) {
   if (port_out) *port_out = 0;
   if (!srv || !endpoint) return CRPC_EINVAL;
@@ -220,43 +312,23 @@ int crpc_server_listen(crpc_server *srv, const char *endpoint, int *port_out) {
   crpc__endpoint ep;
   int rc = crpc__endpoint_parse(endpoint, &ep);
   if (rc != 0) return rc;
+  if (ep.kind == CRPC__EP_UNIX) return listen_unix(srv, endpoint, ep.path);
   struct sockaddr_storage ss;
-  if (ep.kind == CRPC__EP_TCP && (rc = resolve_tcp(&ep, &ss, srv->loop)) != 0) return rc;
-
-  crpc__listener *lst = crpc__calloc(1, sizeof *lst);
-  if (!lst) return CRPC_ENOMEM;
-  lst->srv = srv;
-  lst->label = crpc__strndup(endpoint, strlen(endpoint));
-  if (!lst->label) {
-    crpc__free(lst);
-    return CRPC_ENOMEM;
+  if ((rc = resolve_tcp(&ep, &ss, srv->loop)) != 0) return rc;
+  int loops = srv->own_loop && srv->opt[CRPC_OPT_LOOPS] > 1;
+  if (loops && (rc = crpc__loops_prepare(srv)) != 0) return rc;
+  int port = 0;
+  rc = crpc__server_listen_tcp(srv, endpoint, (const struct sockaddr *)&ss, loops, &port);
+  if (rc != 0) return rc;
+  if (loops) {
+    /* The other loops bind the port we got (port 0 picks one for all). */
+    if (ss.ss_family == AF_INET)
+      ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+    else
+      ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+    if ((rc = crpc__loops_listen(srv, (const struct sockaddr *)&ss)) != 0) return rc;
   }
-  rc = ep.kind == CRPC__EP_TCP ? uv_tcp_init(srv->loop, &lst->u.tcp) : uv_pipe_init(srv->loop, &lst->u.pipe, 0);
-  if (rc < 0) {
-    crpc__free(lst->label);
-    crpc__free(lst);
-    return rc;
-  }
-  lst->u.handle.data = lst;
-  if (ep.kind == CRPC__EP_TCP)
-    rc = uv_tcp_bind(&lst->u.tcp, (const struct sockaddr *)&ss, 0);
-  else
-    rc = uv_pipe_bind(&lst->u.pipe, ep.path);
-  if (rc == 0) rc = uv_listen(&lst->u.stream, 511, on_connection);
-  if (rc < 0) {
-    uv_close(&lst->u.handle, listener_discard);
-    return rc;
-  }
-  if (!srv->listening) {
-    srv->io.max_recv = (uint32_t)srv->opt[CRPC_OPT_MAX_RECV_MESSAGE_SIZE];
-    srv->io.max_send = (uint32_t)srv->opt[CRPC_OPT_MAX_SEND_MESSAGE_SIZE];
-    srv->io.max_write = (size_t)srv->opt[CRPC_OPT_MAX_WRITE_BUFFER];
-    srv->io.min_ping_interval = (uint64_t)srv->opt[CRPC_OPT_MIN_PING_INTERVAL_MS];
-    srv->listening = 1;
-    start_sweep(srv);
-  }
-  crpc__list_push_back(&srv->listeners, &lst->link);
-  if (port_out && ep.kind == CRPC__EP_TCP) *port_out = bound_port(&lst->u.tcp);
+  if (port_out) *port_out = port;
   return 0;
 }
 
@@ -269,7 +341,10 @@ int crpc_server_run(crpc_server *srv) {
   if (srv->closing) return CRPC_ECLOSED;
   if (atomic_exchange(&srv->stop_requested, 0)) return 0;
   srv->running = 1;
+  crpc__loops_start(srv);
   uv_run(srv->loop, UV_RUN_DEFAULT);
+  crpc__loops_stop(srv);
+  crpc__loops_join(srv);
   srv->running = 0;
   atomic_store(&srv->stop_requested, 0);
   return 0;
@@ -279,6 +354,7 @@ void crpc_server_stop(crpc_server *srv) {
   if (!srv) return;
   atomic_store(&srv->stop_requested, 1);
   uv_async_send(&srv->stop_async); /* async-signal-safe */
+  crpc__loops_stop(srv);
 }
 
 static void handle_closed(uv_handle_t *h) {
@@ -288,6 +364,8 @@ static void handle_closed(uv_handle_t *h) {
 }
 
 static void server_destroy(crpc_server *srv) {
+  crpc__free(srv->siblings);
+  crpc__free(srv->threads);
   crpc__server_calls_free(srv);
   crpc__registry_free(&srv->reg);
   crpc__dlheap_free(&srv->deadlines);
@@ -367,6 +445,7 @@ static void finish_own_loop(crpc_server *srv) {
 
 void crpc_server_close(crpc_server *srv, crpc_close_cb cb, void *user_data) {
   if (!srv || srv->closing) return;
+  crpc__loops_close(srv);
   if (!srv->draining) {
     srv->close_cb = cb;
     srv->close_ud = user_data;
@@ -380,6 +459,7 @@ static void on_grace_over(uv_timer_t *t) { begin_close(t->data); }
 int crpc_server_shutdown(crpc_server *srv, int64_t grace_ms, crpc_close_cb cb, void *user_data) {
   if (!srv || grace_ms < 0) return CRPC_EINVAL;
   if (srv->closing || srv->draining) return CRPC_ECLOSED;
+  crpc__loops_shutdown(srv, grace_ms);
   srv->close_cb = cb;
   srv->close_ud = user_data;
   srv->draining = 1;

@@ -355,4 +355,9 @@ const crpc_method_desc *crpc_server_call_method(const crpc_server_call *call) {
 
 int crpc_server_call_cancelled(const crpc_server_call *call) { return call ? call->cancelled : 1; }
 
-crpc_server *crpc_server_call_server(const crpc_server_call *call) { return call ? call->srv : NULL; }
+crpc_server *crpc_server_call_server(const crpc_server_call *call) {
+  if (!call) return NULL;
+  return call->srv->parent ? call->srv->parent : call->srv;
+}
+
+uv_loop_t *crpc_server_call_loop(const crpc_server_call *call) { return call ? call->srv->loop : NULL; }

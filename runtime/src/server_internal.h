@@ -45,6 +45,11 @@ struct crpc_server {
   uv_timer_t drain_timer;     /* shutdown grace period */
   int draining;
   uv_async_t stop_async;
+  /* LOOPS > 1: servers of our own, one per extra loop and thread, listening on our TCP ports. */
+  crpc_server **siblings;
+  size_t nsiblings;
+  uv_thread_t *threads;
+  crpc_server *parent;
   atomic_int stop_requested;
   int running;
   int closing, pending, io_closed;
@@ -57,5 +62,18 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
 void crpc__server_calls_free(crpc_server *srv);      /* pool, and calls abandoned at close */
 /* server.c */
 void crpc__server_maybe_free(crpc_server *srv);
+/* server_loops.c */
+int crpc__loops_prepare(crpc_server *srv);          /* creates the siblings (first TCP listen) */
+int crpc__loops_listen(crpc_server *srv, const struct sockaddr *sa); /* bind them too */
+int crpc__loops_register(crpc_server *srv, const crpc_service_desc *svc, const void *impl,
+                         void *user_data);
+void crpc__loops_start(crpc_server *srv);
+void crpc__loops_stop(crpc_server *srv);           /* async-signal-safe */
+void crpc__loops_join(crpc_server *srv);
+void crpc__loops_shutdown(crpc_server *srv, int64_t grace_ms); /* synchronous, in parallel */
+void crpc__loops_close(crpc_server *srv);
+/* server.c: binds a TCP listener (SO_REUSEPORT when reuse), listens, returns the bound port. */
+int crpc__server_listen_tcp(crpc_server *srv, const char *label, const struct sockaddr *sa,
+                            int reuse, int *port_out);
 
 #endif

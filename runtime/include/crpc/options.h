@@ -45,6 +45,10 @@ extern "C" {
  * KEEPALIVE_TIMEOUT_MS   ... and closes it (its calls fail UNAVAILABLE) without an answer by then.
  * MIN_PING_INTERVAL_MS   a server counts a PING sooner than this after the previous one as a
  *                        strike; at 3 strikes it sends GOAWAY ENHANCE_YOUR_CALM and closes.
+ * LOOPS                  event loops (threads) a private-loop server serves its TCP endpoints
+ *                        with: each loop listens on the same port (SO_REUSEPORT) and the kernel
+ *                        spreads connections over them; handlers then run on several threads at
+ *                        once. Unix-socket endpoints are served by the first loop only.
  * STREAM_WINDOW          bytes of stream messages this side lets a peer send on one call before
  *                        its application has read them (flow control; the protocol starts every
  *                        call at 65536, a larger value is granted at once). */
@@ -66,7 +70,8 @@ extern "C" {
   X(KEEPALIVE_TIME_MS, 0, 0, 86400000, CRPC_OPT_CHANNEL)                                     \
   X(KEEPALIVE_TIMEOUT_MS, 20000, 1, 86400000, CRPC_OPT_CHANNEL)                              \
   X(MIN_PING_INTERVAL_MS, 1000, 0, 86400000, CRPC_OPT_SERVER)                               \
-  X(STREAM_WINDOW, 65536, 65536, 1073741824, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)
+  X(STREAM_WINDOW, 65536, 65536, 1073741824, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)            \
+  X(LOOPS, 1, 1, 64, CRPC_OPT_SERVER)
 
 typedef enum crpc_option {
 #define CRPC_OPTION_GEN_(name, def, lo, hi, who) CRPC_OPT_##name,

@@ -12,6 +12,11 @@
  *    calling thread until crpc_server_stop() is called.
  *  - Loop server (loop != NULL): lives on a loop the user runs.
  *
+ * Several loops: a private-loop server with CRPC_OPT_LOOPS = N serves its TCP endpoints from N
+ * threads (crpc_server_run() starts the N-1 others and joins them when it returns). Each call
+ * lives on one of those loops (crpc_server_call_loop()); handlers, which then run concurrently,
+ * must be thread-safe with respect to their shared user_data.
+ *
  * Thread-safety: call the functions of a server and of its calls on the server's loop thread
  * (the thread inside crpc_server_run() for a private-loop server, or before it starts), except
  * crpc_server_stop(), which any thread and signal handlers may call. */
@@ -190,8 +195,12 @@ CRPC_EXTERN const crpc_method_desc *crpc_server_call_method(const crpc_server_ca
  * is closing. A reply is then dropped; the handler should finish the call soon. */
 CRPC_EXTERN int crpc_server_call_cancelled(const crpc_server_call *call);
 
-/* The server the call came to. */
+/* The server the call came to (the one the user created, also with LOOPS > 1). */
 CRPC_EXTERN crpc_server *crpc_server_call_server(const crpc_server_call *call);
+
+/* The loop the call lives on: finish it from callbacks of this loop. With LOOPS > 1 this is the
+ * loop of the thread that runs the call's connection, not crpc_server_loop(). */
+CRPC_EXTERN uv_loop_t *crpc_server_call_loop(const crpc_server_call *call);
 
 #ifdef __cplusplus
 }
