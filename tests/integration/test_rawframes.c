@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,14 +50,21 @@ static void write_all(int fd, const uint8_t *p, size_t n) {
 }
 
 /* Sends a unary CALL (flags END|MESSAGE) of `method` with message bytes msg. */
+static void send_call_timeout(int fd, uint32_t id, const char *method, const uint8_t *msg,
+                              size_t msg_len, uint32_t timeout_ms);
 static void send_call(int fd, uint32_t id, const char *method, const uint8_t *msg, size_t msg_len) {
+  send_call_timeout(fd, id, method, msg, msg_len, 0);
+}
+
+static void send_call_timeout(int fd, uint32_t id, const char *method, const uint8_t *msg,
+                              size_t msg_len, uint32_t timeout_ms) {
   size_t mlen = strlen(method);
   size_t fixed = crpc__call_fixed_size(mlen, 0);
   size_t total = CRPC__HDR_LEN + fixed + msg_len;
   uint8_t *buf = malloc(total);
   assert_non_null(buf);
   crpc__hdr_encode(buf, CRPC__F_CALL, CRPC__FL_END | CRPC__FL_MESSAGE, id, (uint32_t)(fixed + msg_len));
-  uint8_t *p = crpc__call_fixed_encode(buf + CRPC__HDR_LEN, method, (uint16_t)mlen, 0, NULL, 0);
+  uint8_t *p = crpc__call_fixed_encode(buf + CRPC__HDR_LEN, method, (uint16_t)mlen, timeout_ms, NULL, 0);
   memcpy(p, msg, msg_len);
   write_all(fd, buf, total);
   free(buf);
@@ -70,12 +78,16 @@ typedef struct answer {
   char text[256];
   Itest__EchoReply *reply;
   int goaway;
+  uint32_t goaway_code;
 } answer;
 
 static int on_frame(void *ud, const crpc__frame *f) {
   answer *a = ud;
   if (f->type == CRPC__F_GOAWAY) {
+    crpc__goaway g;
+    assert_int_equal(crpc__goaway_decode(f, &g), 0);
     a->goaway = 1;
+    a->goaway_code = g.code;
     return 0;
   }
   if (f->type != CRPC__F_STATUS) return 0;
@@ -89,16 +101,16 @@ static int on_frame(void *ud, const crpc__frame *f) {
   return CRPC__DEC_PAUSE; /* one answer at a time */
 }
 
-/* Reads until one STATUS arrived (bounded). */
+/* Reads until one STATUS arrived (bounded: 10 s). */
 static void read_answer(int fd, crpc__decoder *dec, answer *a) {
   memset(a, 0, sizeof *a);
   int rc = crpc__decoder_feed(dec, NULL, 0, on_frame, a); /* frames kept from a pause */
   assert_true(rc >= 0);
-  uint64_t until = itest_now_ms() + 20000;
+  uint64_t until = itest_now_ms() + 10000;
   while (!a->got) {
     struct pollfd p = {fd, POLLIN, 0};
     int64_t left = (int64_t)(until - itest_now_ms());
-    if (left <= 0 || poll(&p, 1, (int)left) <= 0) fail_msg("no answer within 20 s");
+    if (left <= 0 || poll(&p, 1, (int)left) <= 0) fail_msg("no answer within 10 s");
     uint8_t buf[4096];
     ssize_t n = read(fd, buf, sizeof buf);
     if (n <= 0) fail_msg("connection closed by the server (goaway %d)", a->goaway);
@@ -173,7 +185,115 @@ static void garbage_request_then_good_call(void **state) {
   assert_int_equal(fin.received, 3); /* only the good calls reached the handler */
 }
 
+/* Reads until the server closes the connection (bounded); returns what came before. */
+static void read_to_eof(int fd, crpc__decoder *dec, answer *a) {
+  memset(a, 0, sizeof *a);
+  uint64_t until = itest_now_ms() + 20000;
+  for (;;) {
+    struct pollfd p = {fd, POLLIN, 0};
+    int64_t left = (int64_t)(until - itest_now_ms());
+    if (left <= 0 || poll(&p, 1, (int)left) <= 0) fail_msg("connection not closed within 20 s");
+    uint8_t buf[4096];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) return;
+    if (dec && crpc__decoder_feed(dec, buf, (size_t)n, on_frame, a) < 0) dec = NULL;
+  }
+}
+
+/* The server keeps the client's deadline: a held call is answered DEADLINE_EXCEEDED by the
+ * server itself, and the handler sees the call cancelled. */
+static void server_enforces_deadline(void **state) {
+  itest_server *srv = itest_server_start(ITEST_TRANSPORT(state), NULL);
+  int fd = raw_connect(itest_server_endpoint(srv));
+  uint8_t preface[CRPC__PREFACE_LEN];
+  crpc__preface_encode(preface);
+  write_all(fd, preface, sizeof preface);
+  crpc__decoder dec;
+  crpc__decoder_init(&dec, 1u << 20, 1);
+  char buf[32];
+  Itest__EchoRequest req;
+  itest_req_init(&req, 1, buf, sizeof buf);
+  req.hold = 1;
+  uint8_t msg[64];
+  size_t len = itest__echo_request__pack(&req, msg);
+  uint64_t t0 = itest_now_ms();
+  send_call_timeout(fd, 1, "itest.Echo/Echo", msg, len, 100);
+  answer a;
+  read_answer(fd, &dec, &a);
+  assert_int_equal(a.id, 1);
+  assert_int_equal(a.code, CRPC_STATUS_DEADLINE_EXCEEDED);
+  assert_true(itest_now_ms() - t0 >= 95);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  uint64_t until = itest_now_ms() + 20000;
+  while (atomic_load(&itest_server_stats(srv)->cancel_seen) < 1 && itest_now_ms() < until)
+    itest_run_for(&loop, 5);
+  itest_loop_finish(&loop);
+  assert_int_equal(atomic_load(&itest_server_stats(srv)->cancel_seen), 1);
+  crpc__decoder_free(&dec);
+  close(fd);
+  itest_server_stop(srv);
+}
+
+/* A CALL with the accepting side's parity is a protocol error: GOAWAY PROTOCOL_ERROR, close. */
+static void wrong_call_id_parity_is_protocol_error(void **state) {
+  itest_server *srv = itest_server_start(ITEST_TRANSPORT(state), NULL);
+  int fd = raw_connect(itest_server_endpoint(srv));
+  uint8_t preface[CRPC__PREFACE_LEN];
+  crpc__preface_encode(preface);
+  write_all(fd, preface, sizeof preface);
+  crpc__decoder dec;
+  crpc__decoder_init(&dec, 1u << 20, 1);
+  uint8_t msg[64];
+  size_t len;
+  good_request(msg, &len, 1);
+  send_call(fd, 2, "itest.Echo/Echo", msg, len);
+  answer a;
+  read_to_eof(fd, &dec, &a);
+  assert_true(a.goaway);
+  assert_int_equal(a.goaway_code, CRPC__GOAWAY_PROTOCOL_ERROR);
+  assert_false(a.got);
+  crpc__decoder_free(&dec);
+  close(fd);
+  itest_final fin;
+  itest_server_stop_get(srv, &fin);
+  assert_int_equal(fin.received, 0);
+}
+
+/* Not a crpc peer (an HTTP request): closed at once, nothing served. */
+static void http_request_is_refused(void **state) {
+  itest_server *srv = itest_server_start(ITEST_TRANSPORT(state), NULL);
+  int fd = raw_connect(itest_server_endpoint(srv));
+  const char *http = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  write_all(fd, (const uint8_t *)http, strlen(http));
+  answer a;
+  read_to_eof(fd, NULL, &a);
+  close(fd);
+  /* and the server still serves real clients */
+  crpc_channel *ch;
+  assert_int_equal(crpc_channel_new(&ch, NULL, itest_server_endpoint(srv)), 0);
+  char buf[32];
+  Itest__EchoRequest req;
+  itest_req_init(&req, 3, buf, sizeof buf);
+  Itest__EchoReply *resp = NULL;
+  crpc_status st = {0};
+  crpc_call_opts opts = {.timeout_ms = 20000};
+  assert_int_equal(itest__echo__echo__call(ch, &req, &resp, &st, &opts), 0);
+  assert_int_equal(st.code, CRPC_STATUS_OK);
+  assert_int_equal(resp->seq, 3);
+  itest__echo_reply__free_unpacked(resp, NULL);
+  crpc_status_reset(&st);
+  crpc_channel_close(ch, NULL, NULL);
+  itest_server_stop(srv);
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {ITEST_PER_TRANSPORT(garbage_request_then_good_call)};
+  signal(SIGPIPE, SIG_IGN); /* the raw socket may be written after the server closed it */
+  const struct CMUnitTest tests[] = {
+      ITEST_PER_TRANSPORT(garbage_request_then_good_call),
+      ITEST_PER_TRANSPORT(server_enforces_deadline),
+      ITEST_PER_TRANSPORT(wrong_call_id_parity_is_protocol_error),
+      ITEST_PER_TRANSPORT(http_request_is_refused),
+  };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
