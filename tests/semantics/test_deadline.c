@@ -1,0 +1,264 @@
+/* Deadlines: a call's timeout_ms (or the channel's DEFAULT_TIMEOUT_MS) reaches the server as
+ * crpc_server_call_time_left_ms(); when it passes the client completes DEADLINE_EXCEEDED exactly
+ * once, the handler's on_cancel runs, and a late reply is dropped harmlessly. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+#define TIMEOUT 150
+#define SLACK 40 /* timers may fire a little early relative to our clock reads */
+
+static int setup(void **state) {
+  sem_env *e = calloc(1, sizeof *e);
+  sem_env_init(e);
+  *state = e;
+  return 0;
+}
+
+static int teardown(void **state) {
+  sem_env *e = *state;
+  sem_env_finish(e);
+  free(e);
+  return 0;
+}
+
+/* After the deadline: on_cancel ran once, later than the deadline, with no time left; a late
+ * reply returns 0; the client's callback ran once; the server still serves. */
+static void check_server_side(sem_env *e, uint64_t start, sem_rec *r, crpc_channel *ch) {
+  assert_int_equal(e->nheld, 1);
+  sem_held *h = &e->held[0];
+  if (h->time_left0 <= 0 || h->time_left0 > TIMEOUT)
+    fail_msg("time left on arrival %lld, want 1..%d", (long long)h->time_left0, TIMEOUT);
+  sem_wait_count(e, &h->cancels, 1, 5000, "server on_cancel after the deadline");
+  assert_true(h->cancel_ms + SLACK >= start + TIMEOUT);
+  assert_int_equal(h->time_left_cancel, 0);
+  assert_true(crpc_server_call_cancelled(h->call));
+  assert_int_equal(sem_held_reply(h), 0); /* late: dropped */
+  sem_run_for(e, 100);
+  assert_int_equal(h->cancels, 1);
+  if (r) assert_int_equal(r->completions, 1);
+  if (ch) {
+    Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+    sem_rec ok = {0};
+    sem_start(ch, &req, &(crpc_call_opts){.timeout_ms = 10000}, &ok);
+    sem_wait_rec(e, &ok, 10000);
+    assert_int_equal(ok.code, CRPC_STATUS_OK);
+  }
+}
+
+static void test_async_deadline(void **state) {
+  sem_env *e = *state;
+  sem_server_start(e, NULL, 0);
+  crpc_channel *ch = sem_channel(e, NULL, NULL, 0);
+  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  req.hold = 1;
+  sem_rec r = {0};
+  uint64_t start = sem_now_ms();
+  sem_start(ch, &req, &(crpc_call_opts){.timeout_ms = TIMEOUT}, &r);
+  sem_wait_rec(e, &r, 5000);
+  assert_int_equal(r.code, CRPC_STATUS_DEADLINE_EXCEEDED);
+  assert_true(r.has_message);
+  assert_false(r.has_response);
+  assert_true(r.done_ms + SLACK >= start + TIMEOUT);
+  assert_true(r.done_ms < start + 5000);
+  check_server_side(e, start, &r, ch);
+  sem_channel_close(e, ch);
+}
+
+typedef struct blocking_job {
+  const char *endpoint;
+  crpc_call_opts opts;
+  int64_t default_timeout;
+  int rc;
+  uint64_t start, end;
+  Sem__EchoReply *resp;
+  crpc_status st;
+} blocking_job;
+
+static void blocking_hold(void *p) {
+  blocking_job *j = p;
+  crpc_channel *ch = NULL;
+  j->rc = crpc_channel_new(&ch, NULL, j->endpoint);
+  if (j->rc != 0) return;
+  if (j->default_timeout)
+    j->rc = crpc_channel_set_option(ch, CRPC_OPT_DEFAULT_TIMEOUT_MS, j->default_timeout);
+  if (j->rc == 0) {
+    Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+    req.hold = 1;
+    j->start = sem_now_ms();
+    j->rc = sem__echo__echo__call(ch, &req, &j->resp, &j->st, &j->opts);
+    j->end = sem_now_ms();
+  }
+  crpc_channel_close(ch, NULL, NULL);
+}
+
+static void test_blocking_deadline(void **state) {
+  sem_env *e = *state;
+  sem_server_start(e, NULL, 0);
+  blocking_job j = {.endpoint = e->endpoint, .opts = {.timeout_ms = TIMEOUT}};
+  sem_in_thread(e, blocking_hold, &j, 20000);
+  assert_int_equal(j.rc, 0);
+  assert_null(j.resp);
+  assert_int_equal(j.st.code, CRPC_STATUS_DEADLINE_EXCEEDED);
+  assert_non_null(j.st.message);
+  assert_true(j.end + SLACK >= j.start + TIMEOUT);
+  assert_true(j.end < j.start + 5000);
+  crpc_status_reset(&j.st);
+  check_server_side(e, j.start, NULL, NULL);
+}
+
+static void test_blocking_default_timeout(void **state) {
+  sem_env *e = *state;
+  sem_server_start(e, NULL, 0);
+  blocking_job j = {.endpoint = e->endpoint, .default_timeout = TIMEOUT};
+  sem_in_thread(e, blocking_hold, &j, 20000);
+  assert_int_equal(j.rc, 0);
+  assert_int_equal(j.st.code, CRPC_STATUS_DEADLINE_EXCEEDED);
+  crpc_status_reset(&j.st);
+  check_server_side(e, j.start, NULL, NULL);
+}
+
+/* DEFAULT_TIMEOUT_MS applies to calls without opts and with timeout_ms 0; a call's own timeout
+ * overrides it. */
+static void test_channel_default_timeout(void **state) {
+  sem_env *e = *state;
+  sem_server_start(e, NULL, 0);
+  const sem_opt co[] = {{CRPC_OPT_DEFAULT_TIMEOUT_MS, TIMEOUT}};
+  crpc_channel *ch = sem_channel(e, NULL, co, 1);
+  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  req.hold = 1;
+  sem_rec r = {0};
+  uint64_t start = sem_now_ms();
+  sem_start(ch, &req, NULL, &r);
+  sem_wait_rec(e, &r, 5000);
+  assert_int_equal(r.code, CRPC_STATUS_DEADLINE_EXCEEDED);
+  assert_true(r.done_ms + SLACK >= start + TIMEOUT);
+  check_server_side(e, start, &r, NULL);
+
+  sem_rec r0 = {0};
+  sem_start(ch, &req, &(crpc_call_opts){.timeout_ms = 0}, &r0);
+  sem_wait_rec(e, &r0, 5000);
+  assert_int_equal(r0.code, CRPC_STATUS_DEADLINE_EXCEEDED);
+  assert_int_equal(e->nheld, 2);
+  assert_true(e->held[1].time_left0 > 0 && e->held[1].time_left0 <= TIMEOUT);
+
+  /* Longer than the default: answered after 400 ms, OK. */
+  Sem__EchoRequest slow = SEM__ECHO_REQUEST__INIT;
+  slow.delay_ms = 400;
+  sem_rec r2 = {0};
+  sem_start(ch, &slow, &(crpc_call_opts){.timeout_ms = 20000}, &r2);
+  sem_wait_rec(e, &r2, 10000);
+  assert_int_equal(r2.code, CRPC_STATUS_OK);
+  assert_true(e->last_time_left > 10000 && e->last_time_left <= 20000);
+  sem_channel_close(e, ch);
+}
+
+static void test_no_deadline(void **state) {
+  sem_env *e = *state;
+  sem_server_start(e, NULL, 0);
+  crpc_channel *ch = sem_channel(e, NULL, NULL, 0);
+  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  sem_rec r = {0};
+  sem_start(ch, &req, NULL, &r);
+  sem_wait_rec(e, &r, 10000);
+  assert_int_equal(r.code, CRPC_STATUS_OK);
+  assert_int_equal(e->last_time_left, -1);
+  sem_rec r2 = {0};
+  sem_start(ch, &req, &(crpc_call_opts){.timeout_ms = 0}, &r2);
+  sem_wait_rec(e, &r2, 10000);
+  assert_int_equal(e->last_time_left, -1);
+  /* ... and a held call without deadline stays held. */
+  req.hold = 1;
+  sem_rec r3 = {0};
+  sem_start(ch, &req, NULL, &r3);
+  sem_wait_count(e, &e->nheld, 1, 5000, "held call");
+  assert_int_equal(e->held[0].time_left0, -1);
+  sem_run_for(e, 300);
+  assert_int_equal(e->held[0].cancels, 0);
+  assert_int_equal(r3.completions, 0);
+  assert_int_equal(sem_held_reply(&e->held[0]), 0);
+  sem_wait_rec(e, &r3, 5000);
+  assert_int_equal(r3.code, CRPC_STATUS_OK);
+  sem_channel_close(e, ch);
+}
+
+static void test_misuse(void **state) {
+  sem_env *e = *state;
+  sem_server_start(e, NULL, 0);
+  crpc_channel *ch = sem_channel(e, NULL, NULL, 0);
+  assert_int_equal(crpc_channel_set_option(ch, CRPC_OPT_DEFAULT_TIMEOUT_MS, -1), CRPC_EINVAL);
+  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  sem_rec r = {0};
+  assert_int_equal(sem__echo__echo__start(ch, &req, &(crpc_call_opts){.timeout_ms = -5},
+                                          sem_rec_echo, &r, NULL),
+                   CRPC_EINVAL);
+  sem_start(ch, &req, NULL, &r);
+  sem_wait_rec(e, &r, 10000);
+  assert_int_equal(crpc_channel_set_option(ch, CRPC_OPT_DEFAULT_TIMEOUT_MS, 100), CRPC_ESTATE);
+  sem_channel_close(e, ch);
+}
+
+/* PROTOCOL.md §6.1: "When [the deadline] passes, the callee stops work on the call and sends
+ * STATUS DEADLINE_EXCEEDED." A raw caller that never cancels gets that STATUS, once. */
+static int got_status_for_1(void *p) {
+  sem_raw *r = p;
+  sem_raw_pump(r);
+  size_t pos = 0;
+  crpc__frame f;
+  while (sem_raw_next(r, &pos, &f))
+    if (f.type == CRPC__F_STATUS && f.call_id == 1) return 1;
+  return r->eof;
+}
+
+static void test_server_deadline_raw(void **state) {
+  sem_env *e = *state;
+  sem_server_start(e, NULL, 0);
+  sem_raw raw;
+  sem_raw_connect(&raw, e->port, 0);
+  sem_raw_send_preface(&raw);
+  uint8_t msg[16];
+  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  req.hold = 1;
+  size_t n = sem__echo_request__pack(&req, msg);
+  uint64_t start = sem_now_ms();
+  sem_raw_send_call(&raw, 1, "sem.Echo/Echo", TIMEOUT, msg, n);
+  sem_wait_count(e, &e->nheld, 1, 5000, "held call");
+  sem_wait_count(e, &e->held[0].cancels, 1, 5000, "server on_cancel at its own deadline");
+  assert_true(e->held[0].cancel_ms + SLACK >= start + TIMEOUT);
+  int got = sem_run_until(e, got_status_for_1, &raw, 3000);
+  assert_int_equal(sem_held_reply(&e->held[0]), 0);
+  sem_run_for(e, 50);
+  sem_raw_pump(&raw);
+  size_t pos = 0;
+  crpc__frame f;
+  int statuses = 0;
+  uint32_t code = 0;
+  while (sem_raw_next(&raw, &pos, &f)) {
+    if (f.type != CRPC__F_STATUS || f.call_id != 1) continue;
+    crpc__status_hdr sh;
+    assert_int_equal(crpc__status_decode(&f, &sh), 0);
+    code = sh.code;
+    statuses++;
+  }
+  assert_false(raw.eof);
+  sem_raw_close(&raw);
+  if (!got || statuses != 1 || code != CRPC_STATUS_DEADLINE_EXCEEDED)
+    fail_msg("raw caller without CANCEL: %d STATUS frame(s) for call 1 (last code %u) within 3 s "
+             "of the deadline; PROTOCOL.md 6.1 wants exactly one, DEADLINE_EXCEEDED",
+             statuses, code);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_async_deadline, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_blocking_deadline, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_blocking_default_timeout, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_channel_default_timeout, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_no_deadline, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_misuse, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_server_deadline_raw, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
