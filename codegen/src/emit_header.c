@@ -84,26 +84,169 @@ static void emit_unary(const gen_service *s, const gen_method *m, strbuf *out)
   (void)s;
 }
 
+static const char *kind(const gen_method *m)
+{
+  switch (m->flags & (CRPC_METHOD_CLIENT_STREAMING | CRPC_METHOD_SERVER_STREAMING)) {
+  case CRPC_METHOD_CLIENT_STREAMING:
+    return "client-streaming";
+  case CRPC_METHOD_SERVER_STREAMING:
+    return "server-streaming";
+  default:
+    return "bidirectional-streaming";
+  }
+}
+
+static void emit_stream_server(const gen_method *m, strbuf *out)
+{
+  strbuf_printf(out,
+      "\n/* Server side of %s: sends msg to the client (crpc_server_call_write(); msg\n"
+      " * is encoded before this returns and stays the caller's). Returns 0, CRPC_EAGAIN (the\n"
+      " * client's window is used up: nothing sent; the call's on_writable runs when a write may\n"
+      " * be retried), CRPC_ESTATE (cancelled: the client is gone), CRPC_ELIMIT (larger than\n"
+      " * MAX_SEND_MESSAGE_SIZE), CRPC_EINVAL (call finished, msg NULL), CRPC_ENOMEM. Write any\n"
+      " * number, then end the call once with crpc_server_call_end() (or _fail). Loop thread only.",
+      m->full_name);
+  if (m->set_reader_fn == NULL)
+    strbuf_append(out,
+        "\n * on_writable: crpc_server_call_stream_handlers(call, NULL, on_writable, user_data, 0).");
+  strbuf_printf(out, " */\nint %s(crpc_server_call *call, const %s *msg);\n", m->send_fn,
+                m->output_c);
+  if (m->set_reader_fn == NULL)
+    return;
+  strbuf_printf(out,
+      "\n/* Server side of %s: sets the call's stream callbacks\n"
+      " * (crpc_server_call_stream_handlers()), usually from the handler. on_read gets each client\n"
+      " * message (owned by crpc, valid during the callback only) and then, once, msg NULL: the\n"
+      " * client closed its side. on_writable: a write refused with CRPC_EAGAIN may be retried.\n"
+      " * Either may be NULL. auto_read non-zero: every message is delivered as it arrives; 0: one\n"
+      " * per crpc_server_call_read(). Returns 0 or CRPC_EINVAL (the call is finished). Loop thread\n"
+      " * only. */\n"
+      "int %s(crpc_server_call *call,\n"
+      "    void (*on_read)(crpc_server_call *call, const %s *msg, void *user_data),\n"
+      "    crpc_server_writable_cb on_writable, void *user_data, int auto_read);\n",
+      m->full_name, m->set_reader_fn, m->input_c);
+}
+
+static void emit_stream_async(const gen_method *m, strbuf *out)
+{
+  strbuf_printf(out,
+      "\n/* The client's callbacks for a stream of %s, run on the channel's loop\n"
+      " * thread with the user_data given to\n * %s(). */\n"
+      "typedef struct %s {\n"
+      "  /* A response, in answer to crpc_stream_read() or, with auto_read, as it arrives. Owned\n"
+      "   * by crpc, valid during the callback only. May be NULL. */\n"
+      "  void (*on_read)(crpc_stream *s, const %s *msg, void *user_data);\n"
+      "  /* A write refused with CRPC_EAGAIN may now be retried. May be NULL. */\n"
+      "  void (*on_writable)(crpc_stream *s, void *user_data);\n"
+      "  /* The call ended: exactly once, the stream's last callback (after the server's status\n"
+      "   * once every response that arrived has been read; at once on cancel, deadline,\n"
+      "   * connection loss or channel close). status is valid during the callback; s is invalid\n"
+      "   * after it. Required. */\n"
+      "  void (*on_done)(crpc_stream *s, const crpc_status *status, void *user_data);\n"
+      "  int auto_read; /* non-zero: deliver every response as it arrives, no crpc_stream_read() */\n"
+      "} %s;\n",
+      m->full_name, m->stream_fn, m->stream_handlers_type, m->output_c,
+      m->stream_handlers_type);
+  strbuf_printf(out,
+      "\n/* Starts a stream of %s (%s) on a loop channel, on its loop\n"
+      " * thread (crpc_channel_stream()). handlers is not copied: it must stay valid until on_done returns\n"
+      " * (a static table is the norm); opts (may be NULL) stays the caller's. ",
+      m->full_name, kind(m));
+  if (m->set_reader_fn == NULL)
+    strbuf_printf(out, "Write the one request\n * with %s(),\n * then crpc_stream_close_send(*out). ",
+                  m->write_fn);
+  else
+    strbuf_printf(out, "Write requests with\n * %s(),\n * then crpc_stream_close_send(*out). ",
+                  m->write_fn);
+  strbuf_printf(out,
+      "Read with crpc_stream_read(), cancel with\n"
+      " * crpc_stream_cancel(). Returns 0: on_done will run exactly once, never inside this call,\n"
+      " * and *out is valid until it returns. CRPC_EINVAL (handlers or its on_done NULL, out NULL),\n"
+      " * CRPC_ENOTSUP (private-loop channel), CRPC_ECLOSED, CRPC_ENOMEM: nothing started. */\n"
+      "int %s(crpc_channel *ch, const crpc_call_opts *opts,\n"
+      "    const %s *handlers, void *user_data, crpc_stream **out);\n",
+      m->stream_fn, m->stream_handlers_type);
+  strbuf_printf(out,
+      "\n/* Sends a request on a stream of %s started with\n * %s() (crpc_stream_write();\n"
+      " * msg is encoded before this returns and stays the caller's). Returns 0, CRPC_EAGAIN (the\n"
+      " * window is used up: nothing sent, on_writable follows), CRPC_ESTATE (sending side closed,\n"
+      " * or the call ended), CRPC_ELIMIT, CRPC_EINVAL, CRPC_ENOMEM. Loop thread. */\n"
+      "int %s(crpc_stream *s, const %s *msg);\n",
+      m->full_name, m->stream_fn, m->write_fn, m->input_c);
+}
+
+static void emit_stream_blocking(const gen_method *m, strbuf *out)
+{
+  strbuf_printf(out,
+      "\n/* Starts a stream of %s on a private-loop channel\n"
+      " * (crpc_channel_stream_open()). Returns 0 and *out, owned by the caller until\n"
+      " * %s(); or CRPC_EINVAL,\n * CRPC_ENOTSUP (loop channel), CRPC_ECLOSED, CRPC_ENOMEM. Any thread; one thread at a time\n"
+      " * per stream. crpc_stream_cancel_async(*out) cancels it from another thread. */\n"
+      "int %s(crpc_channel *ch, const crpc_call_opts *opts, crpc_stream **out);\n",
+      m->full_name, m->finish_fn, m->open_fn);
+  strbuf_printf(out,
+      "\n/* Sends a request on a stream from\n * %s(), waiting while the window is used up\n"
+      " * (crpc_stream_send_wait(); msg stays the caller's). Returns 0, or CRPC_ESTATE (the call has\n"
+      " * ended or the sending side is closed: finish the stream to learn the status), CRPC_ELIMIT,\n"
+      " * CRPC_EINVAL, CRPC_ENOMEM. */\n"
+      "int %s(crpc_stream *s, const %s *msg);\n",
+      m->open_fn, m->write_wait_fn, m->input_c);
+  strbuf_printf(out,
+      "\n/* Waits for the next response on a stream from\n * %s() (crpc_stream_recv_wait()).\n"
+      " * Returns 1 and *msg, owned by the caller (free it with protobuf_c_message_free_unpacked(),\n"
+      " * allocator NULL); 0 and *msg NULL when no more will come (finish the stream to learn why);\n"
+      " * or a negative CRPC_E* and *msg NULL. */\n"
+      "int %s(crpc_stream *s, %s **msg);\n",
+      m->open_fn, m->read_wait_fn, m->output_c);
+  strbuf_printf(out,
+      "\n/* Closes the sending side if still open, waits for the status (unread responses are\n"
+      " * dropped), fills *status (the caller's: release it with crpc_status_reset()) and releases\n"
+      " * the stream from\n * %s(): do not use s afterwards. Returns 0, or CRPC_EINVAL. */\n"
+      "int %s(crpc_stream *s, crpc_status *status);\n",
+      m->open_fn, m->finish_fn);
+}
+
+static void emit_stream(const gen_method *m, strbuf *out)
+{
+  emit_stream_server(m, out);
+  emit_stream_async(m, out);
+  emit_stream_blocking(m, out);
+}
+
+static void emit_member(const gen_method *m, strbuf *out)
+{
+  if (m->flags == 0)
+    strbuf_printf(out,
+                  "  void (*%s)(crpc_server_call *call, const %s *request,\n"
+                  "      void *user_data);\n",
+                  m->member, m->input_c);
+  else if (m->set_reader_fn == NULL)
+    strbuf_printf(out,
+                  "  /* %s: the one request; then write with %s(). */\n"
+                  "  void (*%s)(crpc_server_call *call, const %s *request,\n"
+                  "      void *user_data);\n",
+                  kind(m), m->send_fn, m->member, m->input_c);
+  else
+    strbuf_printf(out,
+                  "  /* %s: read with %s(); write with %s(). */\n"
+                  "  void (*%s)(crpc_server_call *call, void *user_data);\n",
+                  kind(m), m->set_reader_fn, m->send_fn, m->member);
+}
+
 static void emit_handlers(const gen_service *s, strbuf *out)
 {
   strbuf_printf(out,
-      "\n/* The server's handlers for %s, one per unary method, each run on the server's\n"
-      " * loop thread. A handler must finish its call exactly once, now or later, with the\n"
-      " * method's __reply function or crpc_server_call_fail(); request belongs to the call and\n"
-      " * lives until then. A NULL handler answers UNIMPLEMENTED. */\n"
+      "\n/* The server's handlers for %s, one per method, each run on the server's loop\n"
+      " * thread. A handler must finish its call exactly once, now or later: a unary one with the\n"
+      " * method's __reply function or crpc_server_call_fail(), a streaming one with\n"
+      " * crpc_server_call_end() or crpc_server_call_fail(). A request belongs to the call and lives\n"
+      " * until then. A NULL handler answers UNIMPLEMENTED. */\n"
       "typedef struct %s {\n",
       s->full_name, s->handlers_type);
-  for (size_t i = 0; i < s->n_methods; i++) {
-    const gen_method *m = &s->methods[i];
-
-    if (m->member != NULL)
-      strbuf_printf(out,
-                    "  void (*%s)(crpc_server_call *call, const %s *request,\n"
-                    "      void *user_data);\n",
-                    m->member, m->input_c);
-  }
-  if (s->n_unary == 0)
-    strbuf_append(out, "  char unused_; /* no unary methods: ISO C wants a member */\n");
+  for (size_t i = 0; i < s->n_methods; i++)
+    emit_member(&s->methods[i], out);
+  if (s->n_methods == 0)
+    strbuf_append(out, "  char unused_; /* no methods: ISO C wants a member */\n");
   strbuf_printf(out, "} %s;\n", s->handlers_type);
   strbuf_printf(out,
       "\n/* Serves %s on server: calls go to handlers, with user_data\n"
@@ -128,12 +271,10 @@ static void emit_service(const gen_service *s, strbuf *out)
                        "#define %s (&%s.methods[%zu])\n",
                   m->name, m->flags & CRPC_METHOD_CLIENT_STREAMING ? "stream " : "", m->input_full,
                   m->flags & CRPC_METHOD_SERVER_STREAMING ? "stream " : "", m->output_full, m->macro, s->table, i);
-    if (m->member != NULL)
+    if (m->flags == 0)
       emit_unary(s, m, out);
     else
-      strbuf_printf(out, "/* %s streams: it is in the method table (flags), but its typed\n"
-                         " * stubs come with crpc's streaming API; this version emits none. */\n",
-                    m->full_name);
+      emit_stream(m, out);
   }
   emit_handlers(s, out);
 }

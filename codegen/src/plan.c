@@ -248,25 +248,63 @@ static int resolve_type(planner *p, const char *type_name, const char **full, co
 }
 
 /* Method names in the handler table share a scope of their own, free of C keywords. */
-static int plan_unary_names(planner *p, nameset *members, const gen_method_proto *m,
-                            const char *lc, const char *cn, gen_method *gm)
+static const char *plan_member(planner *p, nameset *members, const char *ml)
 {
-  const char *ml = names_camel_to_lower(p->a, m->name);
-  const char *camel = names_to_camel(p->a, m->name);
-  const char *prefix = ml != NULL ? names_cat(p->a, lc, "__", ml, "__") : NULL;
-  const char *member = ml != NULL && names_is_keyword(ml) ? join(p, ml, "_") : ml;
+  const char *member = names_is_keyword(ml) ? join(p, ml, "_") : ml;
+  const char *got = member != NULL ? nameset_claim(members, member) : NULL;
 
-  if (camel == NULL || prefix == NULL || member == NULL)
-    return p->oom = 1, -1;
-  gm->member = nameset_claim(members, member);
+  if (got == NULL)
+    p->oom = 1;
+  return got;
+}
+
+/* The claiming order of unary names is part of the rename rules: do not reorder. */
+static void plan_unary_names(planner *p, const char *prefix, const char *cn, const char *camel,
+                             gen_method *gm)
+{
   gm->call_fn = claim(p, join(p, prefix, "call"));
   gm->start_fn = claim(p, join(p, prefix, "start"));
   gm->reply_fn = claim(p, join(p, prefix, "reply"));
   gm->done_type = claim(p, names_cat(p->a, cn, "__", camel, "Done"));
   gm->dispatch_fn = claim(p, join(p, prefix, "dispatch"));
   gm->adapter_fn = claim(p, join(p, prefix, "adapter"));
-  if (gm->member == NULL)
-    p->oom = 1;
+}
+
+static void plan_stream_names(planner *p, const char *prefix, const char *cn, const char *camel,
+                              gen_method *gm)
+{
+  gm->dispatch_fn = claim(p, join(p, prefix, "dispatch"));
+  gm->send_fn = claim(p, join(p, prefix, "send"));
+  if (gm->flags & CRPC_METHOD_CLIENT_STREAMING) {
+    gm->set_reader_fn = claim(p, join(p, prefix, "set_reader"));
+    gm->read_adapter_fn = claim(p, join(p, prefix, "read_adapter"));
+  }
+  gm->stream_handlers_type = claim(p, names_cat(p->a, cn, "__", camel, "Handlers"));
+  gm->stream_fn = claim(p, join(p, prefix, "stream"));
+  gm->write_fn = claim(p, join(p, prefix, "write"));
+  gm->open_fn = claim(p, join(p, prefix, "open"));
+  gm->write_wait_fn = claim(p, join(p, prefix, "write_wait"));
+  gm->read_wait_fn = claim(p, join(p, prefix, "read_wait"));
+  gm->finish_fn = claim(p, join(p, prefix, "finish"));
+  gm->on_read_adapter_fn = claim(p, join(p, prefix, "on_read_adapter"));
+  gm->on_writable_adapter_fn = claim(p, join(p, prefix, "on_writable_adapter"));
+  gm->on_done_adapter_fn = claim(p, join(p, prefix, "on_done_adapter"));
+}
+
+static int plan_method_names(planner *p, nameset *members, const gen_method_proto *m,
+                             const char *lc, const char *cn, gen_method *gm)
+{
+  const char *ml = names_camel_to_lower(p->a, m->name);
+  const char *camel = names_to_camel(p->a, m->name);
+  const char *prefix = ml != NULL ? names_cat(p->a, lc, "__", ml, "__") : NULL;
+
+  if (camel == NULL || prefix == NULL)
+    return p->oom = 1, -1;
+  gm->member = plan_member(p, members, ml);
+  if (gm->flags == 0)
+    plan_unary_names(p, prefix, cn, camel, gm);
+  else
+    plan_stream_names(p, prefix, cn, camel, gm);
   return p->oom ? -1 : 0;
 }
 
@@ -294,11 +332,8 @@ static int plan_methods(planner *p, const gen_service_proto *s, gen_service *gs)
                                    "__METHOD"));
     if (gm->full_name == NULL || gm->macro == NULL)
       return p->oom = 1, -1;
-    if (gm->flags == 0) {
-      if (plan_unary_names(p, &members, m, lc, cn, gm) != 0)
-        return -1;
-      gs->n_unary++;
-    }
+    if (plan_method_names(p, &members, m, lc, cn, gm) != 0)
+      return -1;
   }
   return 0;
 }

@@ -10,6 +10,13 @@
  *   helloworld__greeter__say_hello__call / __start / __reply   typed stubs
  *   Helloworld__Greeter__SayHelloDone        the async completion type
  *   helloworld__greeter__say_hello__dispatch / __adapter        static trampolines
+ * and for a streaming method (rpc Chat):
+ *   helloworld__greeter__chat__send / __set_reader              server helpers
+ *   Helloworld__Greeter__ChatHandlers                           the client's typed callbacks
+ *   helloworld__greeter__chat__stream / __write                 async client
+ *   helloworld__greeter__chat__open / __write_wait / __read_wait / __finish   blocking client
+ *   helloworld__greeter__chat__dispatch / __read_adapter / __on_read_adapter /
+ *   __on_writable_adapter / __on_done_adapter                   static trampolines
  *
  * Collisions. protobuf-c's own names (for every message, enum and service of the file and of
  * everything it imports) are entered in a set first; crpc's names then claim theirs in a fixed
@@ -38,14 +45,29 @@ typedef struct gen_method {
   const char *output_desc;
   unsigned flags;          /* CRPC_METHOD_CLIENT_STREAMING | CRPC_METHOD_SERVER_STREAMING */
   const char *macro;
-  /* unary methods only (NULL for streaming ones): */
+  /* every method: */
   const char *member;      /* handler-table member: "say_hello" */
+  const char *dispatch_fn; /* static server trampoline */
+  /* unary methods only (NULL for streaming ones): */
   const char *call_fn;
   const char *start_fn;
   const char *reply_fn;
   const char *done_type;
-  const char *dispatch_fn;
   const char *adapter_fn;
+  /* streaming methods only (NULL for unary ones): */
+  const char *send_fn;             /* server: typed crpc_server_call_write() */
+  const char *set_reader_fn;       /* server: typed reader (client- and bidi-streaming only) */
+  const char *read_adapter_fn;     /* static: crpc_server_read_cb -> the typed on_read */
+  const char *stream_handlers_type; /* client: "Helloworld__Greeter__SayHelloHandlers" */
+  const char *stream_fn;           /* client, async: starts the stream */
+  const char *write_fn;
+  const char *open_fn;             /* client, blocking */
+  const char *write_wait_fn;
+  const char *read_wait_fn;
+  const char *finish_fn;
+  const char *on_read_adapter_fn;  /* static client adapters */
+  const char *on_writable_adapter_fn;
+  const char *on_done_adapter_fn;
 } gen_method;
 
 typedef struct gen_service {
@@ -56,7 +78,6 @@ typedef struct gen_service {
   const char *handlers_type;
   const char *register_fn;
   size_t n_methods;
-  size_t n_unary;
   gen_method *methods;
 } gen_service;
 

@@ -26,10 +26,7 @@ static void check_method(const crpc_method_desc *m, const char *name, const char
   assert_ptr_equal(m->input, in);
   assert_ptr_equal(m->output, out);
   assert_int_equal(m->flags, flags);
-  if (flags == 0)
-    assert_non_null(m->dispatch);
-  else
-    assert_null(m->dispatch);
+  assert_non_null(m->dispatch); /* streaming methods have a trampoline too */
 }
 
 static void check_service(const crpc_service_desc *s, const char *name, const char *full_name,
@@ -90,7 +87,7 @@ static void dotted_package(void **state)
       a__b__c__d__first__lookup__call;
   int (*ping)(crpc_channel *, const Google__Protobuf__Empty *, const crpc_call_opts *,
               A__B__C__D__First__PingDone, void *, crpc_call **) = a__b__c__d__first__ping__start;
-  A__B__C__D__First__Handlers h = {NULL, NULL};
+  A__B__C__D__First__Handlers h = {NULL, NULL, NULL, NULL, NULL};
 
   (void)state;
   check_service(s, "First", "a.b.c.d.First", "deep/dotted.proto", 5);
@@ -109,17 +106,113 @@ static void dotted_package(void **state)
                &a__b__c__d__local__descriptor, &a__b__c__d__local__descriptor,
                CRPC_METHOD_CLIENT_STREAMING | CRPC_METHOD_SERVER_STREAMING);
   assert_ptr_equal(A__B__C__D__FIRST__CHAT__METHOD, &s->methods[4]);
-  /* Only the unary methods have handlers (two members). */
-  assert_int_equal(sizeof(h), 2 * sizeof(h.lookup));
+  /* Every method has a handler, in .proto order. */
+  assert_int_equal(sizeof(h), 5 * sizeof(h.lookup));
   assert_non_null(lookup);
   assert_non_null(ping);
+}
+
+/* The typed streaming stubs of each kind: the signatures are pinned by assigning each function
+ * to a pointer of the documented type (a mismatch does not compile under -Werror). */
+typedef void (*server_reader)(crpc_server_call *, const A__B__C__D__Local *, void *);
+
+static void streaming_server_side(void **state)
+{
+  A__B__C__D__First__Handlers h = {0};
+  void (*upload)(crpc_server_call *, void *) = h.upload;
+  void (*watch)(crpc_server_call *, const A__B__C__D__Local *, void *) = h.watch;
+  void (*chat)(crpc_server_call *, void *) = h.chat;
+  int (*send[])(crpc_server_call *, const A__B__C__D__Local *) = {
+      a__b__c__d__first__upload__send, a__b__c__d__first__watch__send,
+      a__b__c__d__first__chat__send, a__b__c__d__only_streams__feed__send};
+  int (*set_reader[])(crpc_server_call *, server_reader, crpc_server_writable_cb, void *, int) = {
+      a__b__c__d__first__upload__set_reader, a__b__c__d__first__chat__set_reader,
+      a__b__c__d__only_streams__feed__set_reader};
+  A__B__C__D__OnlyStreams__Handlers only = {NULL};
+  void (*feed)(crpc_server_call *, void *) = only.feed;
+
+  (void)state;
+  assert_null(upload);
+  assert_null(watch);
+  assert_null(chat);
+  assert_null(feed);
+  for (size_t i = 0; i < sizeof(send) / sizeof(send[0]); i++)
+    assert_non_null(send[i]);
+  for (size_t i = 0; i < sizeof(set_reader) / sizeof(set_reader[0]); i++)
+    assert_non_null(set_reader[i]);
+}
+
+static void streaming_client_side(void **state)
+{
+  A__B__C__D__First__ChatHandlers ch = {NULL, NULL, NULL, 1};
+  void (*on_read)(crpc_stream *, const A__B__C__D__Local *, void *) = ch.on_read;
+  void (*on_writable)(crpc_stream *, void *) = ch.on_writable;
+  void (*on_done)(crpc_stream *, const crpc_status *, void *) = ch.on_done;
+  int (*upload)(crpc_channel *, const crpc_call_opts *, const A__B__C__D__First__UploadHandlers *,
+                void *, crpc_stream **) = a__b__c__d__first__upload__stream;
+  int (*watch)(crpc_channel *, const crpc_call_opts *, const A__B__C__D__First__WatchHandlers *,
+               void *, crpc_stream **) = a__b__c__d__first__watch__stream;
+  int (*chat)(crpc_channel *, const crpc_call_opts *, const A__B__C__D__First__ChatHandlers *,
+              void *, crpc_stream **) = a__b__c__d__first__chat__stream;
+  int (*write[])(crpc_stream *, const A__B__C__D__Local *) = {
+      a__b__c__d__first__upload__write, a__b__c__d__first__watch__write,
+      a__b__c__d__first__chat__write, a__b__c__d__first__chat__write_wait,
+      a__b__c__d__first__watch__write_wait, a__b__c__d__first__upload__write_wait};
+  int (*open[])(crpc_channel *, const crpc_call_opts *, crpc_stream **) = {
+      a__b__c__d__first__upload__open, a__b__c__d__first__watch__open,
+      a__b__c__d__first__chat__open};
+  int (*read[])(crpc_stream *, A__B__C__D__Local **) = {
+      a__b__c__d__first__upload__read_wait, a__b__c__d__first__watch__read_wait,
+      a__b__c__d__first__chat__read_wait};
+  int (*finish[])(crpc_stream *, crpc_status *) = {
+      a__b__c__d__first__upload__finish, a__b__c__d__first__watch__finish,
+      a__b__c__d__first__chat__finish};
+  A__B__C__D__First__UploadHandlers uh = {NULL, NULL, NULL, 0};
+  A__B__C__D__First__WatchHandlers wh = {NULL, NULL, NULL, 0};
+
+  (void)state;
+  assert_null(on_read);
+  assert_null(on_writable);
+  assert_null(on_done);
+  assert_int_equal(ch.auto_read, 1);
+  assert_int_equal(sizeof(uh), sizeof(wh));
+  assert_non_null(upload);
+  assert_non_null(watch);
+  assert_non_null(chat);
+  for (size_t i = 0; i < 6; i++)
+    assert_non_null(write[i]);
+  for (size_t i = 0; i < 3; i++) {
+    assert_non_null(open[i]);
+    assert_non_null(read[i]);
+    assert_non_null(finish[i]);
+  }
+}
+
+/* The stubs check what the runtime cannot see through them: no handler table, no on_done. */
+static void streaming_stub_arguments(void **state)
+{
+  static const A__B__C__D__First__ChatHandlers no_done = {NULL, NULL, NULL, 0};
+  crpc_stream *s = (crpc_stream *)&s;
+  A__B__C__D__Local *msg = (A__B__C__D__Local *)&msg;
+
+  (void)state;
+  assert_int_equal(a__b__c__d__first__chat__stream(NULL, NULL, NULL, NULL, &s), CRPC_EINVAL);
+  assert_null(s);
+  s = (crpc_stream *)&s;
+  assert_int_equal(a__b__c__d__first__chat__stream(NULL, NULL, &no_done, NULL, &s), CRPC_EINVAL);
+  assert_null(s);
+  assert_int_equal(a__b__c__d__first__chat__stream(NULL, NULL, &no_done, NULL, NULL),
+                   CRPC_EINVAL);
+  assert_int_equal(a__b__c__d__first__chat__read_wait(NULL, NULL), CRPC_EINVAL);
+  assert_int_equal(a__b__c__d__first__chat__read_wait(NULL, &msg), CRPC_EINVAL);
+  assert_null(msg);
 }
 
 static void several_services(void **state)
 {
   const crpc_service_desc *second = &a__b__c__d__second__crpc_service;
   const crpc_service_desc *streams = &a__b__c__d__only_streams__crpc_service;
-  A__B__C__D__OnlyStreams__Handlers none = {0};
+  A__B__C__D__OnlyStreams__Handlers none = {NULL};
 
   (void)state;
   check_service(second, "Second", "a.b.c.d.Second", "deep/dotted.proto", 1);
@@ -129,7 +222,8 @@ static void several_services(void **state)
   check_method(A__B__C__D__ONLY_STREAMS__FEED__METHOD, "Feed", "a.b.c.d.OnlyStreams/Feed",
                &a__b__c__d__local__descriptor, &a__b__c__d__local__descriptor,
                CRPC_METHOD_CLIENT_STREAMING | CRPC_METHOD_SERVER_STREAMING);
-  assert_int_equal(none.unused_, 0);
+  assert_null(none.feed);
+  assert_int_equal(sizeof(none), sizeof(none.feed));
   assert_non_null(a__b__c__d__only_streams__crpc_register);
 }
 
@@ -197,6 +291,9 @@ int main(void)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(no_package),
       cmocka_unit_test(dotted_package),
+      cmocka_unit_test(streaming_server_side),
+      cmocka_unit_test(streaming_client_side),
+      cmocka_unit_test(streaming_stub_arguments),
       cmocka_unit_test(several_services),
       cmocka_unit_test(service_without_methods),
       cmocka_unit_test(names_differing_in_case),
