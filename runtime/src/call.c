@@ -220,8 +220,9 @@ void crpc__call_fail(void *p, crpc_code code, const char *why) { finish_with(p, 
 
 void crpc__call_abandon(crpc_call *call, crpc_code code, const char *why) {
   crpc__conn *conn = call->conn;
+  /* Also before the connection is up: the CALL is already queued, so the CANCEL follows it. */
   if (conn && crpc__conn_untrack(conn, call->id)) {
-    if (conn->state == CRPC__CONN_OPEN) crpc__conn_send_empty(conn, CRPC__F_CANCEL, call->id);
+    if (conn->state != CRPC__CONN_CLOSING) crpc__conn_send_empty(conn, CRPC__F_CANCEL, call->id);
   }
   crpc__call_fail(call, code, why);
 }

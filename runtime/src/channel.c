@@ -165,7 +165,9 @@ static void connect_failed(crpc_channel *ch, int err) {
   ch->state = CRPC__CH_BACKOFF;
   crpc__free(ch->last_error);
   ch->last_error = crpc__asprintf("connect to %s failed: %s", ch->target, crpc_strerror(err));
-  arm_timer(ch, backoff_delay(ch));
+  uint64_t delay = backoff_delay(ch);
+  ch->backoff_until = uv_now(ch->loop) + delay;
+  arm_timer(ch, delay);
   if (c) crpc__conn_close(c, CRPC_STATUS_UNAVAILABLE, ch->last_error ? ch->last_error : "connect failed");
 }
 
@@ -314,7 +316,14 @@ crpc__conn *crpc__channel_conn(crpc_channel *ch) {
     ch->conn = NULL;
     ch->state = CRPC__CH_IDLE;
   }
-  if (ch->state == CRPC__CH_BACKOFF) return NULL;
+  if (ch->state == CRPC__CH_BACKOFF) {
+    /* Nobody runs a private loop between blocking calls, so its backoff timer may not have
+     * fired: the deadline decides. */
+    uv_update_time(ch->loop);
+    if (uv_now(ch->loop) < ch->backoff_until) return NULL;
+    uv_timer_stop(&ch->timer);
+    ch->state = CRPC__CH_IDLE;
+  }
   ch->io.max_recv = (uint32_t)ch->opt[CRPC_OPT_MAX_RECV_MESSAGE_SIZE];
   ch->io.max_send = (uint32_t)ch->opt[CRPC_OPT_MAX_SEND_MESSAGE_SIZE];
   ch->io.max_write = (size_t)ch->opt[CRPC_OPT_MAX_WRITE_BUFFER];

@@ -45,6 +45,7 @@ struct crpc_channel {
   uv_timer_t timer;        /* connect timeout, or backoff */
   uv_timer_t keepalive;    /* periodic keepalive check, when KEEPALIVE_TIME_MS is set */
   unsigned failures;       /* consecutive failed connection attempts */
+  uint64_t backoff_until;  /* loop time when BACKOFF ends (a private loop may not run its timer) */
   uint64_t rng;            /* jitter */
   char *last_error;        /* why the last connection attempt failed */
 

@@ -254,7 +254,11 @@ int crpc__conn_send_status(crpc__conn *c, uint32_t id, crpc_code code, const cha
   if (tl > 4096) tl = 4096;
   size_t n = crpc__status_fixed_size(tl, 0, 0);
   uint8_t *p = crpc__conn_reserve(c, CRPC__HDR_LEN + n);
-  if (!p) return CRPC_ENOMEM;
+  if (!p) {
+    /* The peer must learn the call's end somehow: losing the connection tells it UNAVAILABLE. */
+    crpc__conn_close(c, CRPC_STATUS_UNAVAILABLE, "out of memory sending a status");
+    return CRPC_ENOMEM;
+  }
   crpc__hdr_encode(p, CRPC__F_STATUS, 0, id, (uint32_t)n);
   crpc__status_fixed_encode(p + CRPC__HDR_LEN, (uint32_t)code, text, (uint32_t)tl, NULL, 0, NULL, 0);
   crpc__conn_commit(c, CRPC__HDR_LEN + n);

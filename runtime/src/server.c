@@ -114,15 +114,38 @@ typedef union crpc__stream_handle {
 
 static void free_handle(uv_handle_t *h) { crpc__free(h); }
 
+/* Accepts the pending connection into the spare handle and closes it at once: the client learns
+ * at once, and libuv keeps polling the listener. */
+static void refuse_connection(crpc_server *srv, uv_stream_t *ls) {
+  crpc__stream_handle *h = srv->spare;
+  if (!h) return; /* nothing left to accept with: the next accept after memory returns will */
+  srv->spare = NULL;
+  int rc = ls->type == UV_TCP ? uv_tcp_init(srv->loop, &h->tcp) : uv_pipe_init(srv->loop, &h->pipe, 0);
+  if (rc < 0) {
+    crpc__free(h);
+    return;
+  }
+  uv_accept(ls, &h->stream);
+  uv_close(&h->handle, free_handle);
+}
+
+static void keep_spare(crpc_server *srv) {
+  if (!srv->spare) srv->spare = crpc__malloc(sizeof(crpc__stream_handle));
+}
+
 static void on_connection(uv_stream_t *ls, int status) {
   crpc__listener *lst = ls->data;
   crpc_server *srv = lst->srv;
   if (status < 0 || srv->closing) return;
   crpc__stream_handle *h = crpc__malloc(sizeof *h);
-  if (!h) return;
+  if (!h) {
+    refuse_connection(srv, ls);
+    return;
+  }
   int rc = ls->type == UV_TCP ? uv_tcp_init(srv->loop, &h->tcp) : uv_pipe_init(srv->loop, &h->pipe, 0);
   if (rc < 0) {
     crpc__free(h);
+    refuse_connection(srv, ls);
     return;
   }
   if (uv_accept(ls, &h->stream) < 0) {
@@ -141,6 +164,7 @@ static void on_connection(uv_stream_t *ls, int status) {
   crpc__list_push_back(&srv->conns, &c->owner_link);
   srv->nconns++;
   if (crpc__conn_attach(c, &h->stream) < 0) crpc__conn_close(c, CRPC_STATUS_UNAVAILABLE, "accept failed");
+  keep_spare(srv);
 }
 
 /* ---- Connection timeouts ---------------------------------------------------------------------- */
@@ -240,6 +264,7 @@ static int bind_reuseport(uv_tcp_t *t, const struct sockaddr *sa) {
 }
 
 static void server_listening(crpc_server *srv) {
+  keep_spare(srv);
   if (srv->listening) return;
   srv->io.max_recv = (uint32_t)srv->opt[CRPC_OPT_MAX_RECV_MESSAGE_SIZE];
   srv->io.max_send = (uint32_t)srv->opt[CRPC_OPT_MAX_SEND_MESSAGE_SIZE];
@@ -364,6 +389,7 @@ static void handle_closed(uv_handle_t *h) {
 }
 
 static void server_destroy(crpc_server *srv) {
+  crpc__free(srv->spare);
   crpc__free(srv->siblings);
   crpc__free(srv->threads);
   crpc__server_calls_free(srv);

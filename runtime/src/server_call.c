@@ -221,8 +221,10 @@ void crpc__server_expire(crpc_server *srv) {
   while ((top = crpc__dlheap_top(&srv->deadlines)) != NULL && top->deadline <= now) {
     crpc_server_call *sc = CRPC__CONTAINER_OF(top, crpc_server_call, dl);
     crpc__dlheap_remove(&srv->deadlines, top);
-    /* The client has given up: a reply would be dropped, so forget the call on the wire. */
-    if (sc->conn) crpc__conn_untrack(sc->conn, sc->id);
+    /* The callee answers DEADLINE_EXCEEDED at the deadline (PROTOCOL.md); a later reply from the
+     * handler is dropped. */
+    if (sc->conn && crpc__conn_untrack(sc->conn, sc->id))
+      crpc__conn_send_status(sc->conn, sc->id, CRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
     crpc__server_call_detach(sc);
   }
   if (!srv->closing) arm_deadline(srv);

@@ -45,6 +45,8 @@ struct crpc_server {
   uv_timer_t drain_timer;     /* shutdown grace period */
   int draining;
   uv_async_t stop_async;
+  void *spare;       /* a stream handle kept to accept (and close) a connection when out of memory:
+                        a listener that does not accept is not polled again by libuv */
   /* LOOPS > 1: servers of our own, one per extra loop and thread, listening on our TCP ports. */
   crpc_server **siblings;
   size_t nsiblings;

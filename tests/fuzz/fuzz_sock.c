@@ -134,6 +134,9 @@ void fs_sigpipe_policy(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sigemptyset(&sa.sa_mask);
-  sa.sa_handler = p != NULL && strcmp(p, "abort") == 0 ? sigpipe_abort : SIG_IGN;
+  if (p != NULL && strcmp(p, "default") == 0)
+    sa.sa_handler = SIG_DFL; /* leave it to crpc, as an application that never heard of SIGPIPE */
+  else
+    sa.sa_handler = p != NULL && strcmp(p, "abort") == 0 ? sigpipe_abort : SIG_IGN;
   sigaction(SIGPIPE, &sa, NULL);
 }

@@ -30,7 +30,9 @@ int fs_drain(int fd, size_t *got);
  * raises SIGPIPE, which kills a process that has not ignored it (as servers commonly do; see
  * README.md, finding F1). By default the connection targets ignore it, like such a server. With
  * CRPC_FUZZ_SIGPIPE=abort in the environment they abort instead, so that libFuzzer saves the input
- * that made crpc write to a closed peer. */
+ * that made crpc write to a closed peer. CRPC_FUZZ_SIGPIPE=default keeps the default disposition,
+ * as an application that never thought of SIGPIPE would: crpc itself must then keep the process
+ * alive (it ignores SIGPIPE when it finds the default). */
 void fs_sigpipe_policy(void);
 
 #endif

@@ -14,7 +14,10 @@
  *  - Loop channel (loop != NULL). The channel lives on a uv_loop_t that the user runs. Async calls
  *    (crpc_channel_unary_async()) are made on the loop's thread and complete through a callback
  *    on that thread. Blocking calls may be made from *other* threads while the loop runs; on the
- *    loop's own thread they would deadlock and return CRPC_EDEADLK.
+ *    loop's own thread they would deadlock and return CRPC_EDEADLK. The loop must keep running
+ *    while such calls may come: an idle channel holds no reference on the loop (so that uv_run()
+ *    can return once the application's own work is done), so keep a handle of your own
+ *    referenced (a timer, a server, a uv_async) or the loop may exit and the call wait forever.
  *
  * Every call completes exactly once: with the response, or with a status (UNAVAILABLE when the
  * connection cannot be made or drops, DEADLINE_EXCEEDED, CANCELLED, ...).

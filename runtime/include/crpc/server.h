@@ -135,8 +135,8 @@ CRPC_EXTERN int crpc_server_call_add_trailer(crpc_server_call *call, const char 
 
 /* Milliseconds left before the call's deadline (the client's timeout, counted from when the
  * call arrived): > 0, 0 once it has passed, or -1 when the call has no deadline. When the
- * deadline passes the call is cancelled (see below); the client has already been told
- * DEADLINE_EXCEEDED, and a reply is dropped. */
+ * deadline passes the call is cancelled (see below), the server answers the client
+ * DEADLINE_EXCEEDED, and a later reply from the handler is dropped. */
 CRPC_EXTERN int64_t crpc_server_call_time_left_ms(const crpc_server_call *call);
 
 /* Called once, on the loop, when the call is cancelled: the client cancelled it or went away, its
