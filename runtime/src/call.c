@@ -189,13 +189,21 @@ void crpc__call_finish(crpc_call *call, const crpc__result *r) {
   if (ch->closing) crpc__channel_maybe_free(ch);
 }
 
+/* Ends a call for a reason found on this side. The text names the method (and, from the
+ * connection code, the endpoint), so that a log line alone says what failed where. */
 static void finish_with(crpc_call *call, crpc_code code, const char *why) {
   crpc__result r;
   memset(&r, 0, sizeof r);
   r.code = code;
-  r.text = why;
-  r.text_len = why ? strlen(why) : 0;
+  const char *name = call->method->full_name;
+  size_t nl = strlen(name);
+  char *text = NULL;
+  if (why && !(strncmp(why, name, nl) == 0 && why[nl] == ':'))
+    text = crpc__asprintf("%s: %s", name, why);
+  r.text = text ? text : why;
+  r.text_len = r.text ? strlen(r.text) : 0;
   crpc__call_finish(call, &r);
+  crpc__free(text);
 }
 
 void crpc__call_on_status(void *p, const crpc__status_hdr *st) {

@@ -33,7 +33,9 @@ static void check_server_side(sem_env *e, uint64_t start, sem_rec *r, crpc_chann
     fail_msg("time left on arrival %lld, want 1..%d", (long long)h->time_left0, TIMEOUT);
   sem_wait_count(e, &h->cancels, 1, 5000, "server on_cancel after the deadline");
   assert_true(h->cancel_ms + SLACK >= start + TIMEOUT);
-  assert_int_equal(h->time_left_cancel, 0);
+  /* The client cancels at the same deadline, counted from a little earlier: its CANCEL may beat
+   * the server's own timer by the network delay, leaving a few ms on the clock. */
+  assert_true(h->time_left_cancel >= 0 && h->time_left_cancel <= SLACK);
   assert_true(crpc_server_call_cancelled(h->call));
   assert_int_equal(sem_held_reply(h), 0); /* late: dropped */
   sem_run_for(e, 100);
