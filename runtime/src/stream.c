@@ -182,8 +182,9 @@ void crpc__stream_on_window(crpc_call *call, uint32_t inc) {
 int crpc__stream_on_status(crpc_call *call, const crpc__status_hdr *h) {
   crpc__cstream *st = S(call);
   if (!st->flow.head || st->discard) return 0;
-  size_t n = 4 + h->text_len + 4 + h->details_len + 4 + h->metadata_len;
-  st->saved = crpc__malloc(n + 1);
+  /* code, text length, details length, metadata length: four u32s, then the three blobs. */
+  size_t n = 16 + (size_t)h->text_len + h->details_len + h->metadata_len;
+  st->saved = crpc__malloc(n);
   if (!st->saved) return 0; /* deliver now, losing the unread messages */
   uint8_t *p = st->saved;
   crpc__be32_put(p, h->code);
@@ -295,15 +296,31 @@ int crpc_stream_write(crpc_stream *s, const ProtobufCMessage *msg) {
   return 0;
 }
 
-int crpc_stream_close_send(crpc_stream *s) {
-  if (!s) return CRPC_EINVAL;
-  crpc_call *call = call_of(s);
+static int close_send_now(crpc_call *call) {
   crpc__cstream *st = S(call);
   if (call->done || st->local_closed || st->ended) return CRPC_ESTATE;
   st->local_closed = 1;
   if (call->conn && call->conn->state != CRPC__CONN_CLOSING)
     crpc__conn_send_empty(call->conn, CRPC__F_HALF_CLOSE, call->id);
   return 0;
+}
+
+static void op_close_send(crpc_channel *ch, crpc__waiter *w) {
+  w->result = close_send_now(w->stream);
+  crpc__waiter_signal(ch, w);
+}
+
+int crpc_stream_close_send(crpc_stream *s) {
+  if (!s) return CRPC_EINVAL;
+  crpc_call *call = call_of(s);
+  if (!S(call)->blocking) return close_send_now(call);
+  /* A blocking stream's state belongs to whoever drives its loop: go through it. */
+  crpc__waiter w;
+  memset(&w, 0, sizeof w);
+  w.op = op_close_send;
+  w.stream = call;
+  int rc = crpc__blocking_run(call->ch, &w);
+  return rc ? rc : w.result;
 }
 
 int crpc_stream_read(crpc_stream *s) {
@@ -420,7 +437,7 @@ static void op_finish(crpc_channel *ch, crpc__waiter *w) {
   crpc_call *call = w->stream;
   crpc__cstream *st = S(call);
   if (!st->ended) {
-    if (!st->local_closed && !call->done) crpc_stream_close_send(stream_of(call));
+    if (!st->local_closed && !call->done) close_send_now(call);
     st->discard = 1;
     crpc__msg *m;
     while ((m = crpc__flow_pop(&st->flow)) != NULL) {

@@ -284,6 +284,56 @@ static void server_streaming_blocking(void **state)
   assert_int_equal(j.code, CRPC_STATUS_OK);
 }
 
+/* Client streaming with the blocking API: write the requests, close the sending side (from this
+ * thread: the stream belongs to it), then read the one response. */
+static void client_streaming_blocking_job(void *arg)
+{
+  blocking_job *j = arg;
+  crpc_channel *ch;
+  crpc_stream *s;
+  crpc_status status;
+  Streamtest__InputResponse *resp = NULL;
+
+  if (crpc_channel_new(&ch, NULL, j->target) != 0)
+    return;
+  if (streamtest__stream_test__streaming_input__open(ch, NULL, &s) == 0) {
+    for (int i = 0; i < 4; i++) {
+      static uint8_t zeros[45904];
+      Streamtest__Blob blob = STREAMTEST__BLOB__INIT;
+      Streamtest__InputRequest req = STREAMTEST__INPUT_REQUEST__INIT;
+      blob.data.data = zeros;
+      blob.data.len = (size_t)in_sizes[i];
+      req.payload = &blob;
+      if (streamtest__stream_test__streaming_input__write_wait(s, &req) == 0)
+        j->ok_steps++;
+    }
+    if (crpc_stream_close_send(s) == 0)
+      j->ok_steps++;
+    if (streamtest__stream_test__streaming_input__read_wait(s, &resp) == 1 &&
+        resp->aggregated_size == 74922 && resp->messages == 4)
+      j->ok_steps++;
+    if (resp != NULL)
+      protobuf_c_message_free_unpacked(&resp->base, NULL);
+    if (streamtest__stream_test__streaming_input__read_wait(s, &resp) == 0 && resp == NULL)
+      j->ok_steps++;
+    if (streamtest__stream_test__streaming_input__finish(s, &status) == 0) {
+      j->code = status.code;
+      crpc_status_reset(&status);
+    }
+  }
+  crpc_channel_close(ch, NULL, NULL);
+}
+
+static void client_streaming_blocking(void **state)
+{
+  st_env *e = *state;
+  blocking_job j = {e->endpoint, 0, (crpc_code)-1};
+
+  st_in_thread(e, client_streaming_blocking_job, &j, 60000);
+  assert_int_equal(j.ok_steps, 4 + 1 + 1 + 1);
+  assert_int_equal(j.code, CRPC_STATUS_OK);
+}
+
 static void ping_pong_blocking_job(void *arg)
 {
   blocking_job *j = arg;
@@ -339,6 +389,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(unimplemented_stream, setup, teardown),
       cmocka_unit_test_setup_teardown(server_streaming_blocking, setup, teardown),
       cmocka_unit_test_setup_teardown(ping_pong_blocking, setup, teardown),
+      cmocka_unit_test_setup_teardown(client_streaming_blocking, setup, teardown),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -58,10 +58,13 @@ CRPC_EXTERN int crpc_channel_stream(crpc_channel *ch, const crpc_method_desc *me
 
 /* Sends msg (of method->input; encoded before returning, stays the caller's). Returns 0,
  * CRPC_EAGAIN (the window is used up: nothing sent, on_writable follows), CRPC_ESTATE (sending
- * side closed, or the call ended), CRPC_ETYPE, CRPC_EINVAL, CRPC_ENOMEM. Loop thread. */
+ * side closed, or the call ended), CRPC_ELIMIT (larger than MAX_SEND_MESSAGE_SIZE: not sent, the
+ * call goes on), CRPC_ETYPE, CRPC_EINVAL, CRPC_ENOMEM. Loop thread. */
 CRPC_EXTERN int crpc_stream_write(crpc_stream *s, const ProtobufCMessage *msg);
 
-/* Closes the sending side (the server sees the end of the requests). 0 or CRPC_ESTATE. */
+/* Closes the sending side (the server sees the end of the requests). 0, CRPC_ESTATE or
+ * CRPC_EINVAL. Async streams: loop thread. Blocking streams: the thread using the stream (for a
+ * client-streaming call: write_wait the requests, close_send, then recv_wait the response). */
 CRPC_EXTERN int crpc_stream_close_send(crpc_stream *s);
 
 /* Asks for the next response: on_read runs once with it (maybe before this returns, when one is
@@ -81,7 +84,8 @@ CRPC_EXTERN void crpc_stream_cancel(crpc_stream *s);
 CRPC_EXTERN int crpc_channel_stream_open(crpc_channel *ch, const crpc_method_desc *method,
                                          const crpc_call_opts *opts, crpc_stream **out);
 /* Sends msg, waiting while the window is used up. 0, or CRPC_ESTATE when the call has ended or
- * the sending side is closed (finish the stream to learn the status), CRPC_ETYPE, CRPC_ENOMEM. */
+ * the sending side is closed (finish the stream to learn the status), CRPC_ELIMIT (too large:
+ * not sent), CRPC_ETYPE, CRPC_EINVAL, CRPC_ENOMEM. */
 CRPC_EXTERN int crpc_stream_send_wait(crpc_stream *s, const ProtobufCMessage *msg);
 /* Receives the next response: returns 1 and *msg (owned by the caller: free it with
  * protobuf_c_message_free_unpacked(*msg, NULL)), 0 when no more will come (finish the stream to
