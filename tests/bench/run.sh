@@ -38,8 +38,11 @@ bin=$build/tests/bench/crpc-bench
 [[ -x $bin ]] || { echo "run.sh: the build produced no $bin" >&2; exit 1; }
 
 echo "==> $runner ${peers[*]} crpc=$bin --reps $reps" >&2
-table=$("$runner" "${peers[@]}" "crpc=$bin" --reps "$reps")
-printf '%s\n\n' "$table"
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+"$runner" "${peers[@]}" "crpc=$bin" --reps "$reps" | tee "$out"  # each peer's line as it comes
+table=$(cat "$out")
+echo
 
 # Ratios and targets, from the runner's table: a header line, then a line per peer, in fixed-width
 # right-aligned columns (a cell may be blank, e.g. oncrpc has no W2), so cells are cut at the
