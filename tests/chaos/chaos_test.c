@@ -18,7 +18,7 @@
  * Default (CI): 5000 calls over ~8 s, 3 kills, 2 drains. --long: 100000 calls, 20 kills,
  * 10 drains over 120 s. Calls: 90% async on 4 loop channels of the test's loop (one TCP, one unix
  * socket, two through the resetting relay, proxy.h), issued steadily plus in bursts aimed at one
- * channel at a time (past the server's MAX_CALLS_PER_CONN of 64); 10% blocking, from 2 threads
+ * channel at a time (past the server's MAX_CALLS_PER_CONN of 128); 10% blocking, from 2 threads
  * with private-loop channels (one direct, one through the relay), cancelled now and then through
  * cancel tokens from the loop thread. Per call, chosen from its id: the server answers at once
  * or after 1-600 ms; 15% have a 5-300 ms deadline; 10% are cancelled (at once, later, or from
@@ -55,7 +55,7 @@
 
 #define N_CHANNELS 4
 #define N_THREADS 2
-#define SERVER_MAX_CALLS "64"
+#define SERVER_MAX_CALLS "128"
 #define SERVER_GRACE_MS "250"
 #define STALL_LIMIT_MS 60000
 #define MAX_MESSAGES 64
@@ -790,7 +790,7 @@ int main(int argc, char **argv) {
   uint32_t n = T.cfg.calls;
   T.n_blocking = n / 20;
   T.n_async = n - N_THREADS * T.n_blocking;
-  T.n_bursts = T.n_async / 3 / 1500 > 5 ? (int)(T.n_async / 3 / 1500) : 5; /* bursts of <= 1500 */
+  T.n_bursts = T.n_async / 3 / 1000 > 5 ? (int)(T.n_async / 3 / 1000) : 5; /* bursts of <= 1000 */
   T.burst_size = T.n_async / 3 / (uint32_t)T.n_bursts;
   T.n_steady = T.n_async - T.burst_size * (uint32_t)T.n_bursts;
   T.n_events = T.cfg.kills + T.cfg.drains;
