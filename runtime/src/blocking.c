@@ -111,6 +111,9 @@ void crpc__blocking_cancel_all(crpc_channel *ch) {
 
 /* Leader: drive the private loop until w completes. Called without the mutex. */
 static void lead(crpc_channel *ch, crpc__waiter *w) {
+  /* Nobody ran this loop since the last call: take in what arrived meanwhile (a GOAWAY from an
+   * idle timeout, a closed connection) before choosing the connection for this call. */
+  if (ch->ncalls == 0) uv_run(ch->loop, UV_RUN_NOWAIT);
   for (;;) {
     crpc__blocking_drain(ch);
     uv_mutex_lock(&ch->mu);
@@ -168,13 +171,38 @@ static void wait_done(crpc_channel *ch, crpc__waiter *w) {
   uv_mutex_unlock(&ch->mu);
 }
 
+int crpc__blocking_enter(crpc_channel *ch) {
+  uv_mutex_lock(&ch->mu);
+  int closing = ch->closing;
+  if (!closing) ch->blockers++;
+  uv_mutex_unlock(&ch->mu);
+  return closing ? CRPC_ECLOSED : 0;
+}
+
+void crpc__blocking_leave(crpc_channel *ch) {
+  uv_mutex_lock(&ch->mu);
+  if (--ch->blockers == 0) uv_cond_broadcast(&ch->idle);
+  uv_mutex_unlock(&ch->mu);
+}
+
+void crpc__blocking_wait_idle(crpc_channel *ch) {
+  uv_mutex_lock(&ch->mu);
+  while (ch->blockers) uv_cond_wait(&ch->idle, &ch->mu);
+  uv_mutex_unlock(&ch->mu);
+}
+
 int crpc__blocking_run(crpc_channel *ch, crpc__waiter *w) {
   crpc__list_init(&w->link);
   crpc__list_init(&w->wlink);
   if (uv_cond_init(&w->cond) != 0) return CRPC_ENOMEM;
-  wait_done(ch, w);
+  int rc = crpc__blocking_enter(ch);
+  if (rc == 0) {
+    wait_done(ch, w);
+    rc = w->start_rc;
+    crpc__blocking_leave(ch);
+  }
   uv_cond_destroy(&w->cond);
-  return w->start_rc;
+  return rc;
 }
 
 static void set_error_status(crpc_status *st, int rc) {
@@ -206,14 +234,18 @@ int crpc_channel_unary(crpc_channel *ch, const crpc_method_desc *method,
     crpc_cancel_token *token = opts ? opts->cancel : NULL;
     if (uv_cond_init(&w.cond) != 0) {
       rc = CRPC_ENOMEM;
+    } else if ((rc = crpc__blocking_enter(ch)) != 0) {
+      uv_cond_destroy(&w.cond);
     } else if (token && crpc__token_attach(token, ch, &w)) {
+      crpc__blocking_leave(ch);
       uv_cond_destroy(&w.cond);
       status->code = CRPC_STATUS_CANCELLED;
       status->message = crpc__strndup("cancelled before it started", 27);
       return 0;
     } else {
       wait_done(ch, &w);
-      if (token) crpc__token_detach(token);
+      if (token) crpc__token_detach(token); /* before leaving: the token must not outlive ch */
+      crpc__blocking_leave(ch);
       uv_cond_destroy(&w.cond);
       rc = w.start_rc;
       if (rc == 0) {

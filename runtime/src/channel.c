@@ -80,6 +80,10 @@ int crpc_channel_new(crpc_channel **out, uv_loop_t *loop, const char *target) {
     ch->loop = &ch->own;
   }
   if ((rc = uv_mutex_init(&ch->mu)) < 0) goto fail_loop;
+  if ((rc = uv_cond_init(&ch->idle)) < 0) {
+    uv_mutex_destroy(&ch->mu);
+    goto fail_loop;
+  }
   crpc__list_init(&ch->conns);
   crpc__list_init(&ch->calls);
   crpc__list_init(&ch->deferred);
@@ -94,6 +98,7 @@ int crpc_channel_new(crpc_channel **out, uv_loop_t *loop, const char *target) {
   return 0;
 
 fail_mutex:
+  uv_cond_destroy(&ch->idle);
   uv_mutex_destroy(&ch->mu);
 fail_loop:
   if (ch->own_loop) {
@@ -158,7 +163,10 @@ static void free_addrinfo(crpc_channel *ch) {
 static void connect_failed(crpc_channel *ch, int err) {
   free_addrinfo(ch);
   attempt_abort(ch);
-  if (ch->resolving) uv_cancel((uv_req_t *)&ch->gai);
+  if (ch->gai) {
+    uv_cancel((uv_req_t *)ch->gai); /* may fail once the lookup runs: it is then ignored */
+    ch->gai = NULL;
+  }
   crpc__conn *c = ch->conn;
   ch->conn = NULL;
   ch->failures++;
@@ -241,9 +249,11 @@ static void on_connect(uv_connect_t *req, int status) {
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   crpc_channel *ch = req->data;
-  ch->resolving = 0;
+  int current = req == ch->gai;
+  crpc__free(req);
   ch->pending--;
-  if (ch->closing || status == UV_EAI_CANCELED || ch->state != CRPC__CH_CONNECTING) {
+  if (current) ch->gai = NULL;
+  if (!current || ch->closing || status == UV_EAI_CANCELED || ch->state != CRPC__CH_CONNECTING) {
     if (res) uv_freeaddrinfo(res);
     crpc__channel_maybe_free(ch);
     return;
@@ -269,10 +279,15 @@ static int connect_start(crpc_channel *ch) {
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  ch->gai.data = ch;
-  rc = uv_getaddrinfo(ch->loop, &ch->gai, on_resolved, ch->ep.host, port, &hints);
-  if (rc < 0) return rc;
-  ch->resolving = 1;
+  uv_getaddrinfo_t *req = crpc__malloc(sizeof *req);
+  if (!req) return CRPC_ENOMEM;
+  req->data = ch;
+  rc = uv_getaddrinfo(ch->loop, req, on_resolved, ch->ep.host, port, &hints);
+  if (rc < 0) {
+    crpc__free(req);
+    return rc;
+  }
+  ch->gai = req;
   ch->pending++;
   return 0;
 }
@@ -358,9 +373,8 @@ void crpc__channel_call_added(crpc_channel *ch, crpc__conn *conn) {
 }
 
 void crpc__channel_call_removed(crpc_channel *ch, crpc__conn *conn) {
-  (void)ch;
   if (conn->calls.count != 0 || conn->state == CRPC__CONN_CLOSING) return;
-  if (conn->got_goaway) {
+  if (conn->got_goaway || (conn->next_id == 0 && conn != ch->conn)) {
     crpc__conn_close(conn, CRPC_STATUS_UNAVAILABLE, "server went away");
     return;
   }
@@ -391,7 +405,7 @@ static void on_goaway(crpc__conn *c, uint32_t last_id, uint32_t code) {
     crpc_call *call = CRPC__CONTAINER_OF(doomed.next, crpc_call, link);
     crpc__conn_untrack(c, call->id);
     crpc__call_fail(call, CRPC_STATUS_UNAVAILABLE,
-                    "server is shutting down; the call was not processed and is safe to retry");
+                    "the server closed the connection (GOAWAY) before processing the call; it is safe to retry");
   }
   if (c->calls.count == 0) crpc__conn_close(c, CRPC_STATUS_UNAVAILABLE, "server went away");
 }
@@ -409,6 +423,9 @@ static void on_closed(crpc__conn *c) {
 /* ---- Close ----------------------------------------------------------------------------------- */
 
 static void channel_destroy(crpc_channel *ch) {
+  /* Threads whose blocking calls were completed by the close may still be on their way out. */
+  crpc__blocking_wait_idle(ch);
+  uv_cond_destroy(&ch->idle);
   crpc__call_pool_free(ch);
   crpc__dlheap_free(&ch->deadlines);
   uv_mutex_destroy(&ch->mu);
@@ -465,7 +482,10 @@ void crpc_channel_close(crpc_channel *ch, crpc_close_cb cb, void *user_data) {
   }
   free_addrinfo(ch);
   attempt_abort(ch);
-  if (ch->resolving) uv_cancel((uv_req_t *)&ch->gai);
+  if (ch->gai) {
+    uv_cancel((uv_req_t *)ch->gai);
+    ch->gai = NULL;
+  }
   ch->conn = NULL;
   uv_handle_t *handles[] = {(uv_handle_t *)&ch->timer, (uv_handle_t *)&ch->deadline_timer,
                             (uv_handle_t *)&ch->wake, (uv_handle_t *)&ch->keepalive};

@@ -38,8 +38,8 @@ struct crpc_channel {
   int state;               /* enum crpc__ch_state */
   crpc__conn *conn;        /* the connection new calls go on (CONNECTING or READY) */
   crpc__list conns;        /* every live connection, the current one and draining ones */
-  uv_getaddrinfo_t gai;
-  int resolving;
+  uv_getaddrinfo_t *gai;   /* the resolution the current attempt waits for, or NULL; one that
+                              could not be cancelled finishes on its own and is ignored */
   struct addrinfo *ai_list, *ai_next;
   crpc__attempt *attempt;  /* connect in progress */
   uv_timer_t timer;        /* connect timeout, or backoff */
@@ -64,6 +64,8 @@ struct crpc_channel {
   crpc__list submitted;    /* waiters whose call is not started yet (guarded by mu) */
   crpc__list waiters;      /* followers waiting for leadership or completion (mu) */
   int leader;              /* a thread drives the private loop (mu) */
+  int blockers;            /* threads inside a blocking function (mu): the channel outlives them */
+  uv_cond_t idle;          /* signalled when blockers drops to 0 */
 
   /* Close. */
   int closing;
@@ -99,6 +101,13 @@ void crpc__waiter_signal(crpc_channel *ch, crpc__waiter *w);
 /* Runs w->op on the loop (driving it if this thread may) and waits until the waiter finishes.
  * Returns 0, or CRPC_ECLOSED when the channel is closing. */
 int crpc__blocking_run(crpc_channel *ch, crpc__waiter *w);
+/* Entering / leaving a blocking function (any thread). enter fails with CRPC_ECLOSED once the
+ * channel is closing; leave is the thread's last touch of the channel. */
+int crpc__blocking_enter(crpc_channel *ch);
+void crpc__blocking_leave(crpc_channel *ch);
+/* Close: waits until no thread is inside a blocking function any more (they have all been
+ * completed by then and only need to get out). */
+void crpc__blocking_wait_idle(crpc_channel *ch);
 
 /* channel.c: the connection new calls should go on, connecting if needed; NULL when the channel
  * is backing off after a failure (ch->last_error says why). */

@@ -31,6 +31,7 @@ crpc__conn *crpc__conn_new(crpc__io_ctx *ctx, int is_client, const char *label) 
   crpc__outbuf_init(&c->out);
   crpc__outbuf_init(&c->wout);
   crpc__list_init(&c->dirty_link);
+  crpc__list_init(&c->held);
   crpc__list_init(&c->owner_link);
   uint8_t *p = crpc__outbuf_reserve(&c->out, CRPC__PREFACE_LEN);
   if (!p) {
@@ -45,6 +46,7 @@ crpc__conn *crpc__conn_new(crpc__io_ctx *ctx, int is_client, const char *label) 
 /* ---- Teardown ------------------------------------------------------------------------------ */
 
 static void conn_release(crpc__conn *c) {
+  crpc__server_calls_unhold(c);
   crpc__list_remove(&c->dirty_link);
   crpc__decoder_free(&c->dec);
   crpc__idmap_free(&c->calls);
@@ -414,7 +416,7 @@ static int on_frame(void *ud, const crpc__frame *f) {
       rc = 0;
       if (f->call_id == 0 || crpc__conn_is_ours(c, f->call_id)) break;
       void *sc = crpc__conn_untrack(c, f->call_id);
-      if (sc) crpc__server_call_detach(sc);
+      if (sc) crpc__server_call_forget(c, sc);
       break;
     }
     case CRPC__F_PING: rc = handle_ping(c, f); break;

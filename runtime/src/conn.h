@@ -74,6 +74,10 @@ struct crpc__conn {
   crpc__outbuf wout;   /* frames handed to uv_write */
   uv_write_t wreq;
   int writing;
+  /* Server calls the wire has forgotten (CANCEL, deadline) but their handler still holds: they
+   * keep counting against MAX_CALLS_PER_CONN, or CALL+CANCEL pairs would pile up without bound. */
+  crpc__list held;
+  size_t nheld;
   crpc__list dirty_link;
   crpc__list owner_link; /* for the owner's list of connections */
   void *owner_data;

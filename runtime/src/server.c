@@ -454,6 +454,7 @@ static void begin_close(crpc_server *srv) {
 
 /* Private loop: run it until everything is released, then free. */
 static void finish_own_loop(crpc_server *srv) {
+  crpc__loops_shutdown_join(srv);
   /* Handlers still holding calls finish them from callbacks of this loop. Calls never finished
    * once the loop has run dry are released here: their handles are dead from now on. */
   uv_run(&srv->own, UV_RUN_DEFAULT);
@@ -485,7 +486,6 @@ static void on_grace_over(uv_timer_t *t) { begin_close(t->data); }
 int crpc_server_shutdown(crpc_server *srv, int64_t grace_ms, crpc_close_cb cb, void *user_data) {
   if (!srv || grace_ms < 0) return CRPC_EINVAL;
   if (srv->closing || srv->draining) return CRPC_ECLOSED;
-  crpc__loops_shutdown(srv, grace_ms);
   srv->close_cb = cb;
   srv->close_ud = user_data;
   srv->draining = 1;
@@ -499,6 +499,8 @@ int crpc_server_shutdown(crpc_server *srv, int64_t grace_ms, crpc_close_cb cb, v
     e = next;
   }
   uv_timer_start(&srv->drain_timer, on_grace_over, (uint64_t)grace_ms, 0);
+  /* The other loops drain at the same time, each on its own thread. */
+  crpc__loops_shutdown_start(srv, grace_ms);
   crpc__server_maybe_free(srv);
   if (!srv->own_loop) return 0;
   while (!srv->closing) uv_run(&srv->own, UV_RUN_ONCE);

@@ -38,12 +38,37 @@ static crpc_server_call *scall_alloc(crpc_server *srv) {
   sc->cancelled = 0;
   sc->finished = 0;
   sc->stream = NULL;
+  sc->held_on = NULL;
+  crpc__list_init(&sc->hlink);
   crpc__list_init(&sc->link);
   return sc;
 }
 
+static void unhold(crpc_server_call *sc) {
+  if (!sc->held_on) return;
+  crpc__list_remove(&sc->hlink);
+  sc->held_on->nheld--;
+  sc->held_on = NULL;
+}
+
+void crpc__server_call_forget(crpc__conn *c, void *p) {
+  crpc_server_call *sc = p;
+  if (!sc->held_on && !sc->cancelled) {
+    sc->held_on = c;
+    crpc__list_push_back(&c->held, &sc->hlink);
+    c->nheld++;
+  }
+  crpc__server_call_detach(sc);
+}
+
+void crpc__server_calls_unhold(crpc__conn *c) {
+  while (!crpc__list_empty(&c->held))
+    unhold(CRPC__CONTAINER_OF(c->held.next, crpc_server_call, hlink));
+}
+
 void crpc__scall_release(crpc_server_call *sc) {
   crpc_server *srv = sc->srv;
+  unhold(sc);
   if (sc->stream) {
     crpc__sstream_free(sc->stream);
     sc->stream = NULL;
@@ -67,6 +92,8 @@ void crpc__server_calls_free(crpc_server *srv) {
     while (!crpc__list_empty(lists[i])) {
       crpc_server_call *sc = CRPC__CONTAINER_OF(lists[i]->next, crpc_server_call, link);
       crpc__list_remove(&sc->link);
+      if (sc->stream) crpc__sstream_free(sc->stream);
+      crpc__outbuf_free(&sc->trailers);
       crpc__arena_destroy(&sc->arena);
       crpc__free(sc);
     }
@@ -76,6 +103,8 @@ void crpc__server_calls_free(crpc_server *srv) {
 }
 
 static void *arena_fn(void *ud, size_t n) { return crpc__arena_alloc(ud, n); }
+static void scall_finish(crpc_server_call *sc, crpc_code code, const char *text,
+                         const ProtobufCMessage *resp, const uint8_t *details, size_t details_len);
 static void arm_deadline(crpc_server *srv);
 static void arm_call_deadline(crpc_server_call *sc, uint32_t timeout_ms);
 
@@ -109,7 +138,7 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
            h->method_len);
     return;
   }
-  if (c->calls.count >= (size_t)srv->opt[CRPC_OPT_MAX_CALLS_PER_CONN]) {
+  if (c->calls.count + c->nheld >= (size_t)srv->opt[CRPC_OPT_MAX_CALLS_PER_CONN]) {
     refuse(c, id, CRPC_STATUS_RESOURCE_EXHAUSTED,
            "%.*s: too many calls in progress on this connection", h->method, h->method_len);
     return;
@@ -198,6 +227,12 @@ void crpc__server_call_detach(void *p) {
   sc->conn = NULL;
   sc->cancelled = 1;
   crpc__dlheap_remove(&sc->srv->deadlines, &sc->dl);
+  if (sc->stream && !sc->stream->dispatched) {
+    /* No handler ever saw it (a server-streaming call whose request never came): nobody else
+     * can finish it. */
+    scall_finish(sc, CRPC_STATUS_CANCELLED, NULL, NULL, NULL, 0);
+    return;
+  }
   crpc_server_cancel_cb cb = sc->on_cancel;
   sc->on_cancel = NULL;
   if (cb) cb(sc, sc->cancel_ud); /* may finish (and release) the call: nothing after this */
@@ -223,9 +258,13 @@ void crpc__server_expire(crpc_server *srv) {
     crpc__dlheap_remove(&srv->deadlines, top);
     /* The callee answers DEADLINE_EXCEEDED at the deadline (PROTOCOL.md); a later reply from the
      * handler is dropped. */
-    if (sc->conn && crpc__conn_untrack(sc->conn, sc->id))
-      crpc__conn_send_status(sc->conn, sc->id, CRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
-    crpc__server_call_detach(sc);
+    crpc__conn *c = sc->conn;
+    if (c && crpc__conn_untrack(c, sc->id)) {
+      crpc__conn_send_status(c, sc->id, CRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
+      crpc__server_call_forget(c, sc);
+    } else {
+      crpc__server_call_detach(sc);
+    }
   }
   if (!srv->closing) arm_deadline(srv);
 }

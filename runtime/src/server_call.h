@@ -49,12 +49,19 @@ struct crpc_server_call {
   int finished;              /* the handler finished it (its release may wait for a callback) */
   crpc__sstream *stream;     /* streaming calls only */
   crpc__list link;           /* srv->calls, or the pool */
+  crpc__list hlink;          /* held_on->held */
+  crpc__conn *held_on;       /* counted against this connection's limit though forgotten */
   crpc__arena arena;
 };
 
 /* The connection forgets the call (client cancelled, or connection gone): the handler still owns
  * it and must finish it; nothing will be sent. */
 void crpc__server_call_detach(void *call);
+/* The peer cancelled it or its deadline passed (the connection lives on): detach, but keep
+ * counting it against the connection's MAX_CALLS_PER_CONN until the handler finishes it. */
+void crpc__server_call_forget(crpc__conn *c, void *call);
+/* The connection goes away: its held calls stop counting against it. */
+void crpc__server_calls_unhold(crpc__conn *c);
 /* Streams (server_stream.c). */
 int crpc__sstream_begin(crpc_server_call *sc, const crpc__frame *f, const crpc__call_hdr *h);
 void crpc__sstream_on_message(crpc_server_call *sc, const crpc__frame *f);

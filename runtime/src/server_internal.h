@@ -52,6 +52,8 @@ struct crpc_server {
   size_t nsiblings;
   uv_thread_t *threads;
   crpc_server *parent;
+  atomic_int siblings_live; /* cleared before the siblings are shut down and freed */
+  void *shutdown_args;      /* while the siblings shut down on their threads */
   atomic_int stop_requested;
   int running;
   int closing, pending, io_closed;
@@ -72,7 +74,8 @@ int crpc__loops_register(crpc_server *srv, const crpc_service_desc *svc, const v
 void crpc__loops_start(crpc_server *srv);
 void crpc__loops_stop(crpc_server *srv);           /* async-signal-safe */
 void crpc__loops_join(crpc_server *srv);
-void crpc__loops_shutdown(crpc_server *srv, int64_t grace_ms); /* synchronous, in parallel */
+void crpc__loops_shutdown_start(crpc_server *srv, int64_t grace_ms); /* threads, in parallel */
+void crpc__loops_shutdown_join(crpc_server *srv);
 void crpc__loops_close(crpc_server *srv);
 /* server.c: binds a TCP listener (SO_REUSEPORT when reuse), listens, returns the bound port. */
 int crpc__server_listen_tcp(crpc_server *srv, const char *label, const struct sockaddr *sa,

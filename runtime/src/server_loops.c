@@ -21,6 +21,7 @@ int crpc__loops_prepare(crpc_server *srv) {
     sib->opt[CRPC_OPT_LOOPS] = 1;
     sib->parent = srv;
     srv->siblings[srv->nsiblings++] = sib;
+    atomic_store(&srv->siblings_live, 1);
     /* Services registered so far: each distinct service once. */
     for (size_t s = 0; s < srv->reg.cap; s++) {
       const crpc__reg_entry *e = &srv->reg.slots[s];
@@ -57,6 +58,7 @@ void crpc__loops_start(crpc_server *srv) {
 }
 
 void crpc__loops_stop(crpc_server *srv) {
+  if (!atomic_load(&srv->siblings_live)) return;
   for (size_t i = 0; i < srv->nsiblings; i++) crpc_server_stop(srv->siblings[i]);
 }
 
@@ -74,9 +76,10 @@ static void sibling_shutdown(void *p) {
   crpc_server_shutdown(a->srv, a->grace_ms, NULL, NULL);
 }
 
-void crpc__loops_shutdown(crpc_server *srv, int64_t grace_ms) {
+void crpc__loops_shutdown_start(crpc_server *srv, int64_t grace_ms) {
   size_t n = srv->nsiblings;
   if (!n) return;
+  atomic_store(&srv->siblings_live, 0);
   shutdown_arg *args = crpc__calloc(n, sizeof *args);
   if (!args) {
     crpc__loops_close(srv);
@@ -87,12 +90,20 @@ void crpc__loops_shutdown(crpc_server *srv, int64_t grace_ms) {
     args[i].grace_ms = grace_ms;
     uv_thread_create(&srv->threads[i], sibling_shutdown, &args[i]);
   }
-  for (size_t i = 0; i < n; i++) uv_thread_join(&srv->threads[i]);
-  crpc__free(args);
+  srv->shutdown_args = args;
+}
+
+void crpc__loops_shutdown_join(crpc_server *srv) {
+  if (!srv->shutdown_args) return;
+  for (size_t i = 0; i < srv->nsiblings; i++) uv_thread_join(&srv->threads[i]);
+  crpc__free(srv->shutdown_args);
+  srv->shutdown_args = NULL;
   srv->nsiblings = 0;
 }
 
 void crpc__loops_close(crpc_server *srv) {
+  crpc__loops_shutdown_join(srv);
+  atomic_store(&srv->siblings_live, 0);
   for (size_t i = 0; i < srv->nsiblings; i++) crpc_server_close(srv->siblings[i], NULL, NULL);
   srv->nsiblings = 0;
 }

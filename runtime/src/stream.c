@@ -196,6 +196,11 @@ int crpc__stream_on_status(crpc_call *call, const crpc__status_hdr *h) {
   p += 4 + h->details_len;
   crpc__be32_put(p, h->metadata_len);
   if (h->metadata_len) memcpy(p + 4, h->metadata, h->metadata_len);
+  /* The connection has forgotten the call (STATUS ends it on the wire) and may now close and go
+   * away before the application reads on: the call must not point at it any more. */
+  crpc__conn *conn = call->conn;
+  call->conn = NULL;
+  if (conn) crpc__channel_call_removed(call->ch, conn);
   if (st->blocking) wake_reader(call);
   return 1;
 }
