@@ -23,6 +23,10 @@ int crpc__blocking_init(crpc_channel *ch) {
 
 /* Loop thread. Completes w and wakes its thread. */
 void crpc__waiter_signal(crpc_channel *ch, crpc__waiter *w) {
+  if (w == ch->lead_waiter) {
+    w->done = 1; /* the leader's own call, completed on the leader's thread: nobody sleeps on it */
+    return;
+  }
   uv_mutex_lock(&ch->mu);
   w->done = 1;
   uv_cond_signal(&w->cond);
@@ -37,9 +41,12 @@ void crpc__waiter_complete(crpc_channel *ch, crpc__waiter *w, const crpc_status 
 }
 
 static void start_one(crpc_channel *ch, crpc__waiter *w) {
-  uv_mutex_lock(&ch->mu);
-  int cancel = w->cancel;
-  uv_mutex_unlock(&ch->mu);
+  int cancel = 0;
+  if (w->opts && w->opts->cancel) { /* only a token sets it */
+    uv_mutex_lock(&ch->mu);
+    cancel = w->cancel;
+    uv_mutex_unlock(&ch->mu);
+  }
   if (cancel) {
     crpc_status st = {.code = CRPC_STATUS_CANCELLED};
     st.message = crpc__strndup("cancelled", 9);
@@ -111,17 +118,20 @@ void crpc__blocking_cancel_all(crpc_channel *ch) {
 
 /* Leader: drive the private loop until w completes. Called without the mutex. */
 static void lead(crpc_channel *ch, crpc__waiter *w) {
-  /* Nobody ran this loop since the last call: take in what arrived meanwhile (a GOAWAY from an
-   * idle timeout, a closed connection) before choosing the connection for this call. */
-  if (ch->ncalls == 0) uv_run(ch->loop, UV_RUN_NOWAIT);
+  /* Nobody ran this loop since the last call: if that was a while ago, take in what arrived
+   * meanwhile (a GOAWAY from an idle timeout, a closed connection) before choosing the
+   * connection for this call. Back-to-back calls skip the extra poll. */
+  if (ch->ncalls == 0 && ch->conn) {
+    uv_update_time(ch->loop);
+    if (uv_now(ch->loop) - ch->conn->last_read >= 50) uv_run(ch->loop, UV_RUN_NOWAIT);
+  }
+  ch->lead_waiter = w;
   for (;;) {
     crpc__blocking_drain(ch);
-    uv_mutex_lock(&ch->mu);
-    int done = w->done;
-    uv_mutex_unlock(&ch->mu);
-    if (done) return;
+    if (w->done) break; /* written by this thread only (crpc__waiter_signal's fast path) */
     uv_run(ch->loop, UV_RUN_ONCE);
   }
+  ch->lead_waiter = NULL;
 }
 
 /* With the mutex held: wake one sleeper whose call is unfinished, to take over the loop. */

@@ -64,6 +64,7 @@ struct crpc_channel {
   crpc__list submitted;    /* waiters whose call is not started yet (guarded by mu) */
   crpc__list waiters;      /* followers waiting for leadership or completion (mu) */
   int leader;              /* a thread drives the private loop (mu) */
+  crpc__waiter *lead_waiter; /* the leader's own waiter (leader thread only) */
   int blockers;            /* threads inside a blocking function (mu): the channel outlives them */
   uv_cond_t idle;          /* signalled when blockers drops to 0 */
 

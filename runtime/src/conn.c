@@ -9,8 +9,10 @@
 #include "server_call.h"
 
 #define CRPC__RBUF_SIZE 65536
-/* Output buffers up to this size are kept between flushes while calls are in progress. */
+/* Output buffers up to this size are kept between flushes while calls are in progress, and up
+ * to CRPC__OUT_KEEP_IDLE on an idle connection (small: thousands of idle connections). */
 #define CRPC__OUT_KEEP 65536
+#define CRPC__OUT_KEEP_IDLE 4096
 /* Room above max_recv for the fixed fields of CALL/STATUS frames (method, metadata, text). */
 #define CRPC__FRAME_SLACK 65536
 
@@ -41,6 +43,13 @@ crpc__conn *crpc__conn_new(crpc__io_ctx *ctx, int is_client, const char *label) 
   crpc__preface_encode(p);
   crpc__outbuf_commit(&c->out, CRPC__PREFACE_LEN);
   return c;
+}
+
+/* The last call id a GOAWAY may name: never more than an earlier GOAWAY named (calls refused
+ * after it raised last_peer_id but were not processed). */
+static uint32_t goaway_last(const crpc__conn *c) {
+  return c->sent_goaway && c->sent_goaway_last < c->last_peer_id ? c->sent_goaway_last
+                                                                  : c->last_peer_id;
 }
 
 /* ---- Teardown ------------------------------------------------------------------------------ */
@@ -99,7 +108,7 @@ void crpc__conn_abort(crpc__conn *c, uint32_t goaway_code, const char *why) {
     uint8_t *p = crpc__outbuf_reserve(&c->out, CRPC__HDR_LEN + n);
     if (p) {
       crpc__hdr_encode(p, CRPC__F_GOAWAY, 0, 0, (uint32_t)n);
-      crpc__goaway_encode(p + CRPC__HDR_LEN, c->last_peer_id, goaway_code, why, (uint32_t)tl);
+      crpc__goaway_encode(p + CRPC__HDR_LEN, goaway_last(c), goaway_code, why, (uint32_t)tl);
       crpc__outbuf_commit(&c->out, CRPC__HDR_LEN + n);
       uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
       (void)uv_try_write(c->stream, &b, 1);
@@ -145,7 +154,7 @@ static void after_output(crpc__conn *c) {
 static void on_write(uv_write_t *req, int status) {
   crpc__conn *c = req->data;
   c->writing = 0;
-  crpc__outbuf_clear(&c->wout, c->calls.count ? CRPC__OUT_KEEP : 0);
+  crpc__outbuf_clear(&c->wout, c->calls.count ? CRPC__OUT_KEEP : CRPC__OUT_KEEP_IDLE);
   if (c->state == CRPC__CONN_CLOSING) return;
   if (status < 0) {
     close_with(c, "write failed", status);
@@ -160,7 +169,7 @@ static void conn_flush(crpc__conn *c) {
   uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
   int n = uv_try_write(c->stream, &b, 1);
   if (n >= 0 && (size_t)n == c->out.len) {
-    crpc__outbuf_clear(&c->out, c->calls.count ? CRPC__OUT_KEEP : 0);
+    crpc__outbuf_clear(&c->out, c->calls.count ? CRPC__OUT_KEEP : CRPC__OUT_KEEP_IDLE);
     after_output(c);
     return;
   }
@@ -227,9 +236,10 @@ int crpc__conn_send_goaway(crpc__conn *c, uint32_t code, const char *text) {
   uint8_t *p = crpc__conn_reserve(c, CRPC__HDR_LEN + n);
   if (!p) return CRPC_ENOMEM;
   crpc__hdr_encode(p, CRPC__F_GOAWAY, 0, 0, (uint32_t)n);
-  crpc__goaway_encode(p + CRPC__HDR_LEN, c->last_peer_id, code, text, (uint32_t)tl);
+  uint32_t last = goaway_last(c);
+  crpc__goaway_encode(p + CRPC__HDR_LEN, last, code, text, (uint32_t)tl);
   c->sent_goaway = 1;
-  c->sent_goaway_last = c->last_peer_id;
+  c->sent_goaway_last = last;
   crpc__conn_commit(c, CRPC__HDR_LEN + n);
   return 0;
 }
@@ -440,6 +450,15 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   crpc__conn *c = h->data;
   crpc__io_ctx *ctx = c->ctx;
   (void)suggested;
+  /* A large frame under way is read straight into the decoder's buffer (one copy less). */
+  size_t n;
+  uint8_t *direct = crpc__decoder_space(&c->dec, CRPC__RBUF_SIZE, &n);
+  if (direct) {
+    c->direct_read = 1;
+    *buf = uv_buf_init((char *)direct, n > UINT32_MAX ? UINT32_MAX : (unsigned)n);
+    return;
+  }
+  c->direct_read = 0;
   if (!ctx->rbuf) ctx->rbuf = crpc__malloc(CRPC__RBUF_SIZE);
   *buf = uv_buf_init((char *)ctx->rbuf, ctx->rbuf ? CRPC__RBUF_SIZE : 0);
 }
@@ -454,12 +473,19 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   uint64_t now = uv_now(c->ctx->loop);
   c->last_read = now;
   c->ping_sent_at = 0; /* anything from the peer proves it is alive */
-  feed(c, (const uint8_t *)buf->base, (size_t)n, now);
+  if (c->direct_read) {
+    c->direct_read = 0;
+    feed(c, NULL, (size_t)n, now);
+  } else {
+    feed(c, (const uint8_t *)buf->base, (size_t)n, now);
+  }
 }
 
+/* data NULL with n > 0: n bytes were read into the decoder's own buffer (direct read). */
 static void feed(crpc__conn *c, const uint8_t *data, size_t n, uint64_t now) {
   unsigned before = c->frames_in;
-  int rc = crpc__decoder_feed(&c->dec, data, n, on_frame, c);
+  int rc = data || !n ? crpc__decoder_feed(&c->dec, data, n, on_frame, c)
+                      : crpc__decoder_commit(&c->dec, n, on_frame, c);
   if (c->state != CRPC__CONN_OPEN) return;
   if (!crpc__conn_partial(c))
     c->partial_since = 0;

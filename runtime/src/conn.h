@@ -66,6 +66,7 @@ struct crpc__conn {
   int sent_goaway;
   int close_when_flushed;    /* close once everything queued has been written */
   int read_paused;           /* reading stopped: too much output queued for this peer */
+  int direct_read;           /* the pending read goes into the decoder's buffer */
   /* Times (loop ms) for the owner's periodic checks: handshake, idle, stall, keepalive. */
   uint64_t created_at, last_read, partial_since, ping_sent_at, last_ping_at;
   unsigned frames_in;        /* frames received: a stalled frame is one with none completing */

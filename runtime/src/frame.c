@@ -505,3 +505,26 @@ int crpc__decoder_feed(crpc__decoder *d, const uint8_t *data, size_t len, crpc__
   int arc = append(d, data + used, rest, full);
   return arc != 0 ? arc : rc;
 }
+
+uint8_t *crpc__decoder_space(crpc__decoder *d, size_t min, size_t *n) {
+  *n = 0;
+  if (d->paused || d->skip || d->want_preface || d->len < CRPC__HDR_LEN)
+    return NULL;
+  size_t need = unit_size(d); /* its header was checked against the limit already */
+  if (need <= d->len || need - d->len < min)
+    return NULL;
+  size_t want = d->len < SIZE_MAX / 2 ? d->len * 2 : SIZE_MAX;
+  if (want < d->len + min)
+    want = d->len + min;
+  if (want > need)
+    want = need;
+  if (reserve(d, want, need) != 0)
+    return NULL;
+  *n = (d->cap < need ? d->cap : need) - d->len;
+  return d->buf + d->len;
+}
+
+int crpc__decoder_commit(crpc__decoder *d, size_t k, crpc__frame_cb cb, void *user_data) {
+  d->len += k;
+  return crpc__decoder_feed(d, NULL, 0, cb, user_data);
+}

@@ -208,6 +208,17 @@ void crpc__decoder_free(crpc__decoder *d);
  * fed again. */
 int crpc__decoder_feed(crpc__decoder *d, const uint8_t *data, size_t len, crpc__frame_cb cb,
                        void *user_data);
+/* Direct reads for large frames: where the next bytes of a partly received frame can be read to
+ * straight away, saving the copy through the caller's buffer. Returns the place and *n (> 0), or
+ * NULL when no frame is partly received, fewer than `min` of its bytes are missing, or the
+ * decoder is paused, skipping or awaiting the preface. The space offered grows with what has
+ * arrived (at most doubling), so a peer that declares a large frame and sends little still
+ * costs little memory. */
+uint8_t *crpc__decoder_space(crpc__decoder *d, size_t min, size_t *n);
+/* k bytes were read into the space crpc__decoder_space() offered: delivers the frame once it is
+ * complete. Returns as crpc__decoder_feed(). */
+int crpc__decoder_commit(crpc__decoder *d, size_t k, crpc__frame_cb cb, void *user_data);
+
 /* Drops the pending buffer when it is empty (memory of an idle connection stays near zero). */
 void crpc__decoder_trim(crpc__decoder *d);
 

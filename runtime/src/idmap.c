@@ -71,7 +71,9 @@ static void remove_at(crpc__idmap *m, size_t i) {
   }
   m->slots[i].key = 0;
   m->slots[i].value = NULL;
-  if (--m->count == 0) crpc__idmap_free(m);
+  /* Keep a small table for the next call (a calloc and a free per call otherwise); give back a
+   * big one once it empties. */
+  if (--m->count == 0 && m->cap > 1024) crpc__idmap_free(m);
 }
 
 void *crpc__idmap_del(crpc__idmap *m, uint32_t key) {

@@ -1,6 +1,7 @@
 /* Call table of a connection: call id (non-zero u32) -> pointer. Open addressing with linear
  * probing and backward-shift deletion (no tombstones), so a long-lived connection with millions
- * of calls never degrades. Grows at 3/4 load; shrinks back to nothing when empty. */
+ * of calls never degrades. Grows at 3/4 load; a table over 1024 slots is released when it
+ * empties, a smaller one is kept for the next calls. */
 #ifndef CRPC_IDMAP_H
 #define CRPC_IDMAP_H
 

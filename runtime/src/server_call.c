@@ -313,6 +313,10 @@ static void scall_finish(crpc_server_call *sc, crpc_code code, const char *text,
 
 int crpc_server_call_reply(crpc_server_call *call, const ProtobufCMessage *response) {
   if (!call) return CRPC_EINVAL;
+  if (call->stream) { /* streams send with _write and end with _end */
+    scall_finish(call, CRPC_STATUS_INTERNAL, "handler replied to a streaming call", NULL, NULL, 0);
+    return CRPC_EINVAL;
+  }
   if (!response) {
     scall_finish(call, CRPC_STATUS_INTERNAL, "handler replied without a response", NULL, NULL, 0);
     return CRPC_EINVAL;

@@ -104,7 +104,9 @@ CRPC_EXTERN uv_loop_t *crpc_server_loop(const crpc_server *srv);
 
 /* Finishes the call with status OK and `response` (of the method's output type), which is encoded
  * before this returns and stays owned by the caller. Returns 0 (also when the client is gone and
- * nothing is sent), CRPC_EINVAL (response NULL: the call is then finished with INTERNAL) or
+ * nothing is sent), CRPC_EINVAL (response NULL, or a streaming call, which sends with
+ * crpc_server_call_write() and ends with crpc_server_call_end(): the call is then finished with
+ * INTERNAL) or
  * CRPC_ETYPE (wrong message type: finished with INTERNAL instead). Every call must be finished
  * exactly once (reply, fail or fail_details); after that `call`, its request and its metadata are
  * released: using them, or finishing the call again, is undefined. */
