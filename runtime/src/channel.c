@@ -298,6 +298,16 @@ static int connect_start(crpc_channel *ch) {
 static void on_keepalive(uv_timer_t *t) {
   crpc_channel *ch = t->data;
   uint64_t now = uv_now(ch->loop);
+  int holding = 0;
+  for (crpc__list *e = ch->conns.next; e != &ch->conns; e = e->next) {
+    crpc__conn *c = CRPC__CONTAINER_OF(e, crpc__conn, owner_link);
+    crpc__conn_trim_idle(c, now);
+    holding |= crpc__conn_holds_buffers(c);
+  }
+  if (ch->opt[CRPC_OPT_KEEPALIVE_TIME_MS] <= 0) {
+    if (!holding) uv_timer_stop(t); /* restarted when a connection next opens */
+    return;
+  }
   uint64_t idle = (uint64_t)ch->opt[CRPC_OPT_KEEPALIVE_TIME_MS];
   uint64_t wait = (uint64_t)ch->opt[CRPC_OPT_KEEPALIVE_TIMEOUT_MS];
   for (crpc__list *e = ch->conns.next; e != &ch->conns; e = e->next) {
@@ -314,11 +324,17 @@ static void on_keepalive(uv_timer_t *t) {
   }
 }
 
+/* The same periodic timer gives back the buffers of connections that went quiet (every 500 ms
+ * when keepalive is off, and it stops once nothing is held). */
 static void start_keepalive(crpc_channel *ch) {
   int64_t idle = ch->opt[CRPC_OPT_KEEPALIVE_TIME_MS];
-  if (idle <= 0 || uv_is_active((uv_handle_t *)&ch->keepalive)) return;
-  int64_t p = idle < ch->opt[CRPC_OPT_KEEPALIVE_TIMEOUT_MS] ? idle : ch->opt[CRPC_OPT_KEEPALIVE_TIMEOUT_MS];
-  p /= 4;
+  if (uv_is_active((uv_handle_t *)&ch->keepalive)) return;
+  int64_t p = 500;
+  if (idle > 0) {
+    p = idle < ch->opt[CRPC_OPT_KEEPALIVE_TIMEOUT_MS] ? idle : ch->opt[CRPC_OPT_KEEPALIVE_TIMEOUT_MS];
+    p /= 4;
+    if (p > 500) p = 500;
+  }
   if (p < 5) p = 5;
   uv_timer_start(&ch->keepalive, on_keepalive, (uint64_t)p, (uint64_t)p);
 }
@@ -365,11 +381,13 @@ static void on_timer(uv_timer_t *t) {
     ch->state = CRPC__CH_IDLE;
 }
 
+static void start_keepalive(crpc_channel *ch);
+
 /* ---- Connection events ----------------------------------------------------------------------- */
 
 void crpc__channel_call_added(crpc_channel *ch, crpc__conn *conn) {
-  (void)ch;
   if (conn->stream && conn->calls.count == 1) uv_ref((uv_handle_t *)conn->stream);
+  start_keepalive(ch); /* also trims buffers once the connection goes quiet again */
 }
 
 void crpc__channel_call_removed(crpc_channel *ch, crpc__conn *conn) {

@@ -9,10 +9,12 @@
 #include "server_call.h"
 
 #define CRPC__RBUF_SIZE 65536
-/* Output buffers up to this size are kept between flushes while calls are in progress, and up
- * to CRPC__OUT_KEEP_IDLE on an idle connection (small: thousands of idle connections). */
-#define CRPC__OUT_KEEP 65536
+/* Buffers of a busy connection are kept from one message to the next (growing and faulting in
+ * a megabyte per large message costs more than the copy itself); a connection that has been
+ * quiet for CRPC__TRIM_AFTER_MS gives them back (crpc__conn_trim_idle), and a quiet one keeps
+ * at most CRPC__OUT_KEEP_IDLE of output buffer. */
 #define CRPC__OUT_KEEP_IDLE 4096
+#define CRPC__TRIM_AFTER_MS 1000
 /* Room above max_recv for the fixed fields of CALL/STATUS frames (method, metadata, text). */
 #define CRPC__FRAME_SLACK 65536
 
@@ -154,7 +156,7 @@ static void after_output(crpc__conn *c) {
 static void on_write(uv_write_t *req, int status) {
   crpc__conn *c = req->data;
   c->writing = 0;
-  crpc__outbuf_clear(&c->wout, c->calls.count ? CRPC__OUT_KEEP : CRPC__OUT_KEEP_IDLE);
+  crpc__outbuf_clear(&c->wout, SIZE_MAX);
   if (c->state == CRPC__CONN_CLOSING) return;
   if (status < 0) {
     close_with(c, "write failed", status);
@@ -169,7 +171,7 @@ static void conn_flush(crpc__conn *c) {
   uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
   int n = uv_try_write(c->stream, &b, 1);
   if (n >= 0 && (size_t)n == c->out.len) {
-    crpc__outbuf_clear(&c->out, c->calls.count ? CRPC__OUT_KEEP : CRPC__OUT_KEEP_IDLE);
+    crpc__outbuf_clear(&c->out, SIZE_MAX);
     after_output(c);
     return;
   }
@@ -492,7 +494,9 @@ static void feed(crpc__conn *c, const uint8_t *data, size_t n, uint64_t now) {
   else if (c->frames_in != before || !c->partial_since)
     c->partial_since = now; /* a new frame started arriving */
   switch (rc) {
-    case CRPC__FR_OK: crpc__decoder_trim(&c->dec); break;
+    case CRPC__FR_OK:
+      if (c->dec.cap <= CRPC__OUT_KEEP_IDLE) crpc__decoder_trim(&c->dec); /* big ones: see trim_idle */
+      break;
     case CRPC__DEC_PAUSE: break;
     case CRPC__FR_BADMAGIC: close_with(c, "peer is not a crpc endpoint (bad preface)", 0); break;
     case CRPC__FR_VERSION:
@@ -518,6 +522,17 @@ int crpc__conn_attach(crpc__conn *c, uv_stream_t *stream) {
   if (rc < 0) return rc;
   schedule_flush(c);
   return 0;
+}
+
+void crpc__conn_trim_idle(crpc__conn *c, uint64_t now) {
+  if (c->state != CRPC__CONN_OPEN || now - c->last_read < CRPC__TRIM_AFTER_MS) return;
+  crpc__decoder_trim(&c->dec);
+  if (c->out.len == 0) crpc__outbuf_clear(&c->out, CRPC__OUT_KEEP_IDLE);
+  if (!c->writing) crpc__outbuf_clear(&c->wout, 0);
+}
+
+int crpc__conn_holds_buffers(const crpc__conn *c) {
+  return c->dec.cap > 0 || c->out.cap > CRPC__OUT_KEEP_IDLE || c->wout.cap > 0;
 }
 
 /* ---- Calls ----------------------------------------------------------------------------------- */

@@ -105,6 +105,12 @@ int crpc__conn_send_ping(crpc__conn *c);
 /* 1 while the decoder holds a partial frame. */
 static inline int crpc__conn_partial(const crpc__conn *c) { return c->dec.len > 0 && !c->dec.paused; }
 
+/* Gives back the read and write buffers of a connection quiet for a second (they are kept
+ * between messages while it is busy). The owner calls it periodically. */
+void crpc__conn_trim_idle(crpc__conn *c, uint64_t now);
+/* 1 while the connection holds buffers worth trimming. */
+int crpc__conn_holds_buffers(const crpc__conn *c);
+
 /* Output: reserve n bytes, write a frame there, commit. Commit schedules a flush in this loop
  * turn. reserve returns NULL when out of memory. */
 uint8_t *crpc__conn_reserve(crpc__conn *c, size_t n);

@@ -180,6 +180,7 @@ static void on_sweep(uv_timer_t *t) {
   for (crpc__list *e = srv->conns.next; e != &srv->conns; e = e->next) {
     crpc__conn *c = CRPC__CONTAINER_OF(e, crpc__conn, owner_link);
     if (c->state != CRPC__CONN_OPEN || c->close_when_flushed) continue;
+    crpc__conn_trim_idle(c, now);
     if (c->dec.want_preface && now - c->created_at >= handshake)
       crpc__conn_abort(c, CRPC__GOAWAY_IDLE, "no preface within HANDSHAKE_TIMEOUT_MS");
     else if (c->partial_since && now - c->partial_since >= stall)
@@ -197,7 +198,7 @@ static void start_sweep(crpc_server *srv) {
     p = srv->opt[CRPC_OPT_IDLE_TIMEOUT_MS];
   p /= 4; /* a timeout fires at most a quarter late */
   if (p < 5) p = 5;
-  if (p > 1000) p = 1000;
+  if (p > 500) p = 500; /* also the cadence of giving back idle connections' buffers */
   uv_timer_start(&srv->sweep, on_sweep, (uint64_t)p, (uint64_t)p);
 }
 
