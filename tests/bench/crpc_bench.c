@@ -1,17 +1,19 @@
 /* crpc-bench: crpc's side of the benchmark workload contract (../../../shared/bench/README.md),
  * written the way a user would write it: generated stubs from echo.proto, public API only.
  *
- *   crpc-bench server --port P
- *       Serves bench.Echo/Call on tcp://127.0.0.1:P (P = 0: a free port) until SIGTERM/SIGINT.
+ *   crpc-bench server --port P [--loops N]
+ *       Serves bench.Echo/Call on tcp://127.0.0.1:P (P = 0: a free port) until SIGTERM/SIGINT,
+ *       from N event loops (threads; CRPC_OPT_LOOPS, default 1).
  *       Prints "crpc-bench: serving on tcp://127.0.0.1:PORT" once it is listening.
  *   crpc-bench --port P --workload W1|W2|W3|W4 [--size N] [--inflight K] [--calls N] [--conns N]
  *       Runs one workload against 127.0.0.1:P and prints exactly one result line:
  *         W1  blocking calls on a private-loop channel, one in flight: 2,000 warm-up calls, then
  *             --calls timed (default 20,000), --size bytes (default 32).
  *             "W1 calls_per_s=... p50_us=... p99_us=..."
- *         W2  one loop channel (one connection), --inflight calls in flight (default 64) through
- *             the async stub, each completion starting the next, --calls in all (default
- *             200,000). One untimed call first opens the connection.      "W2 calls_per_s=..."
+ *         W2  --conns loop channels (default 1: one connection) on one loop, --inflight calls in
+ *             flight in all (default 64, spread over the connections) through the async stub,
+ *             each completion starting the next, --calls in all (default 200,000). One untimed
+ *             call per connection first opens it.                         "W2 calls_per_s=..."
  *         W3  as W1 with a 1 MiB payload: 10 warm-up calls, --calls timed (default 300).
  *             "W3 mb_per_s=..."  (payload bytes one way per second, MB = 1e6 bytes)
  *         W4  --conns loop channels (default 1,000), each its own connection, each completing one
@@ -41,7 +43,7 @@
 
 static void usage(void) {
   fprintf(stderr,
-          "usage: crpc-bench server --port P\n"
+          "usage: crpc-bench server --port P [--loops N]\n"
           "       crpc-bench --port P --workload W1|W2|W3|W4 [--size N] [--inflight K] "
           "[--calls N] [--conns N]\n");
   exit(2);
@@ -92,13 +94,14 @@ static void on_signal(int sig) {
   crpc_server_stop(server); /* async-signal-safe */
 }
 
-static int run_server(int port) {
+static int run_server(int port, long loops) {
   char endpoint[64];
   snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
   int rc;
   if ((rc = crpc_server_new(&server, NULL)) != 0) die_rc("crpc_server_new", rc);
   if ((rc = crpc_server_set_option(server, CRPC_OPT_MAX_RECV_MESSAGE_SIZE, BENCH_MAX_MESSAGE)) ||
-      (rc = crpc_server_set_option(server, CRPC_OPT_MAX_SEND_MESSAGE_SIZE, BENCH_MAX_MESSAGE)))
+      (rc = crpc_server_set_option(server, CRPC_OPT_MAX_SEND_MESSAGE_SIZE, BENCH_MAX_MESSAGE)) ||
+      (rc = crpc_server_set_option(server, CRPC_OPT_LOOPS, loops)))
     die_rc("crpc_server_set_option", rc);
   if ((rc = bench__echo__crpc_register(server, &handlers, NULL)) != 0)
     die_rc("bench__echo__crpc_register", rc);
@@ -174,61 +177,78 @@ static void run_blocking(const char *target, int w1, size_t size, long warm, lon
   free(payload);
 }
 
-/* ---- W2: K in flight on one loop channel ------------------------------------------------------ */
+/* ---- W2: K in flight over C loop channels (C = --conns, default 1) ---------------------------- */
 
-typedef struct w2_state {
+typedef struct w2_state w2_state;
+typedef struct w2_lane {
+  w2_state *s;
   crpc_channel *ch;
-  Bench__Msg req;
-  long inflight, total, started, done;
-  uint64_t t0, t1;
-} w2_state;
+  int warm; /* its untimed first call completed */
+} w2_lane;
 
-static void w2_issue(w2_state *s);
+struct w2_state {
+  w2_lane *lanes;
+  long nlanes, warm, per_lane;
+  Bench__Msg req;
+  long total, started, done;
+  uint64_t t0, t1;
+};
+
+static void w2_issue(w2_lane *l, int timed);
 
 static void w2_done(const crpc_status *status, const Bench__Msg *response, void *user_data) {
-  w2_state *s = user_data;
+  w2_lane *l = user_data;
+  w2_state *s = l->s;
   if (status->code != CRPC_STATUS_OK) die_status("bench.Echo/Call", status);
   if (response->payload.len != s->req.payload.len) {
     fprintf(stderr, "crpc-bench: echo returned %zu bytes, sent %zu\n", response->payload.len,
             s->req.payload.len);
     exit(1);
   }
-  if (s->t0 == 0) { /* the untimed first call: the connection is up, start the clock */
-    s->t0 = uv_hrtime();
-    for (long i = 0; i < s->inflight && s->started < s->total; i++) w2_issue(s);
+  if (!l->warm) { /* the untimed first call: this connection is up */
+    l->warm = 1;
+    if (++s->warm < s->nlanes) return;
+    s->t0 = uv_hrtime(); /* every connection is up: start the clock */
+    for (long i = 0; i < s->nlanes; i++)
+      for (long k = 0; k < s->per_lane && s->started < s->total; k++) w2_issue(&s->lanes[i], 1);
     return;
   }
   if (++s->done == s->total) {
     s->t1 = uv_hrtime();
-    crpc_channel_close(s->ch, NULL, NULL);
+    for (long i = 0; i < s->nlanes; i++) crpc_channel_close(s->lanes[i].ch, NULL, NULL);
     return;
   }
-  if (s->started < s->total) w2_issue(s);
+  if (s->started < s->total) w2_issue(l, 1);
 }
 
-static void w2_issue(w2_state *s) {
-  int rc = bench__echo__call__start(s->ch, &s->req, NULL, w2_done, s, NULL);
+static void w2_issue(w2_lane *l, int timed) {
+  int rc = bench__echo__call__start(l->ch, &l->s->req, NULL, w2_done, l, NULL);
   if (rc != 0) die_rc("bench__echo__call__start", rc);
-  if (s->t0 != 0) s->started++;
+  if (timed) l->s->started++;
 }
 
-static void run_w2(const char *target, size_t size, long inflight, long calls) {
+static void run_w2(const char *target, size_t size, long inflight, long calls, long conns) {
   uv_loop_t loop;
   int rc = uv_loop_init(&loop);
   if (rc != 0) die_rc("uv_loop_init", rc);
   w2_state s;
   memset(&s, 0, sizeof s);
-  if ((rc = crpc_channel_new(&s.ch, &loop, target)) != 0) die_rc(target, rc);
-  set_channel_limits(s.ch);
+  s.nlanes = conns;
+  s.per_lane = (inflight + conns - 1) / conns;
+  s.lanes = calloc((size_t)conns, sizeof *s.lanes);
   uint8_t *payload = malloc(size ? size : 1);
-  if (!payload) die_rc("malloc", CRPC_ENOMEM);
+  if (!payload || !s.lanes) die_rc("malloc", CRPC_ENOMEM);
   memset(payload, 'x', size);
   bench__msg__init(&s.req);
   s.req.payload.data = payload;
   s.req.payload.len = size;
-  s.inflight = inflight;
   s.total = calls;
-  w2_issue(&s); /* untimed: opens the connection */
+  for (long i = 0; i < conns; i++) {
+    s.lanes[i].s = &s;
+    if ((rc = crpc_channel_new(&s.lanes[i].ch, &loop, target)) != 0) die_rc(target, rc);
+    set_channel_limits(s.lanes[i].ch);
+    w2_issue(&s.lanes[i], 0); /* untimed: opens the connection */
+  }
   uv_run(&loop, UV_RUN_DEFAULT);
   if (s.done != s.total) {
     fprintf(stderr, "crpc-bench: W2: the loop ended after %ld of %ld calls\n", s.done, s.total);
@@ -236,6 +256,7 @@ static void run_w2(const char *target, size_t size, long inflight, long calls) {
   }
   printf("W2 calls_per_s=%.0f\n", (double)calls / ((double)(s.t1 - s.t0) / 1e9));
   if (uv_loop_close(&loop) != 0) fprintf(stderr, "crpc-bench: W2: loop still busy at exit\n");
+  free(s.lanes);
   free(payload);
 }
 
@@ -318,7 +339,7 @@ static long parse_num(const char *flag, const char *s, long lo, long hi) {
 
 int main(int argc, char **argv) {
   int is_server = 0;
-  long port = -1, size = -1, inflight = 64, calls = 0, conns = 1000;
+  long port = -1, size = -1, inflight = 64, calls = 0, conns = -1, loops = 1;
   const char *workload = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -332,12 +353,13 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--inflight")) inflight = parse_num(a, v, 1, 1 << 20);
     else if (!strcmp(a, "--calls")) calls = parse_num(a, v, 1, LONG_MAX / 2);
     else if (!strcmp(a, "--conns")) conns = parse_num(a, v, 1, 1 << 20);
+    else if (!strcmp(a, "--loops")) loops = parse_num(a, v, 1, 64);
     else usage();
     i++;
   }
   if (port < 0) usage();
   raise_fd_limit();
-  if (is_server) return run_server((int)port);
+  if (is_server) return run_server((int)port, loops);
   if (port == 0 || !workload) usage();
 
   char target[64];
@@ -345,11 +367,12 @@ int main(int argc, char **argv) {
   if (!strcmp(workload, "W1")) {
     run_blocking(target, 1, size < 0 ? 32 : (size_t)size, 2000, calls ? calls : 20000);
   } else if (!strcmp(workload, "W2")) {
-    run_w2(target, size < 0 ? 32 : (size_t)size, inflight, calls ? calls : 200000);
+    run_w2(target, size < 0 ? 32 : (size_t)size, inflight, calls ? calls : 200000,
+           conns < 0 ? 1 : conns);
   } else if (!strcmp(workload, "W3")) {
     run_blocking(target, 0, size < 0 ? 1u << 20 : (size_t)size, 10, calls ? calls : 300);
   } else if (!strcmp(workload, "W4")) {
-    run_w4(target, conns);
+    run_w4(target, conns < 0 ? 1000 : conns);
   } else {
     fprintf(stderr, "crpc-bench: unknown workload %s\n", workload);
     usage();

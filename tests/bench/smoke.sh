@@ -13,7 +13,7 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "bench_smoke: $*" >&2; exit 1; }
 
-"$bin" server --port 0 >"$tmp/server.out" 2>"$tmp/server.err" &
+"$bin" server --port 0 --loops 2 >"$tmp/server.out" 2>"$tmp/server.err" &
 spid=$!
 port=
 for _ in $(seq 1 100); do
@@ -38,6 +38,7 @@ check W1 "W1 calls_per_s=$num p50_us=$dec p99_us=$dec" --workload W1 --calls 50
 check W1-size "W1 calls_per_s=$num p50_us=$dec p99_us=$dec" --workload W1 --calls 50 --size 0
 check W2 "W2 calls_per_s=$num" --workload W2 --calls 50
 check W2-inflight "W2 calls_per_s=$num" --workload W2 --calls 50 --inflight 7
+check W2-conns "W2 calls_per_s=$num" --workload W2 --calls 60 --inflight 8 --conns 3
 check W3 "W3 mb_per_s=$dec" --workload W3 --calls 50
 check W4 "W4 conns=20" --workload W4 --conns 20
 kill -0 "$spid" 2>/dev/null || fail "server died: $(cat "$tmp/server.err")"
