@@ -279,6 +279,24 @@ int crpc__conn_send_status(crpc__conn *c, uint32_t id, crpc_code code, const cha
   return 0;
 }
 
+void crpc__conn_send_window(crpc__conn *c, uint32_t id, uint32_t inc) {
+  if (!inc || c->state == CRPC__CONN_CLOSING) return;
+  uint8_t *p = crpc__conn_reserve(c, CRPC__HDR_LEN + 4);
+  if (!p) return;
+  crpc__hdr_encode(p, CRPC__F_WINDOW, 0, id, 4);
+  crpc__be32_put(p + CRPC__HDR_LEN, inc);
+  crpc__conn_commit(c, CRPC__HDR_LEN + 4);
+}
+
+int crpc__conn_send_message(crpc__conn *c, uint32_t id, const ProtobufCMessage *msg, size_t len) {
+  uint8_t *p = crpc__conn_reserve(c, CRPC__HDR_LEN + len);
+  if (!p) return CRPC_ENOMEM;
+  crpc__hdr_encode(p, CRPC__F_MESSAGE, 0, id, (uint32_t)len);
+  protobuf_c_message_pack(msg, p + CRPC__HDR_LEN);
+  crpc__conn_commit(c, CRPC__HDR_LEN + len);
+  return 0;
+}
+
 int crpc__conn_send_empty(crpc__conn *c, uint8_t type, uint32_t id) {
   uint8_t *p = crpc__conn_reserve(c, CRPC__HDR_LEN);
   if (!p) return CRPC_ENOMEM;

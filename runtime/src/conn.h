@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 
+#include <protobuf-c/protobuf-c.h>
 #include <uv.h>
 
 #include "crpc/status.h"
@@ -117,6 +118,11 @@ uint8_t *crpc__conn_reserve(crpc__conn *c, size_t n);
 void crpc__conn_commit(crpc__conn *c, size_t n);
 /* Queues a STATUS frame without message; 0 or CRPC_ENOMEM. */
 int crpc__conn_send_status(crpc__conn *c, uint32_t id, crpc_code code, const char *text);
+/* Queues WINDOW(id, inc) when inc > 0 and the connection is usable (best effort: without it
+ * the peer stalls until the deadline or a cancel). */
+void crpc__conn_send_window(crpc__conn *c, uint32_t id, uint32_t inc);
+/* Queues MESSAGE(id) carrying msg (len = its packed size). 0 or CRPC_ENOMEM. */
+int crpc__conn_send_message(crpc__conn *c, uint32_t id, const ProtobufCMessage *msg, size_t len);
 /* Queues a frame with an empty payload (CANCEL, HALF_CLOSE); 0 or CRPC_ENOMEM. */
 int crpc__conn_send_empty(crpc__conn *c, uint8_t type, uint32_t id);
 

@@ -41,6 +41,9 @@ int crpc__flow_push(crpc__flow *f, const uint8_t *data, size_t len);
 crpc__msg *crpc__flow_pop(crpc__flow *f);
 /* The application read len bytes: returns the credit to send in a WINDOW frame now, or 0. */
 uint32_t crpc__flow_consumed(crpc__flow *f, size_t len);
+/* What a message of len payload bytes costs against a window: its frame header too, so that
+ * empty messages cannot be queued for free. */
+static inline size_t crpc__flow_cost(size_t len) { return len + 12; }
 /* May we send now? */
 static inline int crpc__flow_can_send(const crpc__flow *f) { return f->send_window > 0; }
 /* We sent len bytes. */

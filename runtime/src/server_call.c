@@ -107,6 +107,7 @@ static void scall_finish(crpc_server_call *sc, crpc_code code, const char *text,
                          const ProtobufCMessage *resp, const uint8_t *details, size_t details_len);
 static void arm_deadline(crpc_server *srv);
 static void arm_call_deadline(crpc_server_call *sc, uint32_t timeout_ms);
+static int admit(crpc_server_call *sc, crpc__conn *c, uint32_t id, const crpc__call_hdr *h);
 
 static void refuse(crpc__conn *c, uint32_t id, crpc_code code, const char *fmt, const char *name,
                    size_t name_len) {
@@ -161,18 +162,7 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
   }
   sc->entry = e;
   if (streaming) {
-    if (crpc__conn_track(c, id, sc) != 0) {
-      crpc__scall_release(sc);
-      refuse(c, id, CRPC_STATUS_RESOURCE_EXHAUSTED, "%.*s: server out of memory", h->method,
-             h->method_len);
-      return;
-    }
-    sc->conn = c;
-    sc->id = id;
-    crpc__list_push_back(&srv->calls, &sc->link);
-    srv->ncalls++;
-    arm_call_deadline(sc, h->timeout_ms);
-    crpc__sstream_begin(sc, f, h); /* dispatches when it can */
+    if (admit(sc, c, id, h) == 0) crpc__sstream_begin(sc, f, h); /* dispatches when it can */
     return;
   }
   if (crpc__pb_depth_check(e->method->input, h->message, h->message_len,
@@ -193,19 +183,24 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
     crpc__conn_send_status(c, id, CRPC_STATUS_INTERNAL, text);
     return;
   }
+  if (admit(sc, c, id, h) == 0) crpc__scall_dispatch(sc, sc->request);
+}
+
+/* The call joins the connection's table and the server's list, and its deadline starts. */
+static int admit(crpc_server_call *sc, crpc__conn *c, uint32_t id, const crpc__call_hdr *h) {
+  crpc_server *srv = sc->srv;
   if (crpc__conn_track(c, id, sc) != 0) {
     crpc__scall_release(sc);
     refuse(c, id, CRPC_STATUS_RESOURCE_EXHAUSTED, "%.*s: server out of memory", h->method,
            h->method_len);
-    return;
+    return -1;
   }
   sc->conn = c;
   sc->id = id;
-  sc->entry = e;
   crpc__list_push_back(&srv->calls, &sc->link);
   srv->ncalls++;
   arm_call_deadline(sc, h->timeout_ms);
-  crpc__scall_dispatch(sc, sc->request);
+  return 0;
 }
 
 void crpc__scall_dispatch(crpc_server_call *sc, const ProtobufCMessage *request) {

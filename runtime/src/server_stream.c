@@ -9,7 +9,7 @@
 #include "server_call.h"
 #include "server_internal.h"
 
-static size_t cost(size_t len) { return len + CRPC__HDR_LEN; } /* as the client counts it */
+#define cost crpc__flow_cost
 
 void crpc__sstream_free(crpc__sstream *st) {
   crpc__flow_free(&st->flow);
@@ -18,13 +18,7 @@ void crpc__sstream_free(crpc__sstream *st) {
 }
 
 static void send_window(crpc_server_call *sc, uint32_t inc) {
-  crpc__conn *c = sc->conn;
-  if (!inc || !c || c->state != CRPC__CONN_OPEN) return;
-  uint8_t *p = crpc__conn_reserve(c, CRPC__HDR_LEN + 4);
-  if (!p) return;
-  crpc__hdr_encode(p, CRPC__F_WINDOW, 0, sc->id, 4);
-  crpc__be32_put(p + CRPC__HDR_LEN, inc);
-  crpc__conn_commit(c, CRPC__HDR_LEN + 4);
+  if (sc->conn) crpc__conn_send_window(sc->conn, sc->id, inc);
 }
 
 /* Ends the call from crpc's side (bad client input): the handler is told through on_cancel. */
@@ -265,11 +259,7 @@ int crpc_server_call_write(crpc_server_call *call, const ProtobufCMessage *msg) 
   }
   size_t len = protobuf_c_message_get_packed_size(msg);
   if (len > (uint64_t)call->srv->opt[CRPC_OPT_MAX_SEND_MESSAGE_SIZE]) return CRPC_ELIMIT;
-  uint8_t *p = crpc__conn_reserve(c, CRPC__HDR_LEN + len);
-  if (!p) return CRPC_ENOMEM;
-  crpc__hdr_encode(p, CRPC__F_MESSAGE, 0, call->id, (uint32_t)len);
-  protobuf_c_message_pack(msg, p + CRPC__HDR_LEN);
-  crpc__conn_commit(c, CRPC__HDR_LEN + len);
+  if (crpc__conn_send_message(c, call->id, msg, len) != 0) return CRPC_ENOMEM;
   crpc__flow_sent(&st->flow, cost(len));
   return 0;
 }

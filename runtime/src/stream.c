@@ -33,13 +33,7 @@ void crpc__stream_free(crpc__cstream *st) {
 }
 
 static void send_window(crpc_call *call, uint32_t inc) {
-  if (inc && call->conn && call->conn->state != CRPC__CONN_CLOSING) {
-    uint8_t *p = crpc__conn_reserve(call->conn, CRPC__HDR_LEN + 4);
-    if (!p) return; /* the peer stalls; the deadline or a cancel ends it */
-    crpc__hdr_encode(p, CRPC__F_WINDOW, 0, call->id, 4);
-    crpc__be32_put(p + CRPC__HDR_LEN, inc);
-    crpc__conn_commit(call->conn, CRPC__HDR_LEN + 4);
-  }
+  if (call->conn) crpc__conn_send_window(call->conn, call->id, inc);
 }
 
 void crpc__stream_started(crpc_call *call) {
@@ -48,9 +42,7 @@ void crpc__stream_started(crpc_call *call) {
 
 /* ---- Receiving ------------------------------------------------------------------------------ */
 
-/* A message counts its payload plus its frame header against the window, so that empty
- * messages cannot be queued without limit. */
-static size_t cost(size_t len) { return len + CRPC__HDR_LEN; }
+#define cost crpc__flow_cost
 
 static void finish_saved(crpc_call *call);
 static int deliver(crpc_call *call, const uint8_t *data, size_t len);
@@ -292,11 +284,7 @@ int crpc_stream_write(crpc_stream *s, const ProtobufCMessage *msg) {
   }
   size_t len = protobuf_c_message_get_packed_size(msg);
   if (len > (uint64_t)call->ch->opt[CRPC_OPT_MAX_SEND_MESSAGE_SIZE]) return CRPC_ELIMIT;
-  uint8_t *p = crpc__conn_reserve(call->conn, CRPC__HDR_LEN + len);
-  if (!p) return CRPC_ENOMEM;
-  crpc__hdr_encode(p, CRPC__F_MESSAGE, 0, call->id, (uint32_t)len);
-  protobuf_c_message_pack(msg, p + CRPC__HDR_LEN);
-  crpc__conn_commit(call->conn, CRPC__HDR_LEN + len);
+  if (crpc__conn_send_message(call->conn, call->id, msg, len) != 0) return CRPC_ENOMEM;
   crpc__flow_sent(&st->flow, cost(len));
   return 0;
 }
