@@ -28,7 +28,7 @@ crpc__conn *crpc__conn_new(crpc__io_ctx *ctx, int is_client, const char *label) 
   c->label = label;
   c->state = CRPC__CONN_NEW;
   c->next_id = is_client ? 1 : 2;
-  c->created_at = c->last_read = uv_now(ctx->loop);
+  c->created_at = c->last_read = c->last_write = uv_now(ctx->loop);
   uint64_t lim = (uint64_t)ctx->max_recv + CRPC__FRAME_SLACK;
   crpc__decoder_init(&c->dec, lim > UINT32_MAX ? UINT32_MAX : (uint32_t)lim, 1);
   crpc__idmap_init(&c->calls);
@@ -156,6 +156,7 @@ static void after_output(crpc__conn *c) {
 static void on_write(uv_write_t *req, int status) {
   crpc__conn *c = req->data;
   c->writing = 0;
+  c->last_write = uv_now(c->ctx->loop);
   crpc__outbuf_clear(&c->wout, SIZE_MAX);
   if (c->state == CRPC__CONN_CLOSING) return;
   if (status < 0) {
@@ -170,6 +171,7 @@ static void conn_flush(crpc__conn *c) {
   if (c->state != CRPC__CONN_OPEN || c->writing || c->out.len == 0) return;
   uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
   int n = uv_try_write(c->stream, &b, 1);
+  if (n > 0) c->last_write = uv_now(c->ctx->loop);
   if (n >= 0 && (size_t)n == c->out.len) {
     crpc__outbuf_clear(&c->out, SIZE_MAX);
     after_output(c);
@@ -291,6 +293,7 @@ void crpc__conn_send_window(crpc__conn *c, uint32_t id, uint32_t inc) {
 int crpc__conn_send_message(crpc__conn *c, uint32_t id, const ProtobufCMessage *msg, size_t len) {
   uint8_t *p = crpc__conn_reserve(c, CRPC__HDR_LEN + len);
   if (!p) return CRPC_ENOMEM;
+  c->ping_strikes = 0; /* real traffic: a ping now and then is fair */
   crpc__hdr_encode(p, CRPC__F_MESSAGE, 0, id, (uint32_t)len);
   protobuf_c_message_pack(msg, p + CRPC__HDR_LEN);
   crpc__conn_commit(c, CRPC__HDR_LEN + len);
@@ -313,7 +316,6 @@ static int handle_call(crpc__conn *c, const crpc__frame *f) {
     return -1;
   }
   c->last_peer_id = f->call_id;
-  c->ping_strikes = 0;
   if (c->sent_goaway && f->call_id > c->sent_goaway_last) {
     crpc__conn_send_status(c, f->call_id, CRPC_STATUS_UNAVAILABLE,
                            "server is shutting down; the call was not processed and is safe to retry");

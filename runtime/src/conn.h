@@ -70,6 +70,7 @@ struct crpc__conn {
   int direct_read;           /* the pending read goes into the decoder's buffer */
   /* Times (loop ms) for the owner's periodic checks: handshake, idle, stall, keepalive. */
   uint64_t created_at, last_read, partial_since, ping_sent_at, last_ping_at;
+  uint64_t last_write; /* when the peer last took some of our output */
   unsigned frames_in;        /* frames received: a stalled frame is one with none completing */
   unsigned ping_strikes;
   crpc__outbuf out;    /* frames waiting for the next flush */

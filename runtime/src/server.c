@@ -185,6 +185,9 @@ static void on_sweep(uv_timer_t *t) {
       crpc__conn_abort(c, CRPC__GOAWAY_IDLE, "no preface within HANDSHAKE_TIMEOUT_MS");
     else if (c->partial_since && now - c->partial_since >= stall)
       crpc__conn_abort(c, CRPC__GOAWAY_PROTOCOL_ERROR, "frame not completed within STALL_TIMEOUT_MS");
+    else if (c->read_paused && c->writing && now - c->last_write >= stall)
+      crpc__conn_abort(c, CRPC__GOAWAY_ENHANCE_YOUR_CALM,
+                       "peer read none of its responses within STALL_TIMEOUT_MS");
     else if (idle && c->calls.count == 0 && !c->read_paused && now - c->last_read >= idle &&
              crpc__conn_send_goaway(c, CRPC__GOAWAY_IDLE, "idle timeout") == 0)
       crpc__conn_close_when_flushed(c);

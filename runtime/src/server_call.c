@@ -286,6 +286,8 @@ static void scall_finish(crpc_server_call *sc, crpc_code code, const char *text,
     size_t fixed = crpc__status_fixed_size(tl, sc->trailers.len, details_len);
     uint8_t *p = crpc__conn_reserve(c, CRPC__HDR_LEN + fixed + len);
     if (p) {
+      /* Pings are allowed again once the server answers real work (not cheap refusals). */
+      if (code == CRPC_STATUS_OK) c->ping_strikes = 0;
       crpc__hdr_encode(p, CRPC__F_STATUS, resp ? CRPC__FL_MESSAGE : 0, sc->id, (uint32_t)(fixed + len));
       p = crpc__status_fixed_encode(p + CRPC__HDR_LEN, (uint32_t)code, text, (uint32_t)tl,
                                     sc->trailers.data, (uint32_t)sc->trailers.len, details,

@@ -164,6 +164,25 @@ static void test_ping_flood(void **state) {
   sem_raw_close(&r);
 }
 
+/* CALLs (here to a method nobody serves: cheap refusals) between the PINGs do not forgive the
+ * strikes: only the server answering real work does. */
+static void test_ping_flood_mixed_with_calls(void **state) {
+  sem_env *e = *state;
+  sem_server_start(e, NULL, 0);
+  sem_raw r;
+  sem_raw_connect(&r, e->port, 0);
+  sem_raw_send_preface(&r);
+  for (int i = 0; i < 20; i++) {
+    sem_raw_send_frame(&r, CRPC__F_PING, 0, 0, "pingpong", 8);
+    if (i % 2) sem_raw_send_call(&r, (uint32_t)(2 * i + 1), "sem.Nobody/Nothing", 0, "", 0);
+  }
+  ping_watch w = {&r, 0, 0, 0, 1};
+  assert_true(sem_run_until(e, closed, &w, 5000));
+  assert_true(w.goaway);
+  assert_int_equal(w.goaway_code, CRPC__GOAWAY_ENHANCE_YOUR_CALM);
+  sem_raw_close(&r);
+}
+
 static void test_ping_rate_unlimited(void **state) {
   sem_env *e = *state;
   const sem_opt so[] = {{CRPC_OPT_MIN_PING_INTERVAL_MS, 0}};
@@ -188,6 +207,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_keepalive_healthy_peer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ping_answered, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ping_flood, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_ping_flood_mixed_with_calls, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ping_rate_unlimited, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -38,13 +38,16 @@ extern "C" {
  * IDLE_TIMEOUT_MS        a server closes (GOAWAY IDLE) a connection with no call in progress and
  *                        nothing received for this long; 0: never.
  * STALL_TIMEOUT_MS       a server closes a connection whose partly received frame has not
- *                        completed in this long (slowloris).
+ *                        completed in this long (slowloris), or whose peer, with reading paused
+ *                        by MAX_WRITE_BUFFER, has taken none of its output for this long.
  * MAX_WRITE_BUFFER       bytes queued for a peer that does not read; past it, reading from that
  *                        peer pauses (no new calls are taken) until the queue drains.
  * KEEPALIVE_TIME_MS      a channel pings a connection silent for this long; 0: never.
  * KEEPALIVE_TIMEOUT_MS   ... and closes it (its calls fail UNAVAILABLE) without an answer by then.
  * MIN_PING_INTERVAL_MS   a server counts a PING sooner than this after the previous one as a
  *                        strike; at 3 strikes it sends GOAWAY ENHANCE_YOUR_CALM and closes.
+ *                        Strikes are forgiven when the server answers real work (an OK status
+ *                        or a stream message), not by the client's own frames.
  * LOOPS                  event loops (threads) a private-loop server serves its TCP endpoints
  *                        with: each loop listens on the same port (SO_REUSEPORT) and the kernel
  *                        spreads connections over them; handlers then run on several threads at
