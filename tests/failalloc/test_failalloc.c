@@ -3,6 +3,11 @@
  *  - an API function returns CRPC_ENOMEM, or
  *  - a call completes exactly once with its expected outcome or RESOURCE_EXHAUSTED, UNAVAILABLE
  *    or INTERNAL (a dropped connection shows as UNAVAILABLE),
+ *  - a stream (a bidi Chat: chunks both ways, one larger than the 64 KiB window each way, so that
+ *    EAGAIN, on_writable and WINDOW frames are exercised) ends exactly once (on_done, or the
+ *    blocking finish) with OK -- every reply there and intact -- or RESOURCE_EXHAUSTED,
+ *    UNAVAILABLE, INTERNAL or CANCELLED (the application cancels when a write fails CRPC_ENOMEM),
+ *    and the server handler ends its call exactly once (itself, or from on_cancel),
  * that the system still works afterwards (a follow-up call with failures off succeeds, or the
  * objects close cleanly), and that nothing leaks: every close callback runs once, both loops
  * close with no handle left (uv_loop_close() == 0), and LeakSanitizer finds nothing.
@@ -66,7 +71,7 @@
 
 static const char *g_phase;
 static long g_n;
-static int g_failures;
+static atomic_int g_failures; /* the server thread of the private-loop phases checks too */
 
 static void check_failed(int line, const char *fmt, ...) {
   va_list ap;
@@ -86,6 +91,19 @@ static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
 
 /* ---- The world: a server loop and a client loop in one thread ------------------------------ */
 
+/* The server side of one Chat stream (a slot in the world: the handler allocates nothing, so that
+ * only crpc's allocations are counted and failed). */
+#define CHAT_SLOTS 32
+typedef struct chat_srv {
+  struct world *w;
+  crpc_server_call *call;
+  uint32_t next_seq; /* next client chunk expected */
+  uint32_t todo[8];  /* seqs whose replies are due, in order */
+  int n_todo, n_sent;
+  int eof;           /* the client closed its side */
+  int ended;         /* crpc_server_call_end() called */
+} chat_srv;
+
 typedef struct world {
   uv_loop_t cl, sl;
   /* Keep each loop alive like an application's other handles would: uv_run() does not even poll
@@ -102,6 +120,9 @@ typedef struct world {
   crpc_server_call *held;
   int md_missing;
   int trailer_bad;
+  /* Chat streams at the server: handler runs, calls ended (each exactly once), on_cancel runs. */
+  chat_srv chats[CHAT_SLOTS];
+  int chat_started, chat_ended, chat_cancels;
 } world;
 
 static world W;
@@ -169,7 +190,134 @@ static void echo(crpc_server_call *call, const Fa__Req *req, void *ud) {
   atomic_fetch_add(&w->finished, 1);
 }
 
-static const Fa__Svc__Handlers handlers = {.echo = echo};
+/* ---- Chat (bidi stream) at the server ------------------------------------------------------ */
+
+/* Client chunks and the server's replies, by seq: the second each way is larger than the 64 KiB
+ * window, so that the writer overshoots it once, the next write waits for a WINDOW frame, and
+ * the reader grants one. */
+#define CHAT_N 3
+#define CHAT_MAX (100 * 1024)
+static const uint32_t chat_req_size[CHAT_N] = {100, 100 * 1024, 200};
+static const uint32_t chat_rep_size[CHAT_N] = {300, 80 * 1024, 64};
+static uint8_t chat_data[CHAT_MAX]; /* chunk data: the first len bytes of this (main() fills it) */
+
+static int chat_data_ok(const ProtobufCBinaryData *d, uint32_t len) {
+  return d->len == len && (len == 0 || memcmp(d->data, chat_data, len) == 0);
+}
+
+static void chat_end(chat_srv *c, crpc_code code, const char *why) {
+  c->ended = 1;
+  c->w->chat_ended++;
+  int rc = crpc_server_call_end(c->call, code, why);
+  CHECK(rc == 0, "server: crpc_server_call_end(%s) returned %s", crpc_code_name(code),
+        crpc_err_name(rc));
+}
+
+/* Writes the replies that are due until refused; ends the call once the client has closed and
+ * everything is written. Returns 1 when the call has ended (here or from a callback inside). */
+static int chat_srv_pump(chat_srv *c) {
+  while (!c->ended && c->n_sent < c->n_todo) {
+    uint32_t seq = c->todo[c->n_sent];
+    Fa__Chunk m = FA__CHUNK__INIT;
+    m.seq = seq;
+    m.data.data = chat_data;
+    m.data.len = chat_rep_size[seq];
+    int rc = fa__svc__chat__send(c->call, &m);
+    if (c->ended) return 1; /* on_cancel ran inside */
+    if (rc == CRPC_EAGAIN) return 0; /* on_writable resumes */
+    if (rc == CRPC_ESTATE) {
+      /* Cancelled: on_cancel has run or will run and ends the call. */
+      return c->ended;
+    }
+    if (rc == CRPC_ENOMEM) { /* what an application does: give up on the call */
+      chat_end(c, CRPC_STATUS_RESOURCE_EXHAUSTED, "server out of memory");
+      return 1;
+    }
+    CHECK(rc == 0, "server: send returned %s (want 0, CRPC_EAGAIN, CRPC_ESTATE or CRPC_ENOMEM)",
+          crpc_err_name(rc));
+    if (rc != 0) {
+      chat_end(c, CRPC_STATUS_INTERNAL, "unexpected send result");
+      return 1;
+    }
+    c->n_sent++;
+  }
+  if (!c->ended && c->eof && c->n_sent == c->n_todo) {
+    chat_end(c, CRPC_STATUS_OK, NULL);
+    return 1;
+  }
+  return c->ended;
+}
+
+static void chat_srv_read(crpc_server_call *call, const Fa__Chunk *msg, void *ud) {
+  chat_srv *c = ud;
+  CHECK(!c->ended, "server: on_read after the call was ended");
+  CHECK(call == c->call, "server: on_read for another call");
+  if (c->ended) return;
+  if (!msg) {
+    CHECK(!c->eof, "server: the end of the client's messages delivered twice");
+    c->eof = 1;
+    chat_srv_pump(c);
+    return;
+  }
+  int ok = c->next_seq < CHAT_N && msg->seq == c->next_seq &&
+           chat_data_ok(&msg->data, chat_req_size[msg->seq]) &&
+           msg->reply_size == chat_rep_size[msg->seq];
+  CHECK(ok, "server: client chunk %u (%zu bytes) is not chunk %u (%u bytes) intact", msg->seq,
+        msg->data.len, c->next_seq, c->next_seq < CHAT_N ? chat_req_size[c->next_seq] : 0);
+  if (!ok) {
+    chat_end(c, CRPC_STATUS_INTERNAL, "corrupted chunk");
+    return;
+  }
+  c->todo[c->n_todo++] = c->next_seq++;
+  if (chat_srv_pump(c)) return;
+  int rc = crpc_server_call_read(call); /* may deliver the next one (or the end) inside */
+  if (rc == CRPC_ESTATE && c->ended) return;
+  CHECK(rc == 0 || rc == CRPC_ESTATE, "server: crpc_server_call_read returned %s",
+        crpc_err_name(rc));
+  /* CRPC_ESTATE while not ended: cancelled, on_cancel follows. */
+}
+
+static void chat_srv_writable(crpc_server_call *call, void *ud) {
+  chat_srv *c = ud;
+  CHECK(!c->ended, "server: on_writable after the call was ended");
+  CHECK(call == c->call, "server: on_writable for another call");
+  if (!c->ended) chat_srv_pump(c);
+}
+
+static void chat_srv_cancel(crpc_server_call *call, void *ud) {
+  chat_srv *c = ud;
+  CHECK(!c->ended, "server: on_cancel after the call was ended");
+  CHECK(call == c->call, "server: on_cancel for another call");
+  if (c->ended) return;
+  c->w->chat_cancels++;
+  chat_end(c, CRPC_STATUS_CANCELLED, NULL);
+}
+
+static void chat_handler(crpc_server_call *call, void *ud) {
+  world *w = ud;
+  if (w->chat_started == CHAT_SLOTS) {
+    crpc_server_call_end(call, CRPC_STATUS_RESOURCE_EXHAUSTED, "test: out of chat slots");
+    return;
+  }
+  chat_srv *c = &w->chats[w->chat_started++];
+  memset(c, 0, sizeof *c);
+  c->w = w;
+  c->call = call;
+  crpc_server_call_on_cancel(call, chat_srv_cancel, c); /* runs now if already cancelled */
+  if (c->ended) return;
+  int rc = fa__svc__chat__set_reader(call, chat_srv_read, chat_srv_writable, c, 0);
+  CHECK(rc == 0, "server: set_reader returned %s", crpc_err_name(rc));
+  if (rc != 0) {
+    chat_end(c, CRPC_STATUS_INTERNAL, "set_reader failed");
+    return;
+  }
+  rc = crpc_server_call_read(call);
+  if (rc == CRPC_ESTATE && c->ended) return;
+  CHECK(rc == 0 || rc == CRPC_ESTATE, "server: first crpc_server_call_read returned %s",
+        crpc_err_name(rc));
+}
+
+static const Fa__Svc__Handlers handlers = {.echo = echo, .chat = chat_handler};
 
 /* ---- Client calls -------------------------------------------------------------------------- */
 
@@ -300,6 +448,35 @@ static void followup(world *w) {
   check_rec(&r, "follow-up call", CRPC_STATUS_OK, 1);
 }
 
+/* ---- Chat (bidi stream) at the client, async ----------------------------------------------- */
+
+static const crpc_call_opts chat_opts = {.timeout_ms = 20000, .metadata = call_md,
+                                         .metadata_count = 1};
+
+/* One async Chat stream: writes the CHAT_N chunks (resuming from on_writable after CRPC_EAGAIN),
+ * closes its side, reads every reply (explicit reads). A write that fails CRPC_ENOMEM cancels
+ * the stream, as an application would. */
+typedef struct chat_cli {
+  const char *name;
+  crpc_stream *s;    /* NULL once done */
+  int rc;            /* of the start */
+  int n_written, eagain, writable, closed_send, write_estate, cancelled;
+  int n_read, bad_read;
+  int done;          /* on_done runs (must end at 1) */
+  crpc_code code;
+  char message[200];
+  int msg_null;
+} chat_cli;
+
+/* Every stream started, to check at teardown that each was done exactly once. */
+static chat_cli *g_chats[16];
+static int g_nchats;
+
+static int chat_code_ok(crpc_code c) {
+  return c == CRPC_STATUS_OK || c == CRPC_STATUS_RESOURCE_EXHAUSTED ||
+         c == CRPC_STATUS_UNAVAILABLE || c == CRPC_STATUS_INTERNAL || c == CRPC_STATUS_CANCELLED;
+}
+
 /* ---- Setup and teardown -------------------------------------------------------------------- */
 
 static void srv_closed(void *ud) { ((world *)ud)->srv_closed++; }
@@ -390,6 +567,11 @@ static void world_teardown(world *w) {
   for (int i = 0; i < g_nstarted; i++)
     CHECK(g_started[i]->completions == 1, "call \"%s\" completed %d times by the end of the "
           "teardown (want exactly once)", g_started[i]->name, g_started[i]->completions);
+  for (int i = 0; i < g_nchats; i++)
+    CHECK(g_chats[i]->done == 1, "stream \"%s\": on_done ran %d times by the end of the "
+          "teardown (want exactly once)", g_chats[i]->name, g_chats[i]->done);
+  CHECK(w->chat_ended == w->chat_started, "server: %d Chat calls started, %d ended by the end of "
+        "the teardown (each must be ended exactly once)", w->chat_started, w->chat_ended);
   uv_close((uv_handle_t *)&w->cl_keep, NULL);
   uv_close((uv_handle_t *)&w->sl_keep, NULL);
   drive(w, NULL, NULL, 2); /* the last close callbacks of libuv */
@@ -765,6 +947,324 @@ static void phase_shutdown(world *w, long n) {
         "call in flight completed %s (%s)", crpc_code_name(r.code), r.message);
 }
 
+/* ---- Streams -------------------------------------------------------------------------------- */
+
+static void chat_cli_pump(chat_cli *c);
+
+static void chat_cli_read(chat_cli *c) {
+  int rc = crpc_stream_read(c->s); /* may deliver a reply (and on_done) inside */
+  /* CRPC_ESTATE: no reply will come any more (on_done follows). */
+  CHECK(rc == 0 || rc == CRPC_ESTATE, "%s: crpc_stream_read returned %s", c->name,
+        crpc_err_name(rc));
+}
+
+static void chat_cli_on_read(crpc_stream *s, const Fa__Chunk *msg, void *ud) {
+  chat_cli *c = ud;
+  CHECK(!c->done, "%s: on_read after on_done", c->name);
+  CHECK(s == c->s, "%s: on_read for another stream", c->name);
+  int ok = msg && msg->seq == (uint32_t)c->n_read && msg->seq < CHAT_N &&
+           chat_data_ok(&msg->data, chat_rep_size[msg->seq]);
+  CHECK(ok, "%s: reply %d is wrong (seq %u, %zu bytes)", c->name, c->n_read,
+        msg ? msg->seq : 0, msg ? msg->data.len : 0);
+  if (!ok) c->bad_read++;
+  c->n_read++;
+  if (!c->done) chat_cli_read(c); /* always keep one read pending */
+}
+
+static void chat_cli_on_writable(crpc_stream *s, void *ud) {
+  chat_cli *c = ud;
+  CHECK(!c->done, "%s: on_writable after on_done", c->name);
+  CHECK(s == c->s, "%s: on_writable for another stream", c->name);
+  c->writable++;
+  chat_cli_pump(c);
+}
+
+static void chat_cli_on_done(crpc_stream *s, const crpc_status *st, void *ud) {
+  chat_cli *c = ud;
+  CHECK(s == c->s || c->done, "%s: on_done for another stream", c->name);
+  c->done++;
+  c->code = st->code;
+  c->msg_null = st->message == NULL;
+  snprintf(c->message, sizeof c->message, "%s", st->message ? st->message : "(null)");
+  c->s = NULL;
+}
+
+static const Fa__Svc__ChatHandlers chat_cli_handlers = {chat_cli_on_read, chat_cli_on_writable,
+                                                        chat_cli_on_done, 0};
+
+/* Writes what is left until refused, then closes the sending side. */
+static void chat_cli_pump(chat_cli *c) {
+  while (!c->done && !c->write_estate && c->n_written < CHAT_N) {
+    Fa__Chunk m = FA__CHUNK__INIT;
+    m.seq = (uint32_t)c->n_written;
+    m.data.data = chat_data;
+    m.data.len = chat_req_size[c->n_written];
+    m.reply_size = chat_rep_size[c->n_written];
+    int rc = fa__svc__chat__write(c->s, &m);
+    if (c->done) return; /* ended inside the write */
+    if (rc == CRPC_EAGAIN) {
+      c->eagain++;
+      return; /* on_writable resumes */
+    }
+    if (rc == CRPC_ESTATE) { /* the call ended (the server's status is coming): stop writing */
+      c->write_estate = 1;
+      return;
+    }
+    if (rc != 0) {
+      CHECK(rc == CRPC_ENOMEM, "%s: write returned %s (want 0, CRPC_EAGAIN, CRPC_ESTATE or "
+            "CRPC_ENOMEM)", c->name, crpc_err_name(rc));
+      c->cancelled = 1;
+      crpc_stream_cancel(c->s); /* on_done (CANCELLED) runs inside */
+      CHECK(c->done == 1, "%s: crpc_stream_cancel returned before on_done ran (stream.h: it runs "
+            "before cancel returns)", c->name);
+      return;
+    }
+    c->n_written++;
+  }
+  if (!c->done && !c->write_estate && c->n_written == CHAT_N && !c->closed_send) {
+    int rc = crpc_stream_close_send(c->s);
+    CHECK(rc == 0 || rc == CRPC_ESTATE, "%s: close_send returned %s", c->name, crpc_err_name(rc));
+    c->closed_send = 1;
+  }
+}
+
+/* Starts the stream; it then runs from the loops' callbacks. c must outlive the child (static): a
+ * stream that does not end in time still ends when its channel closes. */
+static int chat_start(world *w, chat_cli *c, const char *name) {
+  memset(c, 0, sizeof *c);
+  c->name = name;
+  c->rc = fa__svc__chat__stream(w->ch, &chat_opts, &chat_cli_handlers, c, &c->s);
+  if (c->rc != 0) return c->rc;
+  int known = 0;
+  for (int i = 0; i < g_nchats; i++) known |= g_chats[i] == c;
+  if (!known && g_nchats < 16) g_chats[g_nchats++] = c;
+  CHECK(!c->done, "%s: on_done ran inside the start (stream.h: never inside)", c->name);
+  chat_cli_pump(c);
+  if (!c->done) chat_cli_read(c);
+  return 0;
+}
+
+typedef struct chat_wait {
+  world *w;
+  chat_cli *c;
+} chat_wait;
+
+/* The client's stream is done and every Chat call the server got has been ended. */
+static int chat_settled_p(void *p) {
+  chat_wait *cw = p;
+  return cw->c->done && cw->w->chat_ended == cw->w->chat_started;
+}
+
+/* A stream that ran under failure injection (strict: nothing was injected). */
+static void chat_check(const chat_cli *c, int strict) {
+  CHECK(c->done == 1, "%s: on_done ran %d times (want exactly once)", c->name, c->done);
+  CHECK(!c->bad_read, "%s: %d wrong replies", c->name, c->bad_read);
+  if (c->done != 1) return;
+  if (strict) {
+    CHECK(c->code == CRPC_STATUS_OK, "%s: %s (%s) without any failure injected", c->name,
+          crpc_code_name(c->code), c->message);
+  } else {
+    CHECK(chat_code_ok(c->code), "%s: ended %s (%s), want OK or a clean RESOURCE_EXHAUSTED/"
+          "UNAVAILABLE/INTERNAL/CANCELLED", c->name, crpc_code_name(c->code), c->message);
+  }
+  if (c->code == CRPC_STATUS_OK)
+    CHECK(c->n_written == CHAT_N && c->closed_send && c->n_read == CHAT_N && !c->cancelled,
+          "%s: OK after %d of %d chunks written (close_send %d, cancelled %d) and %d of %d "
+          "replies read", c->name, c->n_written, CHAT_N, c->closed_send, c->cancelled, c->n_read,
+          CHAT_N);
+  if (c->cancelled)
+    CHECK(c->code == CRPC_STATUS_CANCELLED, "%s: cancelled by the application, ended %s (%s)",
+          c->name, crpc_code_name(c->code), c->message);
+  CHECK(c->code == CRPC_STATUS_OK || !c->msg_null, "%s: %s status with message NULL (status.h "
+        "promises a message on failure)", c->name, crpc_code_name(c->code));
+}
+
+/* With failures off: a stream must run to OK (after reconnecting, if the connection went). */
+static void chat_followup(world *w) {
+  fa_disarm();
+  static chat_cli c; /* static: a stream that never ends may end at teardown */
+  uint64_t end = now_ms() + FA_WAIT_MS;
+  for (;;) {
+    int rc = chat_start(w, &c, "follow-up stream");
+    CHECK(rc == 0, "follow-up stream: start returned %s", crpc_err_name(rc));
+    if (rc != 0) return;
+    chat_wait cw = {w, &c};
+    if (!drive(w, chat_settled_p, &cw, FA_WAIT_MS)) {
+      CHECK(0, "follow-up stream did not end within %d ms (hang): done %d, %d written, %d read",
+            FA_WAIT_MS, c.done, c.n_written, c.n_read);
+      return;
+    }
+    if (c.code != CRPC_STATUS_UNAVAILABLE || now_ms() >= end) break;
+    drive(w, NULL, NULL, 5); /* reconnect backoff (1..20 ms) */
+  }
+  chat_check(&c, 1);
+}
+
+/* A bidi stream on a warm loop channel, failing the N-th allocation of `side`; then a unary call
+ * and a stream with failures off. */
+static void phase_stream(world *w, long n, enum fa_side side, int warm) {
+  server_up(w);
+  channel_up(w);
+  if (warm) warm_up(w);
+  static chat_cli c; /* static: a stream that never ends may end at teardown */
+  fa_arm(side, n);
+  int rc = chat_start(w, &c, "stream");
+  chat_wait cw = {w, &c};
+  int settled = rc != 0 || drive(w, chat_settled_p, &cw, FA_WAIT_MS);
+  int injected = fa_injected();
+  fa_disarm();
+  CHECK(rc == 0 || (side != FA_SERVER && rc == CRPC_ENOMEM), "stream start returned %s",
+        crpc_err_name(rc));
+  CHECK(settled, "stream did not settle within %d ms (hang): client on_done %d (%d written, "
+        "%d read, %d EAGAIN, %d on_writable), server %d started / %d ended", FA_WAIT_MS, c.done,
+        c.n_written, c.n_read, c.eagain, c.writable, w->chat_started, w->chat_ended);
+  if (rc == 0 && settled) {
+    chat_check(&c, !injected);
+    if (!injected)
+      CHECK(c.eagain > 0 && c.writable > 0, "stream: the window never refused a write (%d "
+            "EAGAIN, %d on_writable): flow control not exercised", c.eagain, c.writable);
+  }
+  drive(w, NULL, NULL, 2); /* a second on_done would show up now */
+  CHECK(c.rc != 0 || c.done <= 1, "stream: on_done ran %d times", c.done);
+  followup(w);
+  chat_followup(w);
+}
+static void phase_stream_client(world *w, long n) { phase_stream(w, n, FA_CLIENT, 1); }
+static void phase_stream_server(world *w, long n) { phase_stream(w, n, FA_SERVER, 1); }
+/* On a channel that has not connected yet, failing either side. */
+static void phase_stream_cold(world *w, long n) { phase_stream(w, n, FA_ANY, 0); }
+
+/* A blocking Chat stream on a private-loop channel: open, write_wait every chunk, close_send,
+ * read_wait every reply, finish. A write that fails ends the writing: the stream is finished at
+ * once (which closes the sending side) and its status taken as it comes. */
+typedef struct bchat {
+  const char *name;
+  int rc_open, rc_write, rc_close, rc_read, rc_finish;
+  int n_written, n_read, bad_read, reads;
+  crpc_code code;
+  char message[200];
+  int msg_null;
+} bchat;
+
+static void bchat_run(crpc_channel *ch, bchat *b) {
+  const char *name = b->name;
+  memset(b, 0, sizeof *b);
+  b->name = name;
+  crpc_stream *s = NULL;
+  b->rc_open = fa__svc__chat__open(ch, &chat_opts, &s);
+  if (b->rc_open != 0) return;
+  for (; b->n_written < CHAT_N; b->n_written++) {
+    Fa__Chunk m = FA__CHUNK__INIT;
+    m.seq = (uint32_t)b->n_written;
+    m.data.data = chat_data;
+    m.data.len = chat_req_size[b->n_written];
+    m.reply_size = chat_rep_size[b->n_written];
+    b->rc_write = fa__svc__chat__write_wait(s, &m);
+    if (b->rc_write != 0) break;
+  }
+  if (b->rc_write == 0) {
+    b->rc_close = crpc_stream_close_send(s);
+    for (int i = 0; i < CHAT_N + 2; i++) { /* bounded: CHAT_N replies, then the end */
+      Fa__Chunk *m = NULL;
+      b->reads++;
+      b->rc_read = fa__svc__chat__read_wait(s, &m);
+      if (b->rc_read != 1) {
+        if (m) b->bad_read++; /* *msg must be NULL then */
+        break;
+      }
+      int ok = m && m->seq == (uint32_t)b->n_read && m->seq < CHAT_N &&
+               chat_data_ok(&m->data, chat_rep_size[m->seq]);
+      if (!ok) b->bad_read++;
+      b->n_read++;
+      if (m) protobuf_c_message_free_unpacked(&m->base, NULL);
+    }
+  }
+  crpc_status st;
+  memset(&st, 0, sizeof st);
+  b->rc_finish = fa__svc__chat__finish(s, &st);
+  b->code = st.code;
+  b->msg_null = st.message == NULL;
+  snprintf(b->message, sizeof b->message, "%s", st.message ? st.message : "(null)");
+  crpc_status_reset(&st);
+}
+
+static void bchat_check(const bchat *b, int strict) {
+  CHECK(b->rc_open == 0 || (!strict && b->rc_open == CRPC_ENOMEM), "%s: open returned %s",
+        b->name, crpc_err_name(b->rc_open));
+  if (b->rc_open != 0) return;
+  CHECK(b->rc_write == 0 || (!strict && (b->rc_write == CRPC_ENOMEM ||
+                                         b->rc_write == CRPC_ESTATE)),
+        "%s: write_wait of chunk %d returned %s", b->name, b->n_written,
+        crpc_err_name(b->rc_write));
+  CHECK(b->rc_close == 0 || (!strict && b->rc_close == CRPC_ESTATE), "%s: close_send returned %s",
+        b->name, crpc_err_name(b->rc_close));
+  CHECK(b->rc_write != 0 || b->rc_read == 0 || (!strict && b->rc_read == CRPC_ENOMEM),
+        "%s: read_wait %d returned %s (want 1 per reply, then 0)", b->name, b->reads,
+        b->rc_read == 1 ? "1 (more replies than asked for)" : crpc_err_name(b->rc_read));
+  CHECK(!b->bad_read, "%s: %d wrong replies", b->name, b->bad_read);
+  CHECK(b->rc_finish == 0, "%s: finish returned %s", b->name, crpc_err_name(b->rc_finish));
+  if (strict)
+    CHECK(b->code == CRPC_STATUS_OK, "%s: %s (%s) without any failure injected", b->name,
+          crpc_code_name(b->code), b->message);
+  else
+    CHECK(chat_code_ok(b->code), "%s: ended %s (%s), want OK or a clean RESOURCE_EXHAUSTED/"
+          "UNAVAILABLE/INTERNAL/CANCELLED", b->name, crpc_code_name(b->code), b->message);
+  /* OK with every chunk written and every reply read to the end: all CHAT_N replies came. */
+  if (b->code == CRPC_STATUS_OK && b->rc_write == 0 && b->rc_read == 0)
+    CHECK(b->n_read == CHAT_N, "%s: OK with %d of %d replies", b->name, b->n_read, CHAT_N);
+  CHECK(b->code == CRPC_STATUS_OK || !b->msg_null, "%s: %s status with message NULL (status.h "
+        "promises a message on failure)", b->name, crpc_code_name(b->code));
+}
+
+/* A blocking stream on a connected private-loop channel (the server on its own thread): client
+ * side; then a blocking call and a blocking stream with failures off. */
+static void phase_stream_blocking(world *w, long n) {
+  srv_thread t;
+  memset(&t, 0, sizeof t);
+  t.w = w;
+  if (uv_sem_init(&t.ready, 0) != 0 || uv_thread_create(&t.tid, st_main, &t) != 0) abort();
+  uv_sem_wait(&t.ready);
+  uv_sem_destroy(&t.ready);
+  CHECK(t.rc == 0, "server thread: %s", crpc_err_name(t.rc));
+  set_target(w, t.port);
+  crpc_channel *ch = NULL;
+  int rc = crpc_channel_new(&ch, NULL, w->target);
+  CHECK(rc == 0, "channel_new: %s", crpc_err_name(rc));
+  if (rc == 0) {
+    channel_options(ch);
+    bcall warm = {.ch = ch, .name = "warm"};
+    bcall_run(&warm);
+    bcall_check(&warm, "warm-up blocking call", 1);
+    bchat b = {.name = "blocking stream"};
+    fa_arm(FA_CLIENT, n);
+    bchat_run(ch, &b);
+    int injected = fa_injected();
+    fa_disarm();
+    bchat_check(&b, !injected);
+    uint64_t end = now_ms() + FA_WAIT_MS;
+    bcall f;
+    do { /* the connection may be backing off: 1..20 ms */
+      memset(&f, 0, sizeof f);
+      f.ch = ch;
+      f.name = "after";
+      bcall_run(&f);
+    } while (f.rc == 0 && f.code == CRPC_STATUS_UNAVAILABLE && now_ms() < end);
+    bcall_check(&f, "follow-up blocking call", 1);
+    bchat fs = {.name = "follow-up blocking stream"};
+    bchat_run(ch, &fs);
+    bchat_check(&fs, 1);
+    crpc_channel_close(ch, ch_closed, w);
+    CHECK(w->ch_closed == 1, "private channel close ran its callback %d times", w->ch_closed);
+    w->ch_closed = 0;
+  }
+  uv_async_send(&t.stop);
+  uv_thread_join(&t.tid);
+  CHECK(t.closed == 1, "server close callback ran %d times", t.closed);
+  CHECK(t.loop_rc == 0, "server thread loop_close: %s", uv_err_name(t.loop_rc));
+  CHECK(w->chat_ended == w->chat_started, "server: %d Chat calls started, %d ended",
+        w->chat_started, w->chat_ended);
+}
+
 /* ---- Phase table and the parent ------------------------------------------------------------- */
 
 typedef struct phase {
@@ -789,6 +1289,9 @@ static char g_sock_dir[128];
 
 /* Where the failure was injected: printed in the child's log, shown when the child fails. */
 static void print_injection(void) {
+  /* Said here, not only at the child's end: a child that crashes after it still counts as one
+   * that injected, and the next N runs. */
+  g_shared->injected = 1;
   fprintf(stderr, "FAILALLOC-INJECT %s: allocation %ld of the phase fails here:\n", g_phase, g_n);
 #ifdef FA_HAVE_ASAN
   __sanitizer_print_stack_trace();
@@ -918,12 +1421,17 @@ static const phase phases[] = {
     {"close_channel/tcp", phase_close_channel, 0},
     {"close_server/tcp", phase_close_server, 0},
     {"shutdown/tcp", phase_shutdown, 0},
+    {"stream_client/tcp", phase_stream_client, 0},
+    {"stream_server/tcp", phase_stream_server, 0},
+    {"stream_cold/tcp", phase_stream_cold, 0},
+    {"stream_blocking/tcp", phase_stream_blocking, 0},
 };
 
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   for (size_t i = 0; i < sizeof g_signals / sizeof g_signals[0]; i++)
     sigaction(g_signals[i], NULL, &g_saved[i]);
+  for (size_t i = 0; i < sizeof chat_data; i++) chat_data[i] = (uint8_t)(i * 7u + 3u);
   g_shared = mmap(NULL, sizeof *g_shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (g_shared == MAP_FAILED) return 1;
   snprintf(g_sock_dir, sizeof g_sock_dir, "/tmp/failalloc-XXXXXX");
