@@ -1216,9 +1216,10 @@ static void bchat_check(const bchat *b, int strict) {
         "promises a message on failure)", b->name, crpc_code_name(b->code));
 }
 
-/* A blocking stream on a connected private-loop channel (the server on its own thread): client
- * side; then a blocking call and a blocking stream with failures off. */
-static void phase_stream_blocking(world *w, long n) {
+/* A blocking stream on a private-loop channel (the server on its own thread), connected by a
+ * warm-up call or not (the stream then connects it): client side; then a blocking call and a
+ * blocking stream with failures off. */
+static void phase_stream_blocking_(world *w, long n, int warm) {
   srv_thread t;
   memset(&t, 0, sizeof t);
   t.w = w;
@@ -1232,9 +1233,11 @@ static void phase_stream_blocking(world *w, long n) {
   CHECK(rc == 0, "channel_new: %s", crpc_err_name(rc));
   if (rc == 0) {
     channel_options(ch);
-    bcall warm = {.ch = ch, .name = "warm"};
-    bcall_run(&warm);
-    bcall_check(&warm, "warm-up blocking call", 1);
+    if (warm) {
+      bcall b0 = {.ch = ch, .name = "warm"};
+      bcall_run(&b0);
+      bcall_check(&b0, "warm-up blocking call", 1);
+    }
     bchat b = {.name = "blocking stream"};
     fa_arm(FA_CLIENT, n);
     bchat_run(ch, &b);
@@ -1264,6 +1267,8 @@ static void phase_stream_blocking(world *w, long n) {
   CHECK(w->chat_ended == w->chat_started, "server: %d Chat calls started, %d ended",
         w->chat_started, w->chat_ended);
 }
+static void phase_stream_blocking(world *w, long n) { phase_stream_blocking_(w, n, 1); }
+static void phase_stream_blocking_cold(world *w, long n) { phase_stream_blocking_(w, n, 0); }
 
 /* ---- Phase table and the parent ------------------------------------------------------------- */
 
@@ -1425,6 +1430,7 @@ static const phase phases[] = {
     {"stream_server/tcp", phase_stream_server, 0},
     {"stream_cold/tcp", phase_stream_cold, 0},
     {"stream_blocking/tcp", phase_stream_blocking, 0},
+    {"stream_blocking_cold/tcp", phase_stream_blocking_cold, 0},
 };
 
 int main(int argc, char **argv) {
