@@ -405,11 +405,13 @@ int crpc__call_start_stream(crpc_channel *ch, const crpc_method_desc *method,
   size_t md_len, md_counted;
   *call_out = NULL;
   int rc = check_start(ch, method, opts, &md_len, &md_counted);
-  if (rc != 0) return rc;
-  if (!(method->flags & (CRPC_METHOD_CLIENT_STREAMING | CRPC_METHOD_SERVER_STREAMING)))
-    return CRPC_EINVAL;
-  crpc_call *call = call_alloc(ch);
-  if (!call) return CRPC_ENOMEM;
+  if (rc == 0 && !(method->flags & (CRPC_METHOD_CLIENT_STREAMING | CRPC_METHOD_SERVER_STREAMING)))
+    rc = CRPC_EINVAL;
+  crpc_call *call = rc == 0 ? call_alloc(ch) : NULL;
+  if (!call) {
+    crpc__stream_free(st);
+    return rc ? rc : CRPC_ENOMEM;
+  }
   call->method = method;
   call->user_data = user_data;
   call->stream = st;

@@ -74,7 +74,8 @@ int crpc__call_start(crpc_channel *ch, const crpc_method_desc *method,
                      crpc_unary_cb cb, crpc_fn user_fn, void *user_data, crpc__waiter *waiter,
                      crpc_call **call_out);
 
-/* Starts a streaming call; st is owned by the call from then on (freed with it). */
+/* Starts a streaming call. st is taken over whatever happens: freed with the call, or at once
+ * when the call cannot be started. */
 int crpc__call_start_stream(crpc_channel *ch, const crpc_method_desc *method,
                             const crpc_call_opts *opts, crpc__cstream *st, void *user_data,
                             crpc_call **call_out);

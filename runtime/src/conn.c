@@ -25,7 +25,11 @@ crpc__conn *crpc__conn_new(crpc__io_ctx *ctx, int is_client, const char *label) 
   if (!c) return NULL;
   c->ctx = ctx;
   c->is_client = is_client ? 1 : 0;
-  c->label = label;
+  c->label = crpc__strndup(label, strlen(label));
+  if (!c->label) {
+    crpc__free(c);
+    return NULL;
+  }
   c->state = CRPC__CONN_NEW;
   c->next_id = is_client ? 1 : 2;
   c->created_at = c->last_read = c->last_write = uv_now(ctx->loop);
@@ -39,6 +43,7 @@ crpc__conn *crpc__conn_new(crpc__io_ctx *ctx, int is_client, const char *label) 
   crpc__list_init(&c->owner_link);
   uint8_t *p = crpc__outbuf_reserve(&c->out, CRPC__PREFACE_LEN);
   if (!p) {
+    crpc__free(c->label);
     crpc__free(c);
     return NULL;
   }
@@ -64,6 +69,7 @@ static void conn_release(crpc__conn *c) {
   crpc__outbuf_free(&c->out);
   crpc__outbuf_free(&c->wout);
   c->ctx->ops->on_closed(c);
+  crpc__free(c->label);
   crpc__free(c);
 }
 

@@ -56,7 +56,8 @@ struct crpc__conn {
   uv_stream_t *stream; /* heap handle (uv_tcp_t or uv_pipe_t), NULL until attached */
   int state;           /* enum crpc__conn_state */
   int is_client;       /* connecting side: starts odd call ids */
-  const char *label;   /* endpoint for messages ("tcp://127.0.0.1:5000"); owned by the owner */
+  char *label;         /* endpoint for messages ("tcp://127.0.0.1:5000"); the connection's own copy
+                          (a listener that closes first must not take it along) */
   crpc__decoder dec;
   crpc__idmap calls;   /* id -> crpc_call (our parity) or crpc_server_call (peer's parity) */
   uint32_t next_id;    /* next id we start a call with; 0 once exhausted */
@@ -86,7 +87,8 @@ struct crpc__conn {
   void *owner_data;
 };
 
-/* The preface is queued at once: it goes out with the first flush after attach. */
+/* The preface is queued at once: it goes out with the first flush after attach. label is
+ * copied. */
 crpc__conn *crpc__conn_new(crpc__io_ctx *ctx, int is_client, const char *label);
 /* Takes ownership of a connected/accepted stream (stream->data is set to c) and starts reading and
  * writing. Returns 0 or a libuv error (the caller then closes the connection). */

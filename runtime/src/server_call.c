@@ -37,6 +37,7 @@ static crpc_server_call *scall_alloc(crpc_server *srv) {
   sc->cancel_ud = NULL;
   sc->cancelled = 0;
   sc->finished = 0;
+  sc->dispatched = 0;
   sc->stream = NULL;
   sc->held_on = NULL;
   crpc__list_init(&sc->hlink);
@@ -205,6 +206,7 @@ static int admit(crpc_server_call *sc, crpc__conn *c, uint32_t id, const crpc__c
 
 void crpc__scall_dispatch(crpc_server_call *sc, const ProtobufCMessage *request) {
   const crpc__reg_entry *e = sc->entry;
+  sc->dispatched = 1;
   e->method->dispatch(sc, request, e->impl, e->user_data);
 }
 
@@ -222,9 +224,9 @@ void crpc__server_call_detach(void *p) {
   sc->conn = NULL;
   sc->cancelled = 1;
   crpc__dlheap_remove(&sc->srv->deadlines, &sc->dl);
-  if (sc->stream && !sc->stream->dispatched) {
-    /* No handler ever saw it (a server-streaming call whose request never came): nobody else
-     * can finish it. */
+  if (!sc->dispatched) {
+    /* No handler ever saw it (a server-streaming call whose request never came, or whose stream
+     * could not even be set up): nobody else can finish it. */
     scall_finish(sc, CRPC_STATUS_CANCELLED, NULL, NULL, NULL, 0);
     return;
   }

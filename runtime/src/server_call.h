@@ -47,6 +47,7 @@ struct crpc_server_call {
   void *cancel_ud;
   int cancelled;
   int finished;              /* the handler finished it (its release may wait for a callback) */
+  int dispatched;            /* a handler has been given it */
   crpc__sstream *stream;     /* streaming calls only */
   crpc__list link;           /* srv->calls, or the pool */
   crpc__list hlink;          /* held_on->held */

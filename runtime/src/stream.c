@@ -262,11 +262,8 @@ int crpc_gen_stream(crpc_channel *ch, const crpc_method_desc *method, const crpc
   st->h = *handlers;
   st->typed = typed;
   crpc_call *call;
-  int rc = crpc__call_start_stream(ch, method, opts, st, user_data, &call);
-  if (rc != 0) {
-    crpc__stream_free(st);
-    return rc;
-  }
+  int rc = crpc__call_start_stream(ch, method, opts, st, user_data, &call); /* takes st */
+  if (rc != 0) return rc;
   *out = stream_of(call);
   return 0;
 }
@@ -344,11 +341,8 @@ static void op_open(crpc_channel *ch, crpc__waiter *w) {
   } else {
     st->blocking = 1;
     crpc_call *call;
-    w->result = crpc__call_start_stream(ch, w->method, w->opts, st, NULL, &call);
-    if (w->result != 0)
-      crpc__stream_free(st);
-    else
-      w->stream = call;
+    w->result = crpc__call_start_stream(ch, w->method, w->opts, st, NULL, &call); /* takes st */
+    if (w->result == 0) w->stream = call;
   }
   crpc__waiter_signal(ch, w);
 }
