@@ -3,7 +3,8 @@
 # server process on loopback: mixed unary load (async and blocking calls, cancels, deadlines,
 # channels closed and reopened). Prints once a minute the server's RSS and open descriptors, the
 # calls done and the minute's p99 latency; at the end, whether RSS and descriptors stayed flat
-# after the first minute (RSS within +10%, descriptors within +5). Exit status 0 when flat.
+# after the warm-up (the first third of the run, at least 2 minutes: RSS within +10% and 256 kB,
+# descriptors within +5). Exit status 0 when flat.
 #
 #   tests/soak/soak.sh [MINUTES]        SOAK_BUILD_DIR (default /tmp/crpc-soak-build)
 set -eu
