@@ -8,6 +8,7 @@
  *
  * Loop channels: the user's thread runs the loop; callers from other threads queue their call and
  * sleep until it completes. */
+#include <stdatomic.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -66,10 +67,13 @@ static void start_one(crpc_channel *ch, crpc__waiter *w) {
 }
 
 void crpc__blocking_drain(crpc_channel *ch) {
+  /* Written under the mutex; a stale 0 only delays a submission to the wake-up it also sent. */
+  if (atomic_load_explicit(&ch->nsubmitted, memory_order_acquire) == 0) return;
   crpc__list batch;
   crpc__list_init(&batch);
   uv_mutex_lock(&ch->mu);
   crpc__list_splice(&batch, &ch->submitted);
+  atomic_store_explicit(&ch->nsubmitted, 0, memory_order_release);
   uv_mutex_unlock(&ch->mu);
   while (!crpc__list_empty(&batch)) {
     crpc__waiter *w = CRPC__CONTAINER_OF(batch.next, crpc__waiter, link);
@@ -106,6 +110,7 @@ void crpc__blocking_cancels(crpc_channel *ch) {
 
 void crpc__blocking_cancel_all(crpc_channel *ch) {
   uv_mutex_lock(&ch->mu);
+  atomic_store_explicit(&ch->nsubmitted, 0, memory_order_release);
   while (!crpc__list_empty(&ch->submitted)) {
     crpc__waiter *w = CRPC__CONTAINER_OF(ch->submitted.next, crpc__waiter, link);
     crpc__list_remove(&w->link);
@@ -145,6 +150,11 @@ static void pass_leadership(crpc_channel *ch) {
   }
 }
 
+static void submit(crpc_channel *ch, crpc__waiter *w) { /* mutex held */
+  crpc__list_push_back(&ch->submitted, &w->link);
+  atomic_store_explicit(&ch->nsubmitted, 1, memory_order_release);
+}
+
 static void wait_done(crpc_channel *ch, crpc__waiter *w) {
   uv_mutex_lock(&ch->mu);
   if (ch->closing) {
@@ -152,26 +162,28 @@ static void wait_done(crpc_channel *ch, crpc__waiter *w) {
     w->start_rc = CRPC_ECLOSED;
     return;
   }
-  crpc__list_push_back(&ch->submitted, &w->link);
   if (!ch->own_loop) {
+    submit(ch, w);
     uv_async_send(&ch->wake);
     while (!w->done) uv_cond_wait(&w->cond, &ch->mu);
     uv_mutex_unlock(&ch->mu);
     return;
   }
-  int nudged = 0;
+  int queued = 0;
   while (!w->done) {
     if (!ch->leader) {
       ch->leader = 1;
       uv_mutex_unlock(&ch->mu);
+      if (!queued) start_one(ch, w); /* we drive the loop: no need to queue our own call */
       lead(ch, w);
       uv_mutex_lock(&ch->mu);
       ch->leader = 0;
       pass_leadership(ch);
     } else {
-      if (!nudged) { /* the leader may be asleep in the loop: make it pick our call up */
+      if (!queued) { /* the leader may be asleep in the loop: make it pick our call up */
+        submit(ch, w);
+        queued = 1;
         uv_async_send(&ch->wake);
-        nudged = 1;
       }
       crpc__list_push_back(&ch->waiters, &w->wlink);
       uv_cond_wait(&w->cond, &ch->mu);

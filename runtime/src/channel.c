@@ -89,6 +89,7 @@ int crpc_channel_new(crpc_channel **out, uv_loop_t *loop, const char *target) {
   crpc__list_init(&ch->deferred);
   crpc__list_init(&ch->pool);
   crpc__list_init(&ch->submitted);
+  atomic_init(&ch->nsubmitted, 0);
   crpc__list_init(&ch->waiters);
   crpc__dlheap_init(&ch->deadlines);
   ch->rng = (uint64_t)(uintptr_t)ch ^ uv_hrtime() ^ 0x9E3779B97F4A7C15u;

@@ -3,6 +3,7 @@
 #ifndef CRPC_CHANNEL_INTERNAL_H
 #define CRPC_CHANNEL_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include <uv.h>
@@ -62,6 +63,7 @@ struct crpc_channel {
   uv_mutex_t mu;
   uv_async_t wake;         /* other threads' submissions; deferred completions */
   crpc__list submitted;    /* waiters whose call is not started yet (guarded by mu) */
+  atomic_int nsubmitted;   /* non-zero while submitted may hold some (written under mu) */
   crpc__list waiters;      /* followers waiting for leadership or completion (mu) */
   int leader;              /* a thread drives the private loop (mu) */
   crpc__waiter *lead_waiter; /* the leader's own waiter (leader thread only) */

@@ -85,6 +85,10 @@ struct crpc__conn {
   crpc__list dirty_link;
   crpc__list owner_link; /* for the owner's list of connections */
   void *owner_data;
+  /* Server side: the method of the previous call (a connection mostly calls the same few), valid
+   * while the registry's generation is unchanged. */
+  const void *last_method;
+  unsigned last_method_gen;
 };
 
 /* The preface is queued at once: it goes out with the first flush after attach. label is

@@ -17,6 +17,7 @@ static uint64_t hash(const char *s, size_t n) {
 void crpc__registry_init(crpc__registry *r) {
   r->slots = NULL;
   r->cap = r->count = 0;
+  r->gen = 0;
 }
 
 void crpc__registry_free(crpc__registry *r) {
@@ -75,6 +76,7 @@ int crpc__registry_add(crpc__registry *r, const crpc_service_desc *svc, const vo
   }
   int rc = grow(r, r->count + svc->n_methods);
   if (rc != 0) return rc;
+  r->gen++;
   for (size_t i = 0; i < svc->n_methods; i++) {
     const crpc_method_desc *m = &svc->methods[i];
     size_t len = strlen(m->full_name);

@@ -18,6 +18,7 @@ typedef struct crpc__reg_entry {
 typedef struct crpc__registry {
   crpc__reg_entry *slots;
   size_t cap, count; /* cap: 0 or a power of two */
+  unsigned gen;      /* changes whenever entries may have moved (for callers' caches) */
 } crpc__registry;
 
 void crpc__registry_init(crpc__registry *r);

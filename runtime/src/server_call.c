@@ -124,7 +124,13 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
     refuse(c, id, CRPC_STATUS_UNAVAILABLE, "%.*s: server is closing", h->method, h->method_len);
     return;
   }
-  const crpc__reg_entry *e = crpc__registry_find(&srv->reg, h->method, h->method_len);
+  const crpc__reg_entry *e = c->last_method;
+  if (!e || c->last_method_gen != srv->reg.gen || e->name_len != h->method_len ||
+      memcmp(e->method->full_name, h->method, h->method_len) != 0) {
+    e = crpc__registry_find(&srv->reg, h->method, h->method_len);
+    c->last_method = e;
+    c->last_method_gen = srv->reg.gen;
+  }
   if (!e) {
     refuse(c, id, CRPC_STATUS_UNIMPLEMENTED, "unknown method %.*s", h->method, h->method_len);
     return;
