@@ -249,6 +249,10 @@ uint8_t *crpc__status_fixed_encode(uint8_t *p, uint32_t code, const char *text,
                                    uint32_t metadata_len, const uint8_t *details,
                                    uint32_t details_len) {
   crpc__be32_put(p, code);
+  if (text_len == 0 && metadata_len == 0 && details_len == 0) { /* the common OK status */
+    memset(p + 4, 0, 12);
+    return p + 16;
+  }
   p = put_block(p + 4, text, text_len);
   p = put_block(p, metadata, metadata_len);
   return put_block(p, details, details_len);

@@ -157,8 +157,11 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
            h->method_len);
     return;
   }
-  int mrc = crpc__md_decode(h->metadata, h->metadata_len, (size_t)srv->opt[CRPC_OPT_MAX_METADATA_SIZE],
-                            arena_fn, &sc->arena, &sc->md, &sc->md_count);
+  int mrc = h->metadata_len == 0
+                ? 0
+                : crpc__md_decode(h->metadata, h->metadata_len,
+                                  (size_t)srv->opt[CRPC_OPT_MAX_METADATA_SIZE], arena_fn,
+                                  &sc->arena, &sc->md, &sc->md_count);
   if (mrc != 0) {
     crpc__scall_release(sc);
     refuse(c, id, CRPC_STATUS_RESOURCE_EXHAUSTED,
