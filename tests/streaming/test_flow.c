@@ -239,12 +239,66 @@ static void hundred_streams(void **state)
   assert_int_equal(e->counters.requests, N_STREAMS * ROUNDS);
 }
 
+/* ---- One slow stream does not hold up the others ------------------------------------------------ */
+
+/* A flood stream stalls on its window (the client reads nothing), and meanwhile ten bidi streams
+ * on the same connection run their round trips to the end; then the flood is read out. */
+static void slow_stream_does_not_stall_others(void **state)
+{
+  st_env *e = *state;
+  slow x;
+  st_outreq req;
+  static pinger p[10];
+  int finished = 0;
+
+  memset(&x, 0, sizeof(x));
+  st_rec_init(&x.r, e);
+  x.order_ok = 1;
+  assert_int_equal(uv_timer_init(&e->loop, &x.timer), 0);
+  x.timer.data = &x;
+  assert_int_equal(streamtest__stream_test__streaming_output__stream(e->ch, NULL, &slow_handlers,
+                                                                     &x, &x.r.s),
+                   0);
+  st_outreq_init(&req, NULL, 0, 0);
+  req.req.flood_count = FLOOD_COUNT;
+  req.req.flood_size = FLOOD_SIZE;
+  assert_int_equal(streamtest__stream_test__streaming_output__write(x.r.s, &req.req), 0);
+  st_outreq_free(&req);
+  assert_int_equal(crpc_stream_close_send(x.r.s), 0);
+  st_wait_count(e, &e->counters.eagain, 1, WAIT_MS, "flood stalled on its window");
+
+  for (int i = 0; i < 10; i++) {
+    st_rec_init(&p[i].r, e);
+    p[i].index = i;
+    p[i].finished = &finished;
+    assert_int_equal(streamtest__stream_test__full_duplex__stream(e->ch, NULL, &pinger_handlers,
+                                                                  &p[i], &p[i].r.s),
+                     0);
+    pinger_send(&p[i]);
+  }
+  st_wait_count(e, &finished, 10, WAIT_MS, "the other streams done while the flood is stalled");
+  for (int i = 0; i < 10; i++) {
+    assert_int_equal(p[i].r.code, CRPC_STATUS_OK);
+    assert_int_equal(p[i].r.nread, ROUNDS);
+  }
+  assert_int_equal(x.r.nread, 0); /* the flood was still stalled all along */
+  assert_false(x.r.done);
+
+  assert_int_equal(uv_timer_start(&x.timer, slow_tick, 2, 2), 0);
+  st_wait_done(e, &x.r, WAIT_MS);
+  uv_close((uv_handle_t *)&x.timer, NULL);
+  assert_int_equal(x.r.code, CRPC_STATUS_OK);
+  assert_int_equal(x.r.nread, FLOOD_COUNT);
+  st_run_for(e, 5);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(slow_consumer, setup, teardown),
       cmocka_unit_test_setup_teardown(writer_past_window, setup, teardown),
       cmocka_unit_test_setup_teardown(hundred_streams, setup, teardown),
+      cmocka_unit_test_setup_teardown(slow_stream_does_not_stall_others, setup, teardown),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);
