@@ -252,6 +252,61 @@ static void test_server_deadline_raw(void **state) {
              statuses, code);
 }
 
+/* A peer that keeps the connection busy — PINGs, CANCELs and WINDOWs for call ids that do not
+ * exist, another call that finishes — does not move a call's deadline: the server still answers
+ * DEADLINE_EXCEEDED for it at its time. */
+typedef struct chatter {
+  sem_raw *raw;
+  uint32_t next_id;
+} chatter;
+
+static void chat_tick(uv_timer_t *t) {
+  chatter *c = t->data;
+  sem_raw_send_frame(c->raw, CRPC__F_PING, 0, 0, "keepbusy", 8);
+  sem_raw_send_frame(c->raw, CRPC__F_CANCEL, 0, 999, NULL, 0);
+  uint8_t inc[4] = {0, 0, 1, 0};
+  sem_raw_send_frame(c->raw, CRPC__F_WINDOW, 0, 997, inc, 4);
+  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT; /* answered at once */
+  uint8_t msg[16];
+  size_t n = sem__echo_request__pack(&req, msg);
+  sem_raw_send_call(c->raw, c->next_id, "sem.Echo/Echo", 0, msg, n);
+  c->next_id += 2;
+  sem_raw_pump(c->raw);
+}
+
+static void test_deadline_not_extended_by_traffic(void **state) {
+  sem_env *e = *state;
+  const sem_opt so[] = {{CRPC_OPT_MIN_PING_INTERVAL_MS, 0}}; /* the pings are not the point */
+  sem_server_start(e, so, 1);
+  sem_raw raw;
+  sem_raw_connect(&raw, e->port, 0);
+  sem_raw_send_preface(&raw);
+  uint8_t msg[16];
+  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  req.hold = 1;
+  size_t n = sem__echo_request__pack(&req, msg);
+  uint64_t start = sem_now_ms();
+  sem_raw_send_call(&raw, 1, "sem.Echo/Echo", TIMEOUT, msg, n);
+  chatter c = {&raw, 3};
+  uv_timer_t t;
+  assert_int_equal(uv_timer_init(&e->loop, &t), 0);
+  t.data = &c;
+  assert_int_equal(uv_timer_start(&t, chat_tick, 10, 10), 0);
+  int got = sem_run_until(e, got_status_for_1, &raw, 3000);
+  uint64_t at = sem_now_ms();
+  uv_close((uv_handle_t *)&t, NULL);
+  assert_true(got);
+  assert_true(at + SLACK >= start + TIMEOUT);
+  if (at > start + TIMEOUT + 1500)
+    fail_msg("DEADLINE_EXCEEDED came %llu ms after a %d ms deadline", (unsigned long long)(at - start),
+             TIMEOUT);
+  assert_true(c.next_id > 5); /* the other traffic did flow meanwhile */
+  sem_wait_count(e, &e->held[0].cancels, 1, 5000, "server on_cancel at the deadline");
+  assert_int_equal(sem_held_reply(&e->held[0]), 0);
+  sem_run_for(e, 20);
+  sem_raw_close(&raw);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_async_deadline, setup, teardown),
@@ -261,6 +316,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_no_deadline, setup, teardown),
       cmocka_unit_test_setup_teardown(test_misuse, setup, teardown),
       cmocka_unit_test_setup_teardown(test_server_deadline_raw, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_deadline_not_extended_by_traffic, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
