@@ -268,7 +268,7 @@ static int encode_call(crpc_call *call, crpc__conn *conn, const ProtobufCMessage
                        size_t msg_len, uint32_t timeout, const crpc_call_opts *opts,
                        size_t md_len) {
   const char *name = call->method->full_name;
-  size_t name_len = strlen(name);
+  size_t name_len = call->name_len;
   size_t fixed = crpc__call_fixed_size(name_len, md_len);
   size_t total = CRPC__HDR_LEN + fixed + msg_len;
   uint8_t *p = crpc__conn_reserve(conn, total);
@@ -292,11 +292,13 @@ static int encode_call(crpc_call *call, crpc__conn *conn, const ProtobufCMessage
 
 /* Checks shared by unary calls and streams; *md_len and *md_counted describe the metadata. */
 static int check_start(crpc_channel *ch, const crpc_method_desc *method,
-                       const crpc_call_opts *opts, size_t *md_len, size_t *md_counted) {
+                       const crpc_call_opts *opts, size_t *md_len, size_t *md_counted,
+                       uint16_t *name_len_out) {
   if (!method || !method->full_name || !method->input || !method->output) return CRPC_EINVAL;
   if (opts && opts->timeout_ms < 0) return CRPC_EINVAL;
   size_t name_len = strlen(method->full_name);
   if (name_len == 0 || name_len > CRPC__MAX_METHOD_LEN) return CRPC_EINVAL;
+  *name_len_out = (uint16_t)name_len;
   *md_len = *md_counted = 0;
   if (opts && crpc__md_measure(opts->metadata, opts->metadata_count, md_len, md_counted) != 0)
     return CRPC_EINVAL;
@@ -381,7 +383,8 @@ int crpc__call_start(crpc_channel *ch, const crpc_method_desc *method,
   size_t md_len, md_counted;
   if (call_out) *call_out = NULL;
   if (!request) return CRPC_EINVAL;
-  int rc = check_start(ch, method, opts, &md_len, &md_counted);
+  uint16_t name_len;
+  int rc = check_start(ch, method, opts, &md_len, &md_counted, &name_len);
   if (rc != 0) return rc;
   if (request->descriptor != method->input) return CRPC_ETYPE;
   if (method->flags & (CRPC_METHOD_CLIENT_STREAMING | CRPC_METHOD_SERVER_STREAMING))
@@ -389,6 +392,7 @@ int crpc__call_start(crpc_channel *ch, const crpc_method_desc *method,
   crpc_call *call = call_alloc(ch);
   if (!call) return CRPC_ENOMEM;
   call->method = method;
+  call->name_len = name_len;
   call->cb = cb;
   call->user_fn = user_fn;
   call->user_data = user_data;
@@ -404,7 +408,8 @@ int crpc__call_start_stream(crpc_channel *ch, const crpc_method_desc *method,
                             crpc_call **call_out) {
   size_t md_len, md_counted;
   *call_out = NULL;
-  int rc = check_start(ch, method, opts, &md_len, &md_counted);
+  uint16_t name_len = 0;
+  int rc = check_start(ch, method, opts, &md_len, &md_counted, &name_len);
   if (rc == 0 && !(method->flags & (CRPC_METHOD_CLIENT_STREAMING | CRPC_METHOD_SERVER_STREAMING)))
     rc = CRPC_EINVAL;
   crpc_call *call = rc == 0 ? call_alloc(ch) : NULL;
@@ -413,6 +418,7 @@ int crpc__call_start_stream(crpc_channel *ch, const crpc_method_desc *method,
     return rc ? rc : CRPC_ENOMEM;
   }
   call->method = method;
+  call->name_len = name_len;
   call->user_data = user_data;
   call->stream = st;
   *call_out = call;

@@ -45,6 +45,7 @@ struct crpc_call {
   crpc__waiter *waiter;  /* blocking call: where the outcome goes */
   crpc__dl_node dl;      /* deadline */
   int64_t timeout_ms;    /* as requested, for the message */
+  uint16_t name_len;     /* strlen(method->full_name), measured once at the start */
   int done;              /* completed (its callback may be running) */
   crpc__cstream *stream; /* streaming calls only */
   crpc__list link;       /* channel: live calls, or deferred failures, or the free pool */
