@@ -548,3 +548,18 @@ void sem_fake_close(sem_fake *f) {
   close(f->fd);
   f->fd = -1;
 }
+
+int sem_setup(void **state) {
+  sem_env *e = calloc(1, sizeof *e);
+  if (!e) return -1;
+  sem_env_init(e);
+  *state = e;
+  return 0;
+}
+
+int sem_teardown(void **state) {
+  sem_env *e = *state;
+  sem_env_finish(e);
+  free(e);
+  return 0;
+}

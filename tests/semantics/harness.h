@@ -36,6 +36,10 @@ typedef int (*sem_pred)(void *arg);
 
 /* Runs the loop until pred(arg) holds (checked at least every 2 ms) or timeout_ms passed.
  * Returns 1 when it held. */
+/* cmocka group fixtures: a fresh sem_env per test (in *state), finished and freed after it. */
+int sem_setup(void **state);
+int sem_teardown(void **state);
+
 int sem_run_until(sem_env *e, sem_pred pred, void *arg, uint64_t timeout_ms);
 /* Runs the loop for ms (for what must NOT happen to show up). */
 void sem_run_for(sem_env *e, uint64_t ms);

@@ -8,17 +8,8 @@
 #include "harness.h"
 
 static int setup(void **state) {
-  sem_env *e = calloc(1, sizeof *e);
-  sem_env_init(e);
-  sem_server_start(e, NULL, 0);
-  *state = e;
-  return 0;
-}
-
-static int teardown(void **state) {
-  sem_env *e = *state;
-  sem_env_finish(e);
-  free(e);
+  if (sem_setup(state) != 0) return -1;
+  sem_server_start(*state, NULL, 0);
   return 0;
 }
 
@@ -271,13 +262,13 @@ static void test_close_channel_cancels(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_cancel_held, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_on_cancel_after_cancel, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_on_cancel_replaced, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_cancel_at_once, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_cancel_inside_callback, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_cancel_only_that_call, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_close_channel_cancels, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cancel_held, setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_on_cancel_after_cancel, setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_on_cancel_replaced, setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_cancel_at_once, setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_cancel_inside_callback, setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_cancel_only_that_call, setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_close_channel_cancels, setup, sem_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,19 +10,6 @@
 #define TIMEOUT 150
 #define SLACK 40 /* timers may fire a little early relative to our clock reads */
 
-static int setup(void **state) {
-  sem_env *e = calloc(1, sizeof *e);
-  sem_env_init(e);
-  *state = e;
-  return 0;
-}
-
-static int teardown(void **state) {
-  sem_env *e = *state;
-  sem_env_finish(e);
-  free(e);
-  return 0;
-}
 
 /* After the deadline: on_cancel ran once, later than the deadline, with no time left; a late
  * reply returns 0; the client's callback ran once; the server still serves. */
@@ -309,14 +296,14 @@ static void test_deadline_not_extended_by_traffic(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_async_deadline, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_blocking_deadline, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_blocking_default_timeout, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_channel_default_timeout, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_no_deadline, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_misuse, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_server_deadline_raw, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_deadline_not_extended_by_traffic, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_async_deadline, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_blocking_deadline, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_blocking_default_timeout, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_channel_default_timeout, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_no_deadline, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_misuse, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_server_deadline_raw, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_deadline_not_extended_by_traffic, sem_setup, sem_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

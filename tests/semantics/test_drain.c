@@ -8,19 +8,6 @@
 
 #include "harness.h"
 
-static int setup(void **state) {
-  sem_env *e = calloc(1, sizeof *e);
-  sem_env_init(e);
-  *state = e;
-  return 0;
-}
-
-static int teardown(void **state) {
-  sem_env *e = *state;
-  sem_env_finish(e);
-  free(e);
-  return 0;
-}
 
 typedef struct drain_watch {
   sem_env *e;
@@ -262,12 +249,12 @@ static void test_goaway_fails_unprocessed_calls(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_drain_held_call_completes, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_drain_grace_expires, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_drain_idle_is_prompt, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_shutdown_misuse, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_goaway_next_call_new_connection, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_goaway_fails_unprocessed_calls, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_drain_held_call_completes, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_drain_grace_expires, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_drain_idle_is_prompt, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_shutdown_misuse, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_goaway_next_call_new_connection, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_goaway_fails_unprocessed_calls, sem_setup, sem_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

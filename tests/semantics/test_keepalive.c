@@ -7,19 +7,6 @@
 
 #include "harness.h"
 
-static int setup(void **state) {
-  sem_env *e = calloc(1, sizeof *e);
-  sem_env_init(e);
-  *state = e;
-  return 0;
-}
-
-static int teardown(void **state) {
-  sem_env *e = *state;
-  sem_env_finish(e);
-  free(e);
-  return 0;
-}
 
 typedef struct pump_rec {
   sem_fake *f;
@@ -203,12 +190,12 @@ static void test_ping_rate_unlimited(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_keepalive_silent_peer, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_keepalive_healthy_peer, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_ping_answered, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_ping_flood, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_ping_flood_mixed_with_calls, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_ping_rate_unlimited, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_keepalive_silent_peer, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_keepalive_healthy_peer, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_ping_answered, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_ping_flood, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_ping_flood_mixed_with_calls, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_ping_rate_unlimited, sem_setup, sem_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,19 +7,6 @@
 
 #include "harness.h"
 
-static int setup(void **state) {
-  sem_env *e = calloc(1, sizeof *e);
-  sem_env_init(e);
-  *state = e;
-  return 0;
-}
-
-static int teardown(void **state) {
-  sem_env *e = *state;
-  sem_env_finish(e);
-  free(e);
-  return 0;
-}
 
 static void expect_ok_call(sem_env *e, crpc_channel *ch) {
   Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
@@ -503,17 +490,17 @@ static void test_max_write_buffer(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_server_calls_per_conn, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_client_calls_per_conn, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_max_connections, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_handshake_timeout, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_stall_timeout, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_nesting_default, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_nesting_option, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_nesting_client, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_nesting_million_raw, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_max_write_buffer, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_server_calls_per_conn, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_client_calls_per_conn, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_max_connections, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_handshake_timeout, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_stall_timeout, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_idle_timeout, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_nesting_default, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_nesting_option, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_nesting_client, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_nesting_million_raw, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_max_write_buffer, sem_setup, sem_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

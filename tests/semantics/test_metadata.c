@@ -67,17 +67,7 @@ static void echo_md_hook(sem_env *e, crpc_server_call *call, const Sem__EchoRequ
 
 static int setup(void **state) {
   memset(&seen, 0, sizeof seen);
-  sem_env *e = calloc(1, sizeof *e);
-  sem_env_init(e);
-  *state = e;
-  return 0;
-}
-
-static int teardown(void **state) {
-  sem_env *e = *state;
-  sem_env_finish(e);
-  free(e);
-  return 0;
+  return sem_setup(state);
 }
 
 /* ---- Async: metadata in, trailers and details out ------------------------------------------- */
@@ -433,17 +423,17 @@ static void test_fail_details_misuse(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_async_fail_details, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_async_ok_trailers, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_blocking_fail_details, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_blocking_ok_trailers, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_invalid_entries, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_invalid_blocking, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_over_server_limit, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_over_client_limit, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_trailers_over_client_limit, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_add_trailer_limit, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_fail_details_misuse, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_async_fail_details, setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_async_ok_trailers, setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_blocking_fail_details, setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_blocking_ok_trailers, setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_invalid_entries, setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_invalid_blocking, setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_over_server_limit, setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_over_client_limit, setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_trailers_over_client_limit, setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_add_trailer_limit, setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_fail_details_misuse, setup, sem_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -72,27 +72,35 @@ static void slow_tick(uv_timer_t *t)
   }
 }
 
-static void slow_consumer(void **state)
+/* Starts a server-streaming flood of FLOOD_COUNT × FLOOD_SIZE that the client does not read
+ * until x->timer is started with slow_tick. */
+static void start_flood(st_env *e, slow *x)
 {
-  st_env *e = *state;
-  slow x;
   st_outreq req;
-  int before;
 
-  memset(&x, 0, sizeof(x));
-  st_rec_init(&x.r, e);
-  x.order_ok = 1;
-  assert_int_equal(uv_timer_init(&e->loop, &x.timer), 0);
-  x.timer.data = &x;
+  memset(x, 0, sizeof(*x));
+  st_rec_init(&x->r, e);
+  x->order_ok = 1;
+  assert_int_equal(uv_timer_init(&e->loop, &x->timer), 0);
+  x->timer.data = x;
   assert_int_equal(streamtest__stream_test__streaming_output__stream(e->ch, NULL, &slow_handlers,
-                                                                     &x, &x.r.s),
+                                                                     x, &x->r.s),
                    0);
   st_outreq_init(&req, NULL, 0, 0);
   req.req.flood_count = FLOOD_COUNT;
   req.req.flood_size = FLOOD_SIZE;
-  assert_int_equal(streamtest__stream_test__streaming_output__write(x.r.s, &req.req), 0);
+  assert_int_equal(streamtest__stream_test__streaming_output__write(x->r.s, &req.req), 0);
   st_outreq_free(&req);
-  assert_int_equal(crpc_stream_close_send(x.r.s), 0);
+  assert_int_equal(crpc_stream_close_send(x->r.s), 0);
+}
+
+static void slow_consumer(void **state)
+{
+  st_env *e = *state;
+  slow x;
+  int before;
+
+  start_flood(e, &x);
   /* The server writes until the window refuses it... */
   st_wait_count(e, &e->counters.eagain, 1, WAIT_MS, "server refused with CRPC_EAGAIN");
   before = e->counters.flood_written;
@@ -247,24 +255,10 @@ static void slow_stream_does_not_stall_others(void **state)
 {
   st_env *e = *state;
   slow x;
-  st_outreq req;
   static pinger p[10];
   int finished = 0;
 
-  memset(&x, 0, sizeof(x));
-  st_rec_init(&x.r, e);
-  x.order_ok = 1;
-  assert_int_equal(uv_timer_init(&e->loop, &x.timer), 0);
-  x.timer.data = &x;
-  assert_int_equal(streamtest__stream_test__streaming_output__stream(e->ch, NULL, &slow_handlers,
-                                                                     &x, &x.r.s),
-                   0);
-  st_outreq_init(&req, NULL, 0, 0);
-  req.req.flood_count = FLOOD_COUNT;
-  req.req.flood_size = FLOOD_SIZE;
-  assert_int_equal(streamtest__stream_test__streaming_output__write(x.r.s, &req.req), 0);
-  st_outreq_free(&req);
-  assert_int_equal(crpc_stream_close_send(x.r.s), 0);
+  start_flood(e, &x);
   st_wait_count(e, &e->counters.eagain, 1, WAIT_MS, "flood stalled on its window");
 
   for (int i = 0; i < 10; i++) {
