@@ -27,6 +27,26 @@ static void start_call(crpc_channel *ch, uint32_t seq, int hold, uint32_t delay,
   assert_int_equal(itest__echo__echo__start(ch, &req, NULL, itest_rec_done, rec, NULL), 0);
 }
 
+/* A loop server on `loop` with one option set before listening (opt < 0: none), registered with
+ * the echo handlers; writes the target a channel connects to (with the bound port) into ep. */
+static crpc_server *start_server(const itest_transport *t, uv_loop_t *loop, int opt, int64_t value,
+                                 itest_stats *st, char *ep, size_t eplen) {
+  crpc_server *srv;
+  assert_int_equal(crpc_server_new(&srv, loop), 0);
+  if (opt >= 0) assert_int_equal(crpc_server_set_option(srv, (crpc_option)opt, value), 0);
+  assert_int_equal(itest__echo__crpc_register(srv, &itest_echo_handlers, st), 0);
+  itest_unused_endpoint(t, ep, eplen);
+  if (t->listen) snprintf(ep, eplen, "%s", t->listen);
+  int port = 0;
+  assert_int_equal(crpc_server_listen(srv, ep, &port), 0);
+  if (t->listen) {
+    char with_port[256];
+    snprintf(with_port, sizeof with_port, "%.*s:%d", (int)(strrchr(ep, ':') - ep), ep, port);
+    snprintf(ep, eplen, "%s", with_port);
+  }
+  return srv;
+}
+
 /* Client MAX_CALLS_PER_CONN: the extra call fails RESOURCE_EXHAUSTED; the others go on. */
 static void client_call_limit(void **state) {
   itest_server *srv = itest_server_start(ITEST_TRANSPORT(state), NULL);
@@ -66,20 +86,8 @@ static void server_call_limit(void **state) {
   uv_loop_init(&sloop);
   static itest_stats st;
   memset(&st, 0, sizeof st);
-  crpc_server *srv;
-  assert_int_equal(crpc_server_new(&srv, &sloop), 0);
-  assert_int_equal(crpc_server_set_option(srv, CRPC_OPT_MAX_CALLS_PER_CONN, 4), 0);
-  assert_int_equal(itest__echo__crpc_register(srv, &itest_echo_handlers, &st), 0);
   char ep[256];
-  itest_unused_endpoint(t, ep, sizeof ep);
-  if (t->listen) snprintf(ep, sizeof ep, "%s", t->listen);
-  int port = 0;
-  assert_int_equal(crpc_server_listen(srv, ep, &port), 0);
-  if (t->listen) {
-    char with_port[256];
-    snprintf(with_port, sizeof with_port, "%.*s:%d", (int)(strrchr(ep, ':') - ep), ep, port);
-    snprintf(ep, sizeof ep, "%s", with_port);
-  }
+  crpc_server *srv = start_server(t, &sloop, CRPC_OPT_MAX_CALLS_PER_CONN, 4, &st, ep, sizeof ep);
   /* server and client share this thread's loop */
   crpc_channel *ch;
   assert_int_equal(crpc_channel_new(&ch, &sloop, ep), 0);
@@ -120,20 +128,8 @@ static void server_connection_limit(void **state) {
   uv_loop_init(&loop);
   static itest_stats st;
   memset(&st, 0, sizeof st);
-  crpc_server *srv;
-  assert_int_equal(crpc_server_new(&srv, &loop), 0);
-  assert_int_equal(crpc_server_set_option(srv, CRPC_OPT_MAX_CONNECTIONS, 1), 0);
-  assert_int_equal(itest__echo__crpc_register(srv, &itest_echo_handlers, &st), 0);
   char ep[256];
-  itest_unused_endpoint(t, ep, sizeof ep);
-  if (t->listen) snprintf(ep, sizeof ep, "%s", t->listen);
-  int port = 0;
-  assert_int_equal(crpc_server_listen(srv, ep, &port), 0);
-  if (t->listen) {
-    char with_port[256];
-    snprintf(with_port, sizeof with_port, "%.*s:%d", (int)(strrchr(ep, ':') - ep), ep, port);
-    snprintf(ep, sizeof ep, "%s", with_port);
-  }
+  crpc_server *srv = start_server(t, &loop, CRPC_OPT_MAX_CONNECTIONS, 1, &st, ep, sizeof ep);
   crpc_channel *a, *b;
   assert_int_equal(crpc_channel_new(&a, &loop, ep), 0);
   assert_int_equal(crpc_channel_new(&b, &loop, ep), 0);
@@ -172,19 +168,8 @@ static void graceful_shutdown(void **state) {
   uv_loop_init(&loop);
   static itest_stats st;
   memset(&st, 0, sizeof st);
-  crpc_server *srv;
-  assert_int_equal(crpc_server_new(&srv, &loop), 0);
-  assert_int_equal(itest__echo__crpc_register(srv, &itest_echo_handlers, &st), 0);
   char ep[256];
-  itest_unused_endpoint(t, ep, sizeof ep);
-  if (t->listen) snprintf(ep, sizeof ep, "%s", t->listen);
-  int port = 0;
-  assert_int_equal(crpc_server_listen(srv, ep, &port), 0);
-  if (t->listen) {
-    char with_port[256];
-    snprintf(with_port, sizeof with_port, "%.*s:%d", (int)(strrchr(ep, ':') - ep), ep, port);
-    snprintf(ep, sizeof ep, "%s", with_port);
-  }
+  crpc_server *srv = start_server(t, &loop, -1, 0, &st, ep, sizeof ep);
   crpc_channel *ch;
   assert_int_equal(crpc_channel_new(&ch, &loop, ep), 0);
   itest_rec recs[10];

@@ -201,18 +201,25 @@ static int got_status_for_1(void *p) {
   return r->eof;
 }
 
-static void test_server_deadline_raw(void **state) {
-  sem_env *e = *state;
-  sem_server_start(e, NULL, 0);
-  sem_raw raw;
-  sem_raw_connect(&raw, e->port, 0);
-  sem_raw_send_preface(&raw);
+/* A raw caller: preface, then CALL id 1 with a TIMEOUT deadline to a handler that holds it and
+ * never sends CANCEL. Returns when the call was sent. */
+static uint64_t raw_held_call(sem_env *e, sem_raw *raw) {
+  sem_raw_connect(raw, e->port, 0);
+  sem_raw_send_preface(raw);
   uint8_t msg[16];
   Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
   req.hold = 1;
   size_t n = sem__echo_request__pack(&req, msg);
   uint64_t start = sem_now_ms();
-  sem_raw_send_call(&raw, 1, "sem.Echo/Echo", TIMEOUT, msg, n);
+  sem_raw_send_call(raw, 1, "sem.Echo/Echo", TIMEOUT, msg, n);
+  return start;
+}
+
+static void test_server_deadline_raw(void **state) {
+  sem_env *e = *state;
+  sem_server_start(e, NULL, 0);
+  sem_raw raw;
+  uint64_t start = raw_held_call(e, &raw);
   sem_wait_count(e, &e->nheld, 1, 5000, "held call");
   sem_wait_count(e, &e->held[0].cancels, 1, 5000, "server on_cancel at its own deadline");
   assert_true(e->held[0].cancel_ms + SLACK >= start + TIMEOUT);
@@ -266,14 +273,7 @@ static void test_deadline_not_extended_by_traffic(void **state) {
   const sem_opt so[] = {{CRPC_OPT_MIN_PING_INTERVAL_MS, 0}}; /* the pings are not the point */
   sem_server_start(e, so, 1);
   sem_raw raw;
-  sem_raw_connect(&raw, e->port, 0);
-  sem_raw_send_preface(&raw);
-  uint8_t msg[16];
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
-  req.hold = 1;
-  size_t n = sem__echo_request__pack(&req, msg);
-  uint64_t start = sem_now_ms();
-  sem_raw_send_call(&raw, 1, "sem.Echo/Echo", TIMEOUT, msg, n);
+  uint64_t start = raw_held_call(e, &raw);
   chatter c = {&raw, 3};
   uv_timer_t t;
   assert_int_equal(uv_timer_init(&e->loop, &t), 0);
