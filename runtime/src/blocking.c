@@ -17,11 +17,6 @@
 #include "crpc/error.h"
 
 
-int crpc__blocking_init(crpc_channel *ch) {
-  (void)ch;
-  return 0;
-}
-
 /* Loop thread. Completes w and wakes its thread. */
 void crpc__waiter_signal(crpc_channel *ch, crpc__waiter *w) {
   if (w == ch->lead_waiter) {

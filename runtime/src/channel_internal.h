@@ -123,7 +123,6 @@ void crpc__channel_call_removed(crpc_channel *ch, crpc__conn *conn);
 void crpc__channel_maybe_free(crpc_channel *ch);
 
 /* blocking.c */
-int crpc__blocking_init(crpc_channel *ch);
 void crpc__blocking_drain(crpc_channel *ch);        /* start submitted calls (loop thread) */
 void crpc__blocking_cancel_all(crpc_channel *ch);   /* channel closing: fail unstarted ones */
 /* Cancellation tokens (cancel.c) and their effect (blocking.c). attach returns 1 when the token

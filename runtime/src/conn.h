@@ -84,7 +84,6 @@ struct crpc__conn {
   size_t nheld;
   crpc__list dirty_link;
   crpc__list owner_link; /* for the owner's list of connections */
-  void *owner_data;
   /* Server side: the method of the previous call (a connection mostly calls the same few), valid
    * while the registry's generation is unchanged. */
   const void *last_method;

@@ -240,10 +240,8 @@ int crpc_server_call_read(crpc_server_call *call) {
   crpc__sstream *st = call->stream;
   if (call->cancelled || st->auto_read || st->read_pending || st->eof_delivered) return CRPC_ESTATE;
   st->read_pending = 1;
+  /* Inside a callback the delivery waits until it returns (pump runs there), keeping order. */
   if (st->cb_depth == 0) pump(call);
-  else if (st->flow.head || st->remote_closed) {
-    /* Inside a callback: deliver right after it returns, in order (pump runs there). */
-  }
   return 0;
 }
 
