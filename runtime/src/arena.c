@@ -11,6 +11,11 @@ struct crpc__arena_chunk {
   _Alignas(max_align_t) unsigned char data[];
 };
 
+typedef struct crpc__arena_owned {
+  struct crpc__arena_owned *next;
+  void *block;
+} crpc__arena_owned;
+
 static void *pb_alloc(void *ud, size_t n) { return crpc__arena_alloc(ud, n); }
 static void pb_free(void *ud, void *p) {
   (void)ud; /* released with the arena */
@@ -25,6 +30,7 @@ void crpc__arena_init(crpc__arena *a) {
   a->left = sizeof a->inline_block;
   a->chunks = NULL;
   a->spare = NULL;
+  a->owned = NULL;
 }
 
 static size_t round_up(size_t n) {
@@ -66,7 +72,19 @@ static void keep_or_free(crpc__arena *a, crpc__arena_chunk *c) {
   }
 }
 
+int crpc__arena_adopt(crpc__arena *a, void *block) {
+  crpc__arena_owned *o = crpc__arena_alloc(a, sizeof *o);
+  if (!o) return -1;
+  o->block = block;
+  o->next = a->owned;
+  a->owned = o;
+  return 0;
+}
+
 void crpc__arena_reset(crpc__arena *a) {
+  /* The list lives in the arena's own blocks: walk it before they go. */
+  for (crpc__arena_owned *o = a->owned; o; o = o->next) free(o->block);
+  a->owned = NULL;
   crpc__arena_chunk *c = a->chunks;
   while (c) {
     crpc__arena_chunk *next = c->next;

@@ -20,12 +20,16 @@ typedef struct crpc__arena {
   size_t left;           /* bytes left there */
   crpc__arena_chunk *chunks; /* malloc'd blocks in use, newest first */
   crpc__arena_chunk *spare;  /* one block kept from an earlier use, reused before malloc */
+  struct crpc__arena_owned *owned; /* blocks adopted with crpc__arena_adopt() */
   _Alignas(max_align_t) unsigned char inline_block[CRPC__ARENA_INLINE];
 } crpc__arena;
 
 void crpc__arena_init(crpc__arena *a);
 /* Returns memory aligned for any type, or NULL when out of memory. */
 void *crpc__arena_alloc(crpc__arena *a, size_t n);
+/* The arena takes block (malloc'd) and frees it with everything else, so that a decoded message
+ * may point into it. 0, or -1 when out of memory (block is then still the caller's). */
+int crpc__arena_adopt(crpc__arena *a, void *block);
 /* Forgets every allocation; keeps one block of at most CRPC__ARENA_KEEP bytes as the spare. */
 void crpc__arena_reset(crpc__arena *a);
 /* Releases everything. */

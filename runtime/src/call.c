@@ -8,6 +8,7 @@
 #include "crpc/error.h"
 #include "metadata.h"
 #include "pbdepth.h"
+#include "unpack_lend.h"
 
 #define CRPC__CALL_POOL_MAX 64
 
@@ -136,8 +137,12 @@ static const char *decode_result(crpc_call *call, const crpc__result *r, int for
     st->code = CRPC_STATUS_INTERNAL;
     return "response nests deeper than MAX_NESTING_DEPTH or is malformed";
   }
-  *resp = protobuf_c_message_unpack(call->method->output, for_user ? NULL : &call->arena.pb,
-                                    r->msg_len, r->msg);
+  if (for_user || !r->frame || !r->dec)
+    *resp = protobuf_c_message_unpack(call->method->output, for_user ? NULL : &call->arena.pb,
+                                      r->msg_len, r->msg);
+  else /* the response lives in the arena: a large bytes field may stay where it was read */
+    *resp = crpc__unpack_lend(call->method->output, &call->arena, r->msg_len, r->msg,
+                              r->dec, r->frame);
   if (!*resp) {
     st->code = CRPC_STATUS_INTERNAL;
     return "response does not decode as the method's output type";
@@ -206,12 +211,13 @@ static void finish_with(crpc_call *call, crpc_code code, const char *why) {
   crpc__free(text);
 }
 
-void crpc__call_on_status(void *p, const crpc__status_hdr *st) {
+void crpc__call_on_status(void *p, const crpc__status_hdr *st, const crpc__frame *f,
+                          crpc__decoder *dec) {
   crpc_call *call = p;
   if (call->stream) {
     if (crpc__stream_on_status(call, st)) return;
     crpc__result r = {(crpc_code)st->code, st->text, st->text_len, st->details, st->details_len,
-                      st->metadata, st->metadata_len, NULL, 0};
+                      st->metadata, st->metadata_len, NULL, 0, NULL, NULL};
     crpc__call_finish(call, &r);
     return;
   }
@@ -220,7 +226,7 @@ void crpc__call_on_status(void *p, const crpc__status_hdr *st) {
     return;
   }
   crpc__result r = {(crpc_code)st->code, st->text, st->text_len, st->details, st->details_len,
-                    st->metadata, st->metadata_len, st->message, st->message_len};
+                    st->metadata, st->metadata_len, st->message, st->message_len, f, dec};
   crpc__call_finish(call, &r);
 }
 
@@ -283,10 +289,9 @@ static int encode_call(crpc_call *call, crpc__conn *conn, const ProtobufCMessage
   if (md_len) {
     uint8_t *len_at = p - 4;
     crpc__be32_put(len_at, (uint32_t)md_len);
-    p = crpc__md_write(p, opts->metadata, opts->metadata_count);
+    crpc__md_write(p, opts->metadata, opts->metadata_count);
   }
-  if (req) protobuf_c_message_pack(req, p);
-  crpc__conn_commit(conn, total);
+  crpc__conn_commit_message(conn, CRPC__HDR_LEN + fixed, req, msg_len);
   return 0;
 }
 

@@ -65,6 +65,8 @@ typedef struct crpc__result {
   uint32_t trailers_len;
   const uint8_t *msg;      /* encoded response when code is OK */
   size_t msg_len;
+  const crpc__frame *frame; /* the STATUS frame msg lies in (NULL when not from one) */
+  crpc__decoder *dec;       /* the decoder delivering frame */
 } crpc__result;
 
 /* Starts a call (loop thread). Exactly one of cb / waiter is set. Returns 0 (the call will
@@ -96,7 +98,9 @@ void crpc__stream_on_window(crpc_call *call, uint32_t inc);
 void crpc__stream_free(crpc__cstream *st);
 
 /* From the connection: the call's STATUS arrived (the call is already untracked). */
-void crpc__call_on_status(void *call, const crpc__status_hdr *st);
+/* A STATUS frame f (decoded as st) arrived from dec for this call. */
+void crpc__call_on_status(void *call, const crpc__status_hdr *st, const crpc__frame *f,
+                          crpc__decoder *dec);
 /* From the connection or the channel: the call ends with code/why (untracked already, or not
  * sent yet). */
 void crpc__call_fail(void *call, crpc_code code, const char *why);

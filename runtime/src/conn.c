@@ -2,6 +2,7 @@
 #include "conn.h"
 
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include "alloc.h"
 #include "call.h"
@@ -174,7 +175,11 @@ static void on_write(uv_write_t *req, int status) {
 }
 
 static void conn_flush(crpc__conn *c) {
-  if (c->state != CRPC__CONN_OPEN || c->writing || c->out.len == 0) return;
+  if (c->state != CRPC__CONN_OPEN || c->writing) return;
+  if (c->out.len == 0) { /* a direct send (send_direct.c) wrote everything already */
+    after_output(c);
+    return;
+  }
   uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
   int n = uv_try_write(c->stream, &b, 1);
   if (n > 0) c->last_write = uv_now(c->ctx->loop);
@@ -296,13 +301,22 @@ void crpc__conn_send_window(crpc__conn *c, uint32_t id, uint32_t inc) {
   crpc__conn_commit(c, CRPC__HDR_LEN + 4);
 }
 
+void crpc__conn_commit_message(crpc__conn *c, size_t head, const ProtobufCMessage *msg,
+                               size_t len) {
+  if (!msg) {
+    crpc__conn_commit(c, head);
+  } else if (len < CRPC__DIRECT_MIN || !crpc__conn_send_direct(c, head, msg, len)) {
+    protobuf_c_message_pack(msg, c->out.data + c->out.len + head);
+    crpc__conn_commit(c, head + len);
+  }
+}
+
 int crpc__conn_send_message(crpc__conn *c, uint32_t id, const ProtobufCMessage *msg, size_t len) {
   uint8_t *p = crpc__conn_reserve(c, CRPC__HDR_LEN + len);
   if (!p) return CRPC_ENOMEM;
   c->ping_strikes = 0; /* real traffic: a ping now and then is fair */
   crpc__hdr_encode(p, CRPC__F_MESSAGE, 0, id, (uint32_t)len);
-  protobuf_c_message_pack(msg, p + CRPC__HDR_LEN);
-  crpc__conn_commit(c, CRPC__HDR_LEN + len);
+  crpc__conn_commit_message(c, CRPC__HDR_LEN, msg, len);
   return 0;
 }
 
@@ -373,7 +387,7 @@ static int handle_status(crpc__conn *c, const crpc__frame *f) {
                     "response larger than the client's maximum message size");
     return 0;
   }
-  crpc__call_on_status(call, &st);
+  crpc__call_on_status(call, &st, f, &c->dec);
   return 0;
 }
 
@@ -474,13 +488,29 @@ static int on_frame(void *ud, const crpc__frame *f) {
 static void feed(crpc__conn *c, const uint8_t *data, size_t n, uint64_t now);
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 
+/* Bytes the kernel holds for us to read, or 0 when it cannot say. */
+static size_t bytes_waiting(const crpc__conn *c) {
+#ifdef FIONREAD
+  uv_os_fd_t fd;
+  int n = 0;
+  if (uv_fileno((const uv_handle_t *)c->stream, &fd) == 0 && ioctl(fd, FIONREAD, &n) == 0 && n > 0)
+    return (size_t)n;
+#else
+  (void)c;
+#endif
+  return 0;
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   crpc__conn *c = h->data;
   crpc__io_ctx *ctx = c->ctx;
   (void)suggested;
-  /* A large frame under way is read straight into the decoder's buffer (one copy less). */
-  size_t n;
-  uint8_t *direct = crpc__decoder_space(&c->dec, CRPC__RBUF_SIZE, &n);
+  /* A large frame under way is read straight into the decoder's buffer (one copy less), in one
+   * read when the kernel already holds the rest of it. */
+  size_t n, ready = 0;
+  size_t missing = crpc__decoder_missing(&c->dec);
+  if (missing >= CRPC__RBUF_SIZE && c->dec.cap - c->dec.len < missing) ready = bytes_waiting(c);
+  uint8_t *direct = crpc__decoder_space_ready(&c->dec, CRPC__RBUF_SIZE, ready, &n);
   if (direct) {
     c->direct_read = 1;
     *buf = uv_buf_init((char *)direct, n > UINT32_MAX ? UINT32_MAX : (unsigned)n);

@@ -122,6 +122,18 @@ int crpc__conn_holds_buffers(const crpc__conn *c);
  * turn. reserve returns NULL when out of memory. */
 uint8_t *crpc__conn_reserve(crpc__conn *c, size_t n);
 void crpc__conn_commit(crpc__conn *c, size_t n);
+/* Finishes a frame reserved with crpc__conn_reserve(c, head + len) whose first head bytes are
+ * written: packs msg (len = its packed size; NULL: no message) after them and commits. Large
+ * messages go to the socket at once from msg's own memory (send_direct.c); either way msg is
+ * the caller's again on return. */
+void crpc__conn_commit_message(crpc__conn *c, size_t head, const ProtobufCMessage *msg,
+                               size_t len);
+/* Messages from this size on take the direct path: below it the extra writev bookkeeping costs
+ * more than the copy it saves. */
+#define CRPC__DIRECT_MIN 65536
+/* The direct path of crpc__conn_commit_message: 1 when it sent (or queued) the frame, 0 when the
+ * ordinary path must (connection busy writing or not open). len >= CRPC__DIRECT_MIN. */
+int crpc__conn_send_direct(crpc__conn *c, size_t head, const ProtobufCMessage *msg, size_t len);
 /* Queues a STATUS frame without message; 0 or CRPC_ENOMEM. */
 int crpc__conn_send_status(crpc__conn *c, uint32_t id, crpc_code code, const char *text);
 /* Queues WINDOW(id, inc) when inc > 0 and the connection is usable (best effort: without it

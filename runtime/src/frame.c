@@ -457,6 +457,11 @@ static size_t unit_size(const crpc__decoder *d) {
 static int run_buffer(crpc__decoder *d, crpc__frame_cb cb, void *ud) {
   size_t used = 0;
   int rc = run(d, d->buf, d->len, &used, cb, ud);
+  if (d->taken) { /* the one frame there was delivered and its buffer handed away */
+    d->taken = 0;
+    d->len = 0;
+    return rc;
+  }
   if (used > 0) {
     memmove(d->buf, d->buf + used, d->len - used);
     d->len -= used;
@@ -510,16 +515,41 @@ int crpc__decoder_feed(crpc__decoder *d, const uint8_t *data, size_t len, crpc__
   return arc != 0 ? arc : rc;
 }
 
-uint8_t *crpc__decoder_space(crpc__decoder *d, size_t min, size_t *n) {
-  *n = 0;
+size_t crpc__decoder_missing(const crpc__decoder *d) {
   if (d->paused || d->skip || d->want_preface || d->len < CRPC__HDR_LEN)
+    return 0;
+  size_t need = unit_size(d);
+  return need > d->len ? need - d->len : 0;
+}
+
+uint8_t *crpc__decoder_take(crpc__decoder *d, const crpc__frame *f) {
+  if (!d->buf || d->taken || d->len < CRPC__HDR_LEN || f->payload != d->buf + CRPC__HDR_LEN ||
+      d->len - CRPC__HDR_LEN != f->length)
     return NULL;
-  size_t need = unit_size(d); /* its header was checked against the limit already */
-  if (need <= d->len || need - d->len < min)
+  uint8_t *b = d->buf;
+  d->buf = NULL;
+  d->cap = 0;
+  d->taken = 1;
+  return b;
+}
+
+uint8_t *crpc__decoder_space(crpc__decoder *d, size_t min, size_t *n) {
+  return crpc__decoder_space_ready(d, min, 0, n);
+}
+
+uint8_t *crpc__decoder_space_ready(crpc__decoder *d, size_t min, size_t ready, size_t *n) {
+  *n = 0;
+  size_t missing = crpc__decoder_missing(d); /* its header was checked against the limit already */
+  if (missing == 0 || missing < min)
     return NULL;
+  size_t need = d->len + missing;
   size_t want = d->len < SIZE_MAX / 2 ? d->len * 2 : SIZE_MAX;
   if (want < d->len + min)
     want = d->len + min;
+  if (ready > missing)
+    ready = missing;
+  if (want < d->len + ready)
+    want = d->len + ready;
   if (want > need)
     want = need;
   if (reserve(d, want, need) != 0)

@@ -198,6 +198,7 @@ typedef struct crpc__decoder {
   uint8_t *buf;           /* pending bytes: partial preface/frame, or unread bytes after a pause */
   size_t len, cap;
   uint64_t skip;          /* payload bytes of an oversized frame still to discard */
+  int taken;              /* the buffer was handed away inside a callback (crpc__decoder_take) */
 } crpc__decoder;
 
 void crpc__decoder_init(crpc__decoder *d, uint32_t max_payload, int want_preface);
@@ -215,6 +216,17 @@ int crpc__decoder_feed(crpc__decoder *d, const uint8_t *data, size_t len, crpc__
  * arrived (at most doubling), so a peer that declares a large frame and sends little still
  * costs little memory. */
 uint8_t *crpc__decoder_space(crpc__decoder *d, size_t min, size_t *n);
+/* As crpc__decoder_space(), when the owner knows `ready` bytes are waiting to be read (FIONREAD):
+ * the space offered may then grow at once to hold them (they have arrived, so the peer has paid
+ * for them), which saves the copies of doubling step by step. */
+uint8_t *crpc__decoder_space_ready(crpc__decoder *d, size_t min, size_t ready, size_t *n);
+/* Bytes still missing from a partly received frame (0 when none is under way). */
+size_t crpc__decoder_missing(const crpc__decoder *d);
+/* From inside the frame callback, for a frame that was assembled in the decoder's own buffer and
+ * is the only thing there: hands that buffer (malloc'd; the frame's header at its start, so
+ * f->payload points into it) to the caller, who frees it with free(). The decoder starts a new
+ * buffer for the next frame. Returns NULL, keeping the buffer, for any other frame. */
+uint8_t *crpc__decoder_take(crpc__decoder *d, const crpc__frame *f);
 /* k bytes were read into the space crpc__decoder_space() offered: delivers the frame once it is
  * complete. Returns as crpc__decoder_feed(). */
 int crpc__decoder_commit(crpc__decoder *d, size_t k, crpc__frame_cb cb, void *user_data);

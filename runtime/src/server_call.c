@@ -9,6 +9,7 @@
 #include "metadata.h"
 #include "pbdepth.h"
 #include "server_internal.h"
+#include "unpack_lend.h"
 
 #define CRPC__SCALL_POOL_MAX 64
 
@@ -183,8 +184,8 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
            h->method_len);
     return;
   }
-  sc->request = protobuf_c_message_unpack(e->method->input, &sc->arena.pb, h->message_len,
-                                          h->message);
+  sc->request = crpc__unpack_lend(e->method->input, &sc->arena, h->message_len, h->message,
+                                  &c->dec, f);
   if (!sc->request) {
     crpc__scall_release(sc);
     char text[CRPC__MAX_METHOD_LEN + 160];
@@ -303,8 +304,7 @@ static void scall_finish(crpc_server_call *sc, crpc_code code, const char *text,
       p = crpc__status_fixed_encode(p + CRPC__HDR_LEN, (uint32_t)code, text, (uint32_t)tl,
                                     sc->trailers.data, (uint32_t)sc->trailers.len, details,
                                     (uint32_t)details_len);
-      if (resp) protobuf_c_message_pack(resp, p);
-      crpc__conn_commit(c, CRPC__HDR_LEN + fixed + len);
+      crpc__conn_commit_message(c, CRPC__HDR_LEN + fixed, resp, len);
     } else {
       crpc__conn_send_status(c, sc->id, CRPC_STATUS_RESOURCE_EXHAUSTED, "server out of memory");
     }
