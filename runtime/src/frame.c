@@ -261,6 +261,19 @@ uint8_t *crpc__status_fixed_encode(uint8_t *p, uint32_t code, const char *text,
 int crpc__status_decode(const crpc__frame *f, crpc__status_hdr *out) {
   reader r;
   const uint8_t *text;
+  const uint8_t *p = f->payload;
+  if (p && f->length >= 16 && (p[4] | p[5] | p[6] | p[7] | p[8] | p[9] | p[10] | p[11] | p[12] |
+                               p[13] | p[14] | p[15]) == 0) {
+    /* The usual answer: no text, metadata or details (what the general path below yields). */
+    out->code = crpc__be32_get(p);
+    out->text = (const char *)p + 8;
+    out->metadata = p + 12;
+    out->details = p + 16;
+    out->text_len = out->metadata_len = out->details_len = 0;
+    r.p = p + 16;
+    r.left = f->length - 16;
+    return rd_message(&r, f->flags, &out->message, &out->message_len);
+  }
   if (reader_init(&r, f) != 0 || rd_u32(&r, &out->code) != 0 ||
       rd_block(&r, &text, &out->text_len) != 0 ||
       rd_block(&r, &out->metadata, &out->metadata_len) != 0 ||
