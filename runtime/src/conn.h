@@ -78,6 +78,7 @@ struct crpc__conn {
   crpc__outbuf wout;   /* frames handed to uv_write */
   uv_write_t wreq;
   int writing;
+  int early_blocked;   /* an early write this turn did not go through: wait for the flush */
   /* Server calls the wire has forgotten (CANCEL, deadline) but their handler still holds: they
    * keep counting against MAX_CALLS_PER_CONN, or CALL+CANCEL pairs would pile up without bound. */
   crpc__list held;
