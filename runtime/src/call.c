@@ -132,6 +132,15 @@ static const char *decode_result(crpc_call *call, const crpc__result *r, int for
     }
   }
   if (r->code != CRPC_STATUS_OK || call->stream) return NULL;
+  if (r->frame && r->frame->tail) { /* received split where a large value begins */
+    if (crpc__unpack_split(call->method->output, for_user ? NULL : &call->arena, r->msg,
+                           r->msg_len, r->dec, r->frame,
+                           (unsigned)ch->opt[CRPC_OPT_MAX_NESTING_DEPTH], resp) != 0) {
+      st->code = CRPC_STATUS_INTERNAL;
+      return "response does not decode as the method's output type (or nests too deep)";
+    }
+    return NULL;
+  }
   if (crpc__pb_depth_check(call->method->output, r->msg, r->msg_len,
                            (unsigned)ch->opt[CRPC_OPT_MAX_NESTING_DEPTH]) != 0) {
     st->code = CRPC_STATUS_INTERNAL;
@@ -209,6 +218,25 @@ static void finish_with(crpc_call *call, crpc_code code, const char *why) {
   r.text_len = r.text ? strlen(r.text) : 0;
   crpc__call_finish(call, &r);
   crpc__free(text);
+}
+
+size_t crpc__call_split_at(crpc__conn *c, const uint8_t *unit, size_t have) {
+  crpc__frame f;
+  if (have < CRPC__HDR_LEN || crpc__hdr_decode(unit, &f) != 0 || f.type != CRPC__F_STATUS ||
+      !(f.flags & CRPC__FL_MESSAGE) || f.call_id == 0 || !crpc__conn_is_ours(c, f.call_id))
+    return 0;
+  crpc_call *call = crpc__idmap_get(&c->calls, f.call_id);
+  if (!call || call->stream) return 0;
+  /* Decode what is in hand as if it were the whole frame: the fixed part must be there. */
+  size_t unit_len = CRPC__HDR_LEN + (size_t)f.length;
+  f.payload = unit + CRPC__HDR_LEN;
+  f.length = (uint32_t)(have - CRPC__HDR_LEN);
+  crpc__status_hdr st;
+  if (crpc__status_decode(&f, &st) != 0 || st.code != CRPC_STATUS_OK || !st.message) return 0;
+  size_t msg_at = (size_t)(st.message - unit);
+  size_t at = crpc__lend_split_point(call->method->output, st.message, st.message_len,
+                                     unit_len - msg_at);
+  return at ? msg_at + at : 0;
 }
 
 void crpc__call_on_status(void *p, const crpc__status_hdr *st, const crpc__frame *f,

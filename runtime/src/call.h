@@ -98,6 +98,9 @@ void crpc__stream_on_window(crpc_call *call, uint32_t inc);
 void crpc__stream_free(crpc__cstream *st);
 
 /* From the connection: the call's STATUS arrived (the call is already untracked). */
+/* The connection's split_at hook (conn.h): splits a large OK response of a unary call where its
+ * large bytes field's value begins (unpack_lend.c). */
+size_t crpc__call_split_at(crpc__conn *c, const uint8_t *unit, size_t have);
 /* A STATUS frame f (decoded as st) arrived from dec for this call. */
 void crpc__call_on_status(void *call, const crpc__status_hdr *st, const crpc__frame *f,
                           crpc__decoder *dec);

@@ -23,7 +23,7 @@ struct crpc__attempt {
 
 static void on_closed(crpc__conn *c);
 static void on_goaway(crpc__conn *c, uint32_t last_id, uint32_t code);
-static const crpc__conn_ops channel_conn_ops = {NULL, on_goaway, on_closed};
+static const crpc__conn_ops channel_conn_ops = {NULL, on_goaway, on_closed, crpc__call_split_at};
 
 /* ---- Create / options ------------------------------------------------------------------------ */
 

@@ -150,7 +150,7 @@ static void abort_with(crpc__conn *c, uint32_t goaway_code, const char *what) {
 static void conn_flush(crpc__conn *c);
 static void resume_reading(crpc__conn *c);
 
-static size_t queued(const crpc__conn *c) { return c->out.len + (c->writing ? c->wout.len : 0); }
+size_t crpc__conn_queued(const crpc__conn *c) { return c->out.len + (c->writing ? c->wout.len : 0); }
 
 /* After output left: close if asked to, or take reads up again once the peer caught up. */
 static void after_output(crpc__conn *c) {
@@ -159,7 +159,7 @@ static void after_output(crpc__conn *c) {
     crpc__conn_close(c, CRPC_STATUS_UNAVAILABLE, "connection closed after shutdown");
     return;
   }
-  if (c->read_paused && queued(c) <= c->ctx->max_write / 2) resume_reading(c);
+  if (c->read_paused && crpc__conn_queued(c) <= c->ctx->max_write / 2) resume_reading(c);
 }
 
 static void on_write(uv_write_t *req, int status) {
@@ -260,7 +260,7 @@ void crpc__conn_commit(crpc__conn *c, size_t n) {
   if (c->out.len >= CRPC__EARLY_FLUSH && !c->writing && !c->early_blocked) early_flush(c);
   schedule_flush(c);
   /* A peer that does not read must not grow our memory: stop taking its input until it does. */
-  if (!c->read_paused && c->ctx->max_write && queued(c) > c->ctx->max_write) {
+  if (!c->read_paused && c->ctx->max_write && crpc__conn_queued(c) > c->ctx->max_write) {
     c->read_paused = 1;
     uv_read_stop(c->stream);
   }
@@ -403,7 +403,8 @@ static int handle_status(crpc__conn *c, const crpc__frame *f) {
     abort_with(c, CRPC__GOAWAY_PROTOCOL_ERROR, "malformed STATUS frame");
     return -1;
   }
-  if (st.message && st.message_len > c->ctx->max_recv) {
+  size_t msg_len = st.message_len + (f->tail ? f->length - f->head_len : 0);
+  if (st.message && msg_len > c->ctx->max_recv) {
     crpc__call_fail(call, CRPC_STATUS_RESOURCE_EXHAUSTED,
                     "response larger than the client's maximum message size");
     return 0;
@@ -530,7 +531,12 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
    * read when the kernel already holds the rest of it. */
   size_t n, ready = 0;
   size_t missing = crpc__decoder_missing(&c->dec);
-  if (missing >= CRPC__RBUF_SIZE && c->dec.cap - c->dec.len < missing) ready = bytes_waiting(c);
+  if (missing >= CRPC__RBUF_SIZE && !c->dec.tail && ctx->ops->split_at) {
+    size_t at = ctx->ops->split_at(c, c->dec.buf, c->dec.len);
+    if (at) (void)crpc__decoder_split(&c->dec, at); /* refused: it arrives whole, as usual */
+  }
+  if (missing >= CRPC__RBUF_SIZE && (c->dec.tail || c->dec.cap - c->dec.len < missing))
+    ready = bytes_waiting(c);
   uint8_t *direct = crpc__decoder_space_ready(&c->dec, CRPC__RBUF_SIZE, ready, &n);
   if (direct) {
     c->direct_read = 1;

@@ -31,6 +31,9 @@ typedef struct crpc__conn_ops {
   void (*on_goaway)(crpc__conn *c, uint32_t last_id, uint32_t code);
   /* The connection is gone; its memory is released right after this returns. */
   void (*on_closed)(crpc__conn *c);
+  /* A large frame is arriving and its first `have` bytes (header included) are in hand: where to
+   * split it (crpc__decoder_split), or 0 not to. NULL: never. */
+  size_t (*split_at)(crpc__conn *c, const uint8_t *unit, size_t have);
 } crpc__conn_ops;
 
 /* Per-owner state shared by its connections: they all run on one loop and one thread. */
@@ -40,7 +43,7 @@ struct crpc__io_ctx {
   void *owner;
   uint32_t max_recv;  /* MAX_RECV_MESSAGE_SIZE */
   uint32_t max_send;  /* MAX_SEND_MESSAGE_SIZE */
-  size_t max_write;   /* MAX_WRITE_BUFFER: reading pauses while more is queued */
+  size_t max_write;   /* MAX_WRITE_BUFFER: a server pauses reading while more is queued */
   uint64_t min_ping_interval; /* server: MIN_PING_INTERVAL_MS (0: any rate) */
   uint8_t *rbuf;      /* one read buffer for every connection: reads are processed at once */
   uv_prepare_t flusher; /* flushes the connections written to in this loop turn, reaps closed ones */
@@ -78,7 +81,8 @@ struct crpc__conn {
   crpc__outbuf wout;   /* frames handed to uv_write */
   uv_write_t wreq;
   int writing;
-  int early_blocked;   /* an early write this turn did not go through: wait for the flush */
+  int early_blocked;   /* the socket was found full this turn: no early or direct write until
+                          the flush */
   /* Server calls the wire has forgotten (CANCEL, deadline) but their handler still holds: they
    * keep counting against MAX_CALLS_PER_CONN, or CALL+CANCEL pairs would pile up without bound. */
   crpc__list held;
@@ -119,6 +123,8 @@ void crpc__conn_trim_idle(crpc__conn *c, uint64_t now);
 /* 1 while the connection holds buffers worth trimming. */
 int crpc__conn_holds_buffers(const crpc__conn *c);
 
+/* Bytes of output queued and not yet taken by the kernel. */
+size_t crpc__conn_queued(const crpc__conn *c);
 /* Output: reserve n bytes, write a frame there, commit. Commit schedules a flush in this loop
  * turn. reserve returns NULL when out of memory. */
 uint8_t *crpc__conn_reserve(crpc__conn *c, size_t n);

@@ -50,6 +50,8 @@ int crpc__hdr_decode(const uint8_t *in, crpc__frame *f) {
   f->call_id = crpc__be32_get(in + 8);
   f->payload = NULL;
   f->oversized = 0;
+  f->tail = NULL;
+  f->head_len = 0;
   return CRPC__FR_OK;
 }
 
@@ -66,7 +68,7 @@ static int reader_init(reader *r, const crpc__frame *f) {
   if (f->payload == NULL && f->length > 0)
     return CRPC__FR_PROTO;
   r->p = f->payload;
-  r->left = f->length;
+  r->left = f->tail ? f->head_len : f->length; /* a split frame: the head only (see frame.h) */
   return CRPC__FR_OK;
 }
 
@@ -262,7 +264,8 @@ int crpc__status_decode(const crpc__frame *f, crpc__status_hdr *out) {
   reader r;
   const uint8_t *text;
   const uint8_t *p = f->payload;
-  if (p && f->length >= 16 && (p[4] | p[5] | p[6] | p[7] | p[8] | p[9] | p[10] | p[11] | p[12] |
+  uint32_t plen = f->tail ? f->head_len : f->length;
+  if (p && plen >= 16 && (p[4] | p[5] | p[6] | p[7] | p[8] | p[9] | p[10] | p[11] | p[12] |
                                p[13] | p[14] | p[15]) == 0) {
     /* The usual answer: no text, metadata or details (what the general path below yields). */
     out->code = crpc__be32_get(p);
@@ -271,7 +274,7 @@ int crpc__status_decode(const crpc__frame *f, crpc__status_hdr *out) {
     out->details = p + 16;
     out->text_len = out->metadata_len = out->details_len = 0;
     r.p = p + 16;
-    r.left = f->length - 16;
+    r.left = plen - 16;
     return rd_message(&r, f->flags, &out->message, &out->message_len);
   }
   if (reader_init(&r, f) != 0 || rd_u32(&r, &out->code) != 0 ||
@@ -329,6 +332,9 @@ void crpc__decoder_free(crpc__decoder *d) {
   free(d->buf);
   d->buf = NULL;
   d->len = d->cap = 0;
+  free(d->tail);
+  d->tail = NULL;
+  d->tail_at = d->tail_len = d->tail_cap = 0;
 }
 
 void crpc__decoder_trim(crpc__decoder *d) {
@@ -482,12 +488,29 @@ static int run_buffer(crpc__decoder *d, crpc__frame_cb cb, void *ud) {
   return rc;
 }
 
+static int feed_tail(crpc__decoder *d, const uint8_t *data, size_t len, size_t *used,
+                     crpc__frame_cb cb, void *ud);
+
 int crpc__decoder_feed(crpc__decoder *d, const uint8_t *data, size_t len, crpc__frame_cb cb,
                        void *user_data) {
   int rc;
   if (data == NULL)
     len = 0;
   d->paused = 0;
+  if (d->tail) {
+    size_t used;
+    rc = feed_tail(d, data, len, &used, cb, user_data);
+    if (used) {
+      data += used;
+      len -= used;
+    }
+    if (rc == CRPC__DEC_PAUSE) {
+      int arc = append(d, data, len, len);
+      return arc != 0 ? arc : rc;
+    }
+    if (rc != 0 || d->tail)
+      return rc;
+  }
   /* Pending bytes first: a paused remainder (possibly several frames) or one incomplete unit,
    * which is topped up from `data` with just the bytes it lacks and then delivered. */
   while (d->len > 0) {
@@ -532,7 +555,93 @@ size_t crpc__decoder_missing(const crpc__decoder *d) {
   if (d->paused || d->skip || d->want_preface || d->len < CRPC__HDR_LEN)
     return 0;
   size_t need = unit_size(d);
-  return need > d->len ? need - d->len : 0;
+  size_t got = d->tail ? d->tail_at + d->tail_len : d->len;
+  return need > got ? need - got : 0;
+}
+
+/* A split tail starts with room for this much (or the whole tail when smaller). */
+#define CRPC__SPLIT_MIN_CAP 65536
+
+/* Grows the tail to hold `want` bytes, never past `full`. */
+static int tail_reserve(crpc__decoder *d, size_t want, size_t full) {
+  if (want <= d->tail_cap)
+    return CRPC__FR_OK;
+  size_t cap = d->tail_cap;
+  while (cap < want)
+    cap = cap > SIZE_MAX / 2 ? want : cap * 2;
+  if (cap > full)
+    cap = full;
+  uint8_t *nt = realloc(d->tail, cap);
+  if (nt == NULL)
+    return CRPC__FR_NOMEM;
+  d->tail = nt;
+  d->tail_cap = cap;
+  return CRPC__FR_OK;
+}
+
+int crpc__decoder_split(crpc__decoder *d, size_t at) {
+  size_t missing = crpc__decoder_missing(d);
+  if (missing == 0 || d->tail || at < CRPC__HDR_LEN || at > d->len)
+    return -1;
+  size_t full = d->len + missing - at; /* the tail's final size */
+  size_t have = d->len - at;
+  size_t cap = have * 2 > CRPC__SPLIT_MIN_CAP ? have * 2 : CRPC__SPLIT_MIN_CAP;
+  if (cap > full)
+    cap = full;
+  uint8_t *t = malloc(cap);
+  if (t == NULL)
+    return -1;
+  if (have)
+    memcpy(t, d->buf + at, have);
+  d->tail = t;
+  d->tail_at = at;
+  d->tail_len = have;
+  d->tail_cap = cap;
+  d->len = at;
+  return 0;
+}
+
+uint8_t *crpc__decoder_take_tail(crpc__decoder *d, const crpc__frame *f) {
+  if (f->tail == NULL || f->tail != d->tail || d->tail_taken)
+    return NULL;
+  d->tail_taken = 1;
+  return d->tail;
+}
+
+/* The split frame is complete: deliver it, then drop the tail unless the callback took it. */
+static int deliver_split(crpc__decoder *d, crpc__frame_cb cb, void *ud) {
+  crpc__frame f;
+  (void)crpc__hdr_decode(d->buf, &f); /* checked when the frame began */
+  f.payload = d->buf + CRPC__HDR_LEN;
+  f.tail = d->tail;
+  f.head_len = (uint32_t)(d->tail_at - CRPC__HDR_LEN);
+  d->tail_taken = 0;
+  int rc = deliver(d, &f, cb, ud);
+  if (!d->tail_taken)
+    free(d->tail);
+  d->tail = NULL;
+  d->tail_at = d->tail_len = d->tail_cap = 0;
+  d->tail_taken = 0;
+  d->len = 0;
+  return rc;
+}
+
+/* Bytes fed while a split frame is under way go to its tail. Returns as crpc__decoder_feed, with
+ * *used the bytes taken from data. */
+static int feed_tail(crpc__decoder *d, const uint8_t *data, size_t len, size_t *used,
+                     crpc__frame_cb cb, void *ud) {
+  size_t missing = crpc__decoder_missing(d);
+  size_t take = missing < len ? missing : len;
+  *used = 0;
+  if (take) {
+    int rc = tail_reserve(d, d->tail_len + take, d->tail_len + missing);
+    if (rc != 0)
+      return rc;
+    memcpy(d->tail + d->tail_len, data, take);
+    d->tail_len += take;
+    *used = take;
+  }
+  return crpc__decoder_missing(d) == 0 ? deliver_split(d, cb, ud) : 0;
 }
 
 uint8_t *crpc__decoder_take(crpc__decoder *d, const crpc__frame *f) {
@@ -553,6 +662,22 @@ uint8_t *crpc__decoder_space(crpc__decoder *d, size_t min, size_t *n) {
 uint8_t *crpc__decoder_space_ready(crpc__decoder *d, size_t min, size_t ready, size_t *n) {
   *n = 0;
   size_t missing = crpc__decoder_missing(d); /* its header was checked against the limit already */
+  if (d->tail) { /* a split frame reads into its tail, whatever the size of the read */
+    if (missing == 0)
+      return NULL;
+    size_t full = d->tail_len + missing;
+    size_t want = d->tail_len < SIZE_MAX / 2 ? d->tail_len * 2 : SIZE_MAX;
+    if (ready > missing)
+      ready = missing;
+    if (want < d->tail_len + ready)
+      want = d->tail_len + ready;
+    if (want > full)
+      want = full;
+    if (tail_reserve(d, want, full) != 0)
+      return NULL;
+    *n = (d->tail_cap < full ? d->tail_cap : full) - d->tail_len;
+    return d->tail + d->tail_len;
+  }
   if (missing == 0 || missing < min)
     return NULL;
   size_t need = d->len + missing;
@@ -572,6 +697,11 @@ uint8_t *crpc__decoder_space_ready(crpc__decoder *d, size_t min, size_t ready, s
 }
 
 int crpc__decoder_commit(crpc__decoder *d, size_t k, crpc__frame_cb cb, void *user_data) {
+  if (d->tail) {
+    d->tail_len += k;
+    d->paused = 0;
+    return crpc__decoder_missing(d) == 0 ? deliver_split(d, cb, user_data) : 0;
+  }
   d->len += k;
   return crpc__decoder_feed(d, NULL, 0, cb, user_data);
 }

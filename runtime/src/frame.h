@@ -69,6 +69,11 @@ typedef struct crpc__frame {
   uint32_t call_id;
   const uint8_t *payload;
   int oversized;
+  /* A frame received split (crpc__decoder_split): payload holds its first head_len bytes and
+   * tail the other length - head_len (malloc'd; freed by the decoder after the callback unless
+   * taken with crpc__decoder_take_tail). NULL for every other frame. */
+  uint8_t *tail;
+  uint32_t head_len;
 } crpc__frame;
 
 /* ---- Integers --------------------------------------------------------------------------------*/
@@ -140,6 +145,8 @@ uint8_t *crpc__status_fixed_encode(uint8_t *p, uint32_t code, const char *text,
                                    uint32_t text_len, const uint8_t *metadata,
                                    uint32_t metadata_len, const uint8_t *details,
                                    uint32_t details_len);
+/* Of a split frame (f->tail set) only the head is decoded: message/message_len are then the part
+ * of the message in the head, and the message goes on in f->tail. */
 int crpc__status_decode(const crpc__frame *f, crpc__status_hdr *out);
 
 /* GOAWAY: u32 last_call_id | u32 code | u32 text_len | text */
@@ -199,6 +206,10 @@ typedef struct crpc__decoder {
   size_t len, cap;
   uint64_t skip;          /* payload bytes of an oversized frame still to discard */
   int taken;              /* the buffer was handed away inside a callback (crpc__decoder_take) */
+  /* Split frame under way: its bytes from tail_at (header included) on go to tail. */
+  uint8_t *tail;
+  size_t tail_at, tail_len, tail_cap;
+  int tail_taken;
 } crpc__decoder;
 
 void crpc__decoder_init(crpc__decoder *d, uint32_t max_payload, int want_preface);
@@ -227,6 +238,16 @@ size_t crpc__decoder_missing(const crpc__decoder *d);
  * f->payload points into it) to the caller, who frees it with free(). The decoder starts a new
  * buffer for the next frame. Returns NULL, keeping the buffer, for any other frame. */
 uint8_t *crpc__decoder_take(crpc__decoder *d, const crpc__frame *f);
+/* For a frame partly received, of which at least `at` bytes (header included, at >= the header)
+ * are in hand: its bytes from `at` on will be kept in a separate malloc'd block, delivered as
+ * f->tail, so that the owner can give that block away whole (a large bytes field's value that
+ * starts at `at` becomes the field's own allocation). The block grows with the bytes received,
+ * like the decoder's buffer. 0, or -1 (nothing changed) when the frame is not in that state or
+ * out of memory. */
+int crpc__decoder_split(crpc__decoder *d, size_t at);
+/* From inside the frame callback of a split frame: the tail is the caller's (free() it). Returns
+ * f->tail, or NULL when f is not the split frame being delivered. */
+uint8_t *crpc__decoder_take_tail(crpc__decoder *d, const crpc__frame *f);
 /* k bytes were read into the space crpc__decoder_space() offered: delivers the frame once it is
  * complete. Returns as crpc__decoder_feed(). */
 int crpc__decoder_commit(crpc__decoder *d, size_t k, crpc__frame_cb cb, void *user_data);

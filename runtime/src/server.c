@@ -28,7 +28,7 @@ static void on_closed(crpc__conn *c) {
   if (srv->closing || srv->draining) crpc__server_maybe_free(srv);
 }
 
-static const crpc__conn_ops server_conn_ops = {crpc__server_on_call, on_goaway, on_closed};
+static const crpc__conn_ops server_conn_ops = {crpc__server_on_call, on_goaway, on_closed, NULL};
 
 static void on_stop(uv_async_t *a) {
   crpc_server *srv = a->data;

@@ -29,6 +29,22 @@ static inline ProtobufCMessage *crpc__unpack_lend(const ProtobufCMessageDescript
   return crpc__unpack_lend_large(desc, arena, len, data, dec, f);
 }
 
+/* Split receive (client responses). Where a message of type desc, of which the first `have` of
+ * its `len` bytes are in hand, is worth splitting: the offset of the value of a large bytes field
+ * that starts in hand and is not complete yet, when it qualifies as above; else 0. */
+size_t crpc__lend_split_point(const ProtobufCMessageDescriptor *desc, const uint8_t *msg,
+                              size_t have, size_t len);
+/* Decodes a message received split (frame f from dec, f->tail set): head[0..head_len) is the
+ * part in the frame's head, which normally ends where the large value starts; the rest is in
+ * f->tail. When the message qualifies the tail is taken from the decoder and becomes the field's
+ * block (adopted by arena, or with arena NULL, allocated with malloc like the rest of the message,
+ * which is then the caller's to free with protobuf_c_message_free_unpacked(m, NULL)); otherwise
+ * the parts are joined and decoded as usual. The nesting depth is checked as
+ * crpc__pb_depth_check does. 0 with *out set, or -1 (malformed, too deep, out of memory). */
+int crpc__unpack_split(const ProtobufCMessageDescriptor *desc, crpc__arena *arena,
+                       const uint8_t *head, size_t head_len, crpc__decoder *dec,
+                       const crpc__frame *f, unsigned max_depth, ProtobufCMessage **out);
+
 /* The scan on its own, for tests: 1 when data (a message of type desc) has a field that qualifies,
  * with the offsets of its key (*field_at), its bytes (*bytes_at, *bytes_len) and its descriptor. */
 int crpc__lend_find(const ProtobufCMessageDescriptor *desc, size_t len, const uint8_t *data,
