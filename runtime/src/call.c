@@ -365,9 +365,9 @@ static int call_begin(crpc_call *call, const ProtobufCMessage *request,
     return 0;
   }
   crpc__conn *conn = crpc__channel_conn(ch);
-  if (conn && conn->read_paused) {
+  if (conn && crpc__conn_queued(conn) > (size_t)ch->opt[CRPC_OPT_MAX_WRITE_BUFFER]) {
     fail_at_start(call, CRPC_STATUS_RESOURCE_EXHAUSTED,
-                  "the server is not reading: MAX_WRITE_BUFFER of output is already queued");
+                  "the server is not keeping up: MAX_WRITE_BUFFER of requests is already queued");
     return 0;
   }
   if (conn && conn->calls.count >= (size_t)ch->opt[CRPC_OPT_MAX_CALLS_PER_CONN]) {

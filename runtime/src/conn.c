@@ -259,8 +259,12 @@ void crpc__conn_commit(crpc__conn *c, size_t n) {
   if (c->state != CRPC__CONN_OPEN) return;
   if (c->out.len >= CRPC__EARLY_FLUSH && !c->writing && !c->early_blocked) early_flush(c);
   schedule_flush(c);
-  /* A peer that does not read must not grow our memory: stop taking its input until it does. */
-  if (!c->read_paused && c->ctx->max_write && crpc__conn_queued(c) > c->ctx->max_write) {
+  /* A peer that does not read must not grow our memory: stop taking its input until it does.
+   * Servers only: what a channel queues is its own callers' requests, which reading responses
+   * cannot reduce; were both sides to stop reading, neither would ever drain (channels refuse new
+   * calls instead, see call_begin). */
+  if (!c->is_client && !c->read_paused && c->ctx->max_write &&
+      crpc__conn_queued(c) > c->ctx->max_write) {
     c->read_paused = 1;
     uv_read_stop(c->stream);
   }

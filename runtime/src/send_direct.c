@@ -53,7 +53,8 @@ static void direct_append(ProtobufCBuffer *buffer, size_t len, const uint8_t *da
 }
 
 int crpc__conn_send_direct(crpc__conn *c, size_t head, const ProtobufCMessage *msg, size_t len) {
-  if (c->state != CRPC__CONN_OPEN || !c->stream || c->writing)
+  /* Once the socket was found full this turn, trying again would only move the queue again. */
+  if (c->state != CRPC__CONN_OPEN || !c->stream || c->writing || c->early_blocked)
     return 0;
   /* The frame was reserved by the caller: out.data + out.len + head is where the message goes. */
   size_t total = c->out.len + head + len;
@@ -80,6 +81,7 @@ int crpc__conn_send_direct(crpc__conn *c, size_t head, const ProtobufCMessage *m
   if (total > from) iov[n++] = uv_buf_init((char *)b.start + from, (unsigned)(total - from));
   int w = uv_try_write(c->stream, iov, n);
   size_t sent = w > 0 ? (size_t)w : 0; /* errors: the flush retries the write and reports them */
+  if (sent < total) c->early_blocked = 1;
   if (sent) c->last_write = uv_now(c->ctx->loop);
 
   /* Whatever the kernel did not take moves to the front of the output buffer, referenced pieces

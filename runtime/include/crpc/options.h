@@ -40,8 +40,10 @@ extern "C" {
  * STALL_TIMEOUT_MS       a server closes a connection whose partly received frame has not
  *                        completed in this long (slowloris), or whose peer, with reading paused
  *                        by MAX_WRITE_BUFFER, has taken none of its output for this long.
- * MAX_WRITE_BUFFER       bytes queued for a peer that does not read; past it, reading from that
- *                        peer pauses (no new calls are taken) until the queue drains.
+ * MAX_WRITE_BUFFER       bytes queued for a peer that does not read. Past it a server stops
+ *                        reading from that peer (takes no new calls) until the queue drains; a
+ *                        channel keeps reading (the responses are what frees the server) and
+ *                        fails new calls RESOURCE_EXHAUSTED instead.
  * KEEPALIVE_TIME_MS      a channel pings a connection silent for this long; 0: never.
  * KEEPALIVE_TIMEOUT_MS   ... and closes it (its calls fail UNAVAILABLE) without an answer by then.
  * MIN_PING_INTERVAL_MS   a server counts a PING sooner than this after the previous one as a
