@@ -13,6 +13,7 @@
  *
  * Only when nothing is being written already (uv_write in progress means frames are queued ahead
  * of this one) and the connection is open; otherwise the ordinary path packs the message. */
+#include <limits.h>
 #include <string.h>
 
 #include "conn.h"
@@ -58,6 +59,7 @@ int crpc__conn_send_direct(crpc__conn *c, size_t head, const ProtobufCMessage *m
     return 0;
   /* The frame was reserved by the caller: out.data + out.len + head is where the message goes. */
   size_t total = c->out.len + head + len;
+  if (total > INT_MAX) return 0; /* uv_try_write reports an int */
   direct_buf b = {.base = {.append = direct_append}};
   b.start = c->out.data;
   b.at = c->out.data + c->out.len + head;
