@@ -12,7 +12,10 @@
  * must keep its buffer. The decoder is freed before the results are compared, so a result that
  * still pointed into a buffer the decoder kept is a use-after-free for ASan; the arenas are
  * destroyed at the end of each case, so an adopted buffer that is not released is a leak for
- * LSan. */
+ * LSan.
+ *
+ * Every message is also received split (crpc__decoder_split, crpc__unpack_split,
+ * crpc__lend_split_point: the client's split receive), see "split receive" below. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,6 +30,7 @@
 #include "frame.h"
 #include "lend.pb-c.h"
 #include "lend3.pb-c.h"
+#include "pbdepth.h"
 #include "unpack_lend.h"
 
 #define MAXP (16u << 20) /* decoder limit: larger than any message here */
@@ -440,8 +444,360 @@ static void check_msg_split(const ProtobufCMessageDescriptor *desc, const uint8_
   free(copy);
 }
 
+/* ---- split receive: crpc__lend_split_point and crpc__unpack_split ----------------------------
+ * A client response can be split while it arrives (crpc__decoder_split) where a large bytes
+ * field's value begins; crpc__unpack_split then decodes the rest with protobuf-c and makes the
+ * tail block the field's own allocation (the arena's, or with arena NULL the caller's, freed with
+ * protobuf_c_message_free_unpacked(m, NULL)). Every message of this file is also delivered split
+ * that way, at the start of every length-delimited value and at a few arbitrary points, with an
+ * arena and without: the result must be protobuf-c's for the joined bytes (NULL exactly when
+ * protobuf-c refuses them), and the tail must become the field's block exactly when the split is
+ * at a value that may be lent (split_should_lend). The decoder is freed before the results are
+ * compared; heap results are freed with protobuf_c_message_free_unpacked(m, NULL), which must
+ * free everything, the tail included (LSan), and nothing it does not own (ASan). */
+
+#define SPLIT_DEPTH 100 /* max_depth for crpc__unpack_split unless a test says otherwise */
+#define LEND_FIELD_MIN 32768
+#define LEND_REST_MAX 16384
+
+/* A varint as protobuf-c reads keys and length prefixes: at most five bytes, and (crpc's rule)
+ * no more than 32 bits. 0, or -1 when it does not end within p[0..end) that way. */
+static int rd_varint(const uint8_t *p, size_t end, size_t *pos, uint64_t *v, unsigned max_bytes) {
+  uint64_t x = 0;
+  for (unsigned i = 0; i < max_bytes && *pos < end; i++) {
+    uint8_t c = p[(*pos)++];
+    x |= (uint64_t)(c & 0x7f) << (7 * i);
+    if (!(c & 0x80)) {
+      *v = x;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+static int rd_key_or_len(const uint8_t *p, size_t end, size_t *pos, uint64_t *v) {
+  return rd_varint(p, end, pos, v, 5) == 0 && *v <= UINT32_MAX ? 0 : -1;
+}
+
+/* Steps over one field's value (length-delimited ones: *n their length, *pos left at their start).
+ * -1 when it does not fit in p[0..end). */
+static int rd_value(const uint8_t *p, size_t end, size_t *pos, unsigned wt, uint64_t *n) {
+  switch (wt) {
+  case 0:
+    return rd_varint(p, end, pos, n, 10);
+  case 1:
+  case 5:
+    if (end - *pos < (wt == 1 ? 8u : 4u)) return -1;
+    *pos += wt == 1 ? 8 : 4;
+    return 0;
+  case 2:
+    return rd_key_or_len(p, end, pos, n);
+  default:
+    return -1;
+  }
+}
+
+/* The field crpc__unpack_split may lend: a singular bytes field, not in a oneof, not required. */
+static const ProtobufCFieldDescriptor *may_lend(const ProtobufCMessageDescriptor *desc,
+                                                uint64_t number) {
+  if (number == 0 || number > 0x1fffffff) return NULL;
+  const ProtobufCFieldDescriptor *fd =
+      protobuf_c_message_descriptor_get_field(desc, (unsigned)number);
+  if (!fd || fd->type != PROTOBUF_C_TYPE_BYTES || (fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF))
+    return NULL;
+  if (fd->label != PROTOBUF_C_LABEL_OPTIONAL && fd->label != PROTOBUF_C_LABEL_NONE) return NULL;
+  return fd;
+}
+
+/* Occurrences of `number` among the fields of p[0..len), or -1 when they do not walk. */
+static int occurrences(const uint8_t *p, size_t len, uint64_t number) {
+  size_t pos = 0;
+  int count = 0;
+  while (pos < len) {
+    uint64_t key, n = 0;
+    if (rd_key_or_len(p, len, &pos, &key) != 0 ||
+        rd_value(p, len, &pos, (unsigned)(key & 7), &n) != 0)
+      return -1;
+    if ((key & 7) == 2) {
+      if (n > len - pos) return -1;
+      pos += (size_t)n;
+    }
+    if (key >> 3 == number) count++;
+  }
+  return count;
+}
+
+/* Where a split of msg at message offset mat is lendable: the value of field *fd_out, of *n_out
+ * bytes, whose key starts at *key_out. 1 when the split is at the start of a length-delimited
+ * value (walking from the start), else 0. */
+static int split_value(const uint8_t *msg, size_t mat, size_t *key_out, uint64_t *num_out,
+                       uint64_t *n_out) {
+  size_t pos = 0;
+  while (pos < mat) {
+    size_t key_at = pos;
+    uint64_t key, n = 0;
+    if (rd_key_or_len(msg, mat, &pos, &key) != 0 ||
+        rd_value(msg, mat, &pos, (unsigned)(key & 7), &n) != 0)
+      return 0;
+    if ((key & 7) != 2) continue;
+    if (pos == mat) {
+      *key_out = key_at;
+      *num_out = key >> 3;
+      *n_out = n;
+      return 1;
+    }
+    if (n > mat - pos) return 0;
+    pos += (size_t)n;
+  }
+  return 0;
+}
+
+/* 1 when msg split at mat must come out with the tail as the field's block. */
+static int split_should_lend(const ProtobufCMessageDescriptor *desc, const uint8_t *msg, size_t len,
+                             size_t mat, int plain_ok) {
+  size_t key_at;
+  uint64_t number, n;
+  if (!plain_ok || !split_value(msg, mat, &key_at, &number, &n)) return 0;
+  if (!may_lend(desc, number) || n > len - mat) return 0;
+  if (len - (mat - key_at) - n > LEND_REST_MAX) return 0;
+  return occurrences(msg, len, number) == 1;
+}
+
+/* What crpc__lend_split_point must answer for the first `have` bytes of msg (len in all). */
+static size_t expected_split_point(const ProtobufCMessageDescriptor *desc, const uint8_t *msg,
+                                   size_t have, size_t len) {
+  size_t pos = 0;
+  while (pos < have) {
+    size_t key_at = pos;
+    uint64_t key, n = 0;
+    if (rd_key_or_len(msg, have, &pos, &key) != 0 ||
+        rd_value(msg, have, &pos, (unsigned)(key & 7), &n) != 0)
+      return 0;
+    if ((key & 7) != 2) continue;
+    if (n > len - pos) return 0;
+    if (n <= have - pos) {
+      pos += (size_t)n;
+      continue;
+    }
+    if (n < LEND_FIELD_MIN || len - n - (pos - key_at) > LEND_REST_MAX || !may_lend(desc, key >> 3))
+      return 0;
+    return pos;
+  }
+  return 0;
+}
+
+/* What a client makes of a whole response (call.c): crpc__pb_depth_check, then protobuf-c. The
+ * depth check also refuses a few things protobuf-c takes (a field number past 2^29 - 1), for a
+ * split response as for any other; otherwise this is protobuf_c_message_unpack's result. */
+static ProtobufCMessage *reference_unpack(const ProtobufCMessageDescriptor *desc,
+                                          const uint8_t *msg, size_t len, unsigned max_depth) {
+  if (crpc__pb_depth_check(desc, msg, len, max_depth) != 0) return NULL;
+  return protobuf_c_message_unpack(desc, NULL, len, msg);
+}
+
+/* One split delivery, recorded inside the frame callback. */
+typedef struct sdelivery {
+  crpc__decoder *dec;
+  const ProtobufCMessageDescriptor *desc;
+  size_t prefix;
+  crpc__arena *arena;  /* NULL: the heap */
+  unsigned max_depth;
+  long fail_nth;       /* armed around crpc__unpack_split */
+  int fail_hit;
+  int n;               /* frames delivered */
+  int rc;
+  ProtobufCMessage *got;
+  const uint8_t *tail; /* f->tail during the callback */
+  size_t tail_len;
+  int taken;           /* the decoder no longer owns the tail */
+} sdelivery;
+
+static int split_cb(void *ud, const crpc__frame *f) {
+  sdelivery *s = ud;
+  crpc__decoder *d = s->dec;
+  s->n++;
+  assert_int_equal(s->n, 1);
+  assert_non_null(f->tail);
+  assert_ptr_equal(f->tail, d->tail);
+  assert_true(f->head_len >= s->prefix && f->head_len < f->length);
+  s->tail = f->tail;
+  s->tail_len = f->length - f->head_len;
+  s->got = (ProtobufCMessage *)&s->got; /* must be overwritten */
+  fail_nth = s->fail_nth;
+  fail_hit = 0;
+  s->rc = crpc__unpack_split(s->desc, s->arena, f->payload + s->prefix, f->head_len - s->prefix, d,
+                             f, s->max_depth, &s->got);
+  s->fail_hit = fail_hit;
+  fail_nth = 0;
+  s->taken = d->tail_taken;
+  if (s->rc == 0) assert_non_null(s->got);
+  else assert_null(s->got);
+  return 0;
+}
+
+/* Delivers msg in a MESSAGE frame, behind `prefix` bytes, split at message offset mat (with
+ * `extra` more bytes in hand at the split), the rest fed in two pieces, or read as direct reads
+ * when `direct`. */
+static void deliver_split(sdelivery *s, const uint8_t *msg, size_t len, size_t mat, size_t extra,
+                          int direct) {
+  wb fr = {0};
+  frame_of(&fr, msg, len, s->prefix, 3);
+  size_t at = CRPC__HDR_LEN + s->prefix + mat;
+  assert_true(at < fr.len);
+  size_t first = at + extra < fr.len ? at + extra : fr.len - 1;
+  crpc__decoder d;
+  crpc__decoder_init(&d, MAXP, 0);
+  s->dec = &d;
+  s->n = 0;
+  uint8_t *c = malloc(fr.len);
+  assert_non_null(c);
+  memcpy(c, fr.b, fr.len);
+  assert_int_equal(crpc__decoder_feed(&d, c, first, split_cb, s), 0);
+  assert_int_equal(crpc__decoder_split(&d, at), 0);
+  if (direct) {
+    size_t pos = first, n;
+    while (pos < fr.len) {
+      uint8_t *p = crpc__decoder_space_ready(&d, 1, 100000, &n);
+      assert_non_null(p);
+      assert_true(n <= fr.len - pos);
+      memcpy(p, c + pos, n);
+      pos += n;
+      assert_int_equal(crpc__decoder_commit(&d, n, split_cb, s), 0);
+    }
+  } else {
+    size_t mid = first + (fr.len - first) / 2;
+    assert_int_equal(crpc__decoder_feed(&d, c + first, mid - first, split_cb, s), 0);
+    assert_int_equal(crpc__decoder_feed(&d, c + mid, fr.len - mid, split_cb, s), 0);
+  }
+  memset(c, 0xEE, fr.len);
+  free(c);
+  assert_int_equal(s->n, 1);
+  assert_null(d.tail);
+  crpc__decoder_free(&d); /* the result must not point into anything of the decoder's */
+  s->dec = NULL;
+  wb_free(&fr);
+}
+
+/* Releases a result of crpc__unpack_split made without an arena. */
+static void free_heap_result(ProtobufCMessage *m) {
+  if (m) protobuf_c_message_free_unpacked(m, NULL);
+}
+
+/* msg split at mat: checked against protobuf-c's own decode of msg (`plain`, NULL: refused). */
+static void check_split_at(const ProtobufCMessageDescriptor *desc, const uint8_t *msg, size_t len,
+                           const ProtobufCMessage *plain, size_t mat, size_t prefix, int heap,
+                           size_t extra, int direct) {
+  int lend = split_should_lend(desc, msg, len, mat, plain != NULL);
+  crpc__arena arena;
+  crpc__arena_init(&arena);
+  sdelivery s;
+  memset(&s, 0, sizeof s);
+  s.desc = desc;
+  s.prefix = prefix;
+  s.arena = heap ? NULL : &arena;
+  s.max_depth = SPLIT_DEPTH;
+  deliver_split(&s, msg, len, mat, extra, direct);
+  if (!plain) {
+    if (s.rc == 0)
+      fail_msg("split at %zu: crpc__unpack_split decoded bytes protobuf-c refuses", mat);
+    assert_false(s.taken);
+  } else {
+    if (s.rc != 0)
+      fail_msg("split at %zu of %zu (%s): crpc__unpack_split refused bytes protobuf-c decodes", mat,
+               len, heap ? "heap" : "arena");
+    assert_msg_equal(s.got, plain);
+    assert_packs_equal(s.got, plain);
+    if (s.taken != lend)
+      fail_msg("split at %zu of %zu (%s): the tail was %s", mat, len, heap ? "heap" : "arena",
+               s.taken ? "lent where it must not be" : "not lent where it must be");
+    if (s.taken) {
+      size_t key_at;
+      uint64_t number, n;
+      assert_true(split_value(msg, mat, &key_at, &number, &n));
+      const ProtobufCFieldDescriptor *fd = may_lend(desc, number);
+      assert_non_null(fd);
+      const ProtobufCBinaryData *bd =
+          (const ProtobufCBinaryData *)((const char *)s.got + fd->offset);
+      /* the field's data is the tail block itself: its first byte, its own allocation */
+      assert_ptr_equal(bd->data, s.tail);
+      assert_int_equal(bd->len, n);
+      if (fd->label == PROTOBUF_C_LABEL_OPTIONAL && fd->quantifier_offset)
+        assert_true(*(const protobuf_c_boolean *)((const char *)s.got + fd->quantifier_offset));
+    }
+  }
+  if (heap) free_heap_result(s.got);
+  crpc__arena_destroy(&arena); /* frees an adopted tail; LSan sees one that was not adopted */
+}
+
+/* Every split of msg worth trying: each length-delimited value's start at the top level (the
+ * lendable one and all the others), the point crpc__lend_split_point picks, and a few arbitrary
+ * offsets; alternately with and without an arena, at payload offset 0 and behind PREFIX. Also
+ * checks crpc__lend_split_point against expected_split_point for various amounts in hand. */
+static void check_split_receive(const ProtobufCMessageDescriptor *desc, const uint8_t *msg,
+                                size_t len, const found *fo, int want_lent) {
+  if (len < 2) return;
+  uint8_t *copy = malloc(len);
+  assert_non_null(copy);
+  memcpy(copy, msg, len);
+  ProtobufCMessage *plain = reference_unpack(desc, copy, len, SPLIT_DEPTH);
+  size_t mats[64];
+  int nm = 0;
+  mats[nm++] = 0;
+  mats[nm++] = 1;
+  mats[nm++] = len / 2;
+  mats[nm++] = len - 1;
+  /* the start of every top-level length-delimited value (as far as the message walks) */
+  size_t pos = 0;
+  while (pos < len && nm < 60) {
+    uint64_t key, n = 0;
+    if (rd_key_or_len(msg, len, &pos, &key) != 0 ||
+        rd_value(msg, len, &pos, (unsigned)(key & 7), &n) != 0)
+      break;
+    if ((key & 7) != 2) continue;
+    if (pos < len) mats[nm++] = pos;
+    if (n > len - pos) break;
+    pos += (size_t)n;
+  }
+  if (want_lent == 1) {
+    assert_true(fo->yes);
+    assert_true(split_should_lend(desc, msg, len, fo->bytes_at, plain != NULL));
+  }
+  /* crpc__lend_split_point for what might be in hand */
+  size_t haves[] = {0, 1, 2, 3, len / 3, len / 2, len - 1, len,
+                    fo->yes ? fo->bytes_at - 1 : 0, fo->yes ? fo->bytes_at : 0,
+                    fo->yes ? fo->bytes_at + 1 : 0, fo->yes ? fo->bytes_at + fo->bytes_len - 1 : 0,
+                    fo->yes ? fo->bytes_at + fo->bytes_len : 0};
+  for (size_t h = 0; h < sizeof haves / sizeof haves[0]; h++) {
+    size_t have = haves[h];
+    size_t got = crpc__lend_split_point(desc, msg, have, len);
+    size_t want = expected_split_point(desc, msg, have, len);
+    if (got != want)
+      fail_msg("crpc__lend_split_point(have %zu of %zu) = %zu, expected %zu", have, len, got, want);
+    if (want_lent == 1 && have > fo->bytes_at && have < fo->bytes_at + fo->bytes_len)
+      assert_int_equal(got, fo->bytes_at); /* a qualifying message: split at its big value */
+    if (got) {
+      assert_true(got <= have && got < len);
+      if (nm < 64) mats[nm++] = got;
+    }
+  }
+  for (int i = 0; i < nm; i++) {
+    int heap = i & 1;
+    size_t prefix = (i >> 1) & 1 ? PREFIX : 0;
+    check_split_at(desc, msg, len, plain, mats[i], prefix, heap, (size_t)i * 13, i % 3 == 2);
+  }
+  /* the lendable split both ways, and with the rest arriving by direct reads */
+  if (fo->yes)
+    for (int heap = 0; heap < 2; heap++)
+      for (int direct = 0; direct < 2; direct++)
+        check_split_at(desc, msg, len, plain, fo->bytes_at, heap ? PREFIX : 0, heap, 0, direct);
+  free_heap_result(plain);
+  free(copy);
+}
+
 static void check_msg(const ProtobufCMessageDescriptor *desc, const wb *m, int want_lent) {
   check_msg_split(desc, m->b, m->len, want_lent, CRPC__HDR_LEN + m->len / 2);
+  found fo = find(desc, m->b, m->len);
+  check_split_receive(desc, m->b, m->len, &fo, want_lent);
 }
 
 /* ---- proto2 -----------------------------------------------------------------------------------*/
@@ -1311,6 +1667,377 @@ static void two_lends_one_arena(void **state) {
   wb_free(&fr);
 }
 
+/* ---- split receive: explicit cases -----------------------------------------------------------*/
+
+/* crpc__lend_split_point(desc, m, have, len) for every `have` in [lo, hi): `want`. */
+static void points(const ProtobufCMessageDescriptor *desc, const wb *m, size_t len, size_t lo,
+                   size_t hi, size_t want) {
+  for (size_t have = lo; have < hi; have++) {
+    size_t got = crpc__lend_split_point(desc, m->b, have, len);
+    if (got != want)
+      fail_msg("crpc__lend_split_point(have %zu of %zu) = %zu, expected %zu", have, len, got, want);
+  }
+}
+
+/* Samples of [lo, hi) (both ends, and a few in between) for long ranges. */
+static void points_sampled(const ProtobufCMessageDescriptor *desc, const wb *m, size_t len,
+                           size_t lo, size_t hi, size_t want) {
+  if (hi - lo <= 64) {
+    points(desc, m, len, lo, hi, want);
+    return;
+  }
+  points(desc, m, len, lo, lo + 8, want);
+  points(desc, m, len, lo + (hi - lo) / 3, lo + (hi - lo) / 3 + 3, want);
+  points(desc, m, len, hi - 8, hi, want);
+}
+
+static void split_point_qualifying(void **state) {
+  (void)state;
+  wb m = {0};
+  wb_vfield(&m, 1, 5);
+  wb_str(&m, 2, "name");
+  wb_fixed32(&m, 200, 1); /* unknown */
+  size_t key_at = m.len;
+  wb_big(&m, 3, 70000, 1);
+  size_t value_at = key_at + 1 + 3, value_end = value_at + 70000;
+  wb_fixed64(&m, 5, 9);
+  wb_str(&m, 7, "tail");
+  /* before the value starts (its key or length incomplete, or not even reached): no */
+  points(&lend__big__descriptor, &m, m.len, 0, value_at, 0);
+  /* from its first byte on, as long as it is not complete: its offset */
+  points_sampled(&lend__big__descriptor, &m, m.len, value_at, value_end, value_at);
+  /* complete in hand: no (whatever follows) */
+  points(&lend__big__descriptor, &m, m.len, value_end, m.len + 1, 0);
+  wb_free(&m);
+
+  /* proto3, after a required field (proto2), with a default, with a five-byte key */
+  wb_vfield(&m, 1, 1);
+  wb_big(&m, 2, 40000, 2); /* key 1 byte, length 3 */
+  value_at = 2 + 1 + 3;
+  wb_str(&m, 3, "x");
+  points(&lend3__plain3__descriptor, &m, m.len, 0, value_at, 0);
+  points_sampled(&lend3__plain3__descriptor, &m, m.len, value_at, m.len - 3, value_at);
+  points_sampled(&lend__needs_id__descriptor, &m, m.len, value_at, m.len - 3, value_at);
+  wb_free(&m);
+  wb_big(&m, 1, 40000, 3);
+  points_sampled(&lend__dflt__descriptor, &m, m.len, 4, m.len, 4);
+  wb_free(&m);
+  static const uint8_t key5[] = {0x9a, 0x80, 0x80, 0x80, 0x00};
+  wb_raw(&m, key5, sizeof key5);
+  wb_varint(&m, 70000);
+  wb_pattern_bytes(&m, 70000, 4);
+  points_sampled(&lend__big__descriptor, &m, m.len, 0, 8, 0);
+  points_sampled(&lend__big__descriptor, &m, m.len, 8, m.len, 8);
+  wb_free(&m);
+}
+
+/* Sizes: the value from 32 KiB on, the rest of the message (all but the value, its key and its
+ * length) up to 16 KiB, as the message's full length `len` says. */
+static void split_point_thresholds(void **state) {
+  (void)state;
+  wb m = {0};
+  wb_big(&m, 3, 32767, 5); /* key 1 byte, length 3: the value at 4 */
+  points_sampled(&lend__big__descriptor, &m, m.len, 0, m.len + 1, 0);
+  wb_free(&m);
+  wb_big(&m, 3, 32768, 6);
+  points(&lend__big__descriptor, &m, m.len, 0, 4, 0);
+  points_sampled(&lend__big__descriptor, &m, m.len, 4, m.len, 4);
+  /* what follows the value is only known from len: 16384 bytes of rest, then 16385 */
+  points(&lend__big__descriptor, &m, m.len + 16384, 4, 40, 4);
+  points(&lend__big__descriptor, &m, m.len + 16385, 4, 40, 0);
+  wb_free(&m);
+  /* the rest before the value: a name of key 1 + length 2 + 16381 = 16384 bytes, then one more */
+  char *s = malloc(20000);
+  assert_non_null(s);
+  memset(s, 'n', 19999);
+  s[16381] = '\0';
+  wb_str(&m, 2, s);
+  size_t v = m.len + 4;
+  wb_big(&m, 3, 100000, 7);
+  assert_int_equal(m.len - 100000 - 4, 16384);
+  points(&lend__big__descriptor, &m, m.len, v, v + 5, v);
+  wb_free(&m);
+  s[16381] = 'n';
+  s[16382] = '\0';
+  wb_str(&m, 2, s);
+  v = m.len + 4;
+  wb_big(&m, 3, 100000, 8);
+  points(&lend__big__descriptor, &m, m.len, v, v + 5, 0);
+  wb_free(&m);
+  free(s);
+}
+
+/* Values that are not to be lent: not bytes, repeated, oneof, required, unknown. */
+static void split_point_not_lendable(void **state) {
+  (void)state;
+  wb m = {0}, sub = {0};
+  char *s = malloc(70001);
+  assert_non_null(s);
+  memset(s, 's', 70000);
+  s[70000] = '\0';
+  wb_str(&m, 1, s); /* a string */
+  points_sampled(&lend__not_bytes__descriptor, &m, m.len, 0, m.len + 1, 0);
+  wb_free(&m);
+  wb_str(&sub, 2, s); /* a message (Inner.s) */
+  wb_ld(&m, 4, sub.b, sub.len);
+  points_sampled(&lend__big__descriptor, &m, m.len, 0, m.len + 1, 0);
+  wb_free(&m);
+  wb_free(&sub);
+  for (uint32_t i = 0; i < 30000; i++) wb_varint(&sub, i); /* packed repeated */
+  wb_ld(&m, 6, sub.b, sub.len);
+  points_sampled(&lend__big__descriptor, &m, m.len, 0, m.len + 1, 0);
+  wb_free(&m);
+  wb_free(&sub);
+  wb_big(&m, 77, 70000, 9); /* unknown */
+  points_sampled(&lend__big__descriptor, &m, m.len, 0, m.len + 1, 0);
+  wb_free(&m);
+  wb_big(&m, 1, 70000, 10); /* `before`, an int32 */
+  points_sampled(&lend__big__descriptor, &m, m.len, 0, m.len + 1, 0);
+  wb_free(&m);
+  wb_big(&m, 1, 70000, 11);
+  points_sampled(&lend__many__descriptor, &m, m.len, 0, m.len + 1, 0);     /* repeated */
+  points_sampled(&lend3__many3__descriptor, &m, m.len, 0, m.len + 1, 0);
+  points_sampled(&lend__choice__descriptor, &m, m.len, 0, m.len + 1, 0);   /* oneof */
+  points_sampled(&lend3__choice3__descriptor, &m, m.len, 0, m.len + 1, 0);
+  points_sampled(&lend__required__descriptor, &m, m.len, 0, m.len + 1, 0); /* required */
+  wb_free(&m);
+  /* the first incomplete value is a small string, though a big bytes field follows */
+  wb_str(&m, 2, "a name of some length");
+  wb_big(&m, 3, 70000, 12);
+  points(&lend__big__descriptor, &m, m.len, 0, 20, 0);
+  wb_free(&m);
+  free(s);
+}
+
+static void split_point_malformed(void **state) {
+  (void)state;
+  wb m = {0};
+  /* the big field's key in six bytes, its length in six bytes */
+  wb_byte(&m, 0x9a);
+  for (int i = 0; i < 4; i++) wb_byte(&m, 0x80);
+  wb_byte(&m, 0x00);
+  wb_varint(&m, 70000);
+  wb_pattern_bytes(&m, 70000, 13);
+  points_sampled(&lend__big__descriptor, &m, m.len, 0, m.len + 1, 0);
+  wb_free(&m);
+  wb_key(&m, 3, 2);
+  static const uint8_t len6[] = {0xf0, 0xa2, 0x84, 0x80, 0x80, 0x00};
+  wb_raw(&m, len6, sizeof len6);
+  wb_pattern_bytes(&m, 70000, 14);
+  points_sampled(&lend__big__descriptor, &m, m.len, 0, m.len + 1, 0);
+  wb_free(&m);
+  /* a varint of eleven bytes before it */
+  wb_key(&m, 1, 0);
+  for (int i = 0; i < 10; i++) wb_byte(&m, 0xff);
+  wb_byte(&m, 0x01);
+  wb_big(&m, 3, 70000, 15);
+  points_sampled(&lend__big__descriptor, &m, m.len, 0, m.len + 1, 0);
+  wb_free(&m);
+  /* groups and undefined wire types before it */
+  for (unsigned wt = 3; wt <= 7; wt++) {
+    if (wt == 5) continue;
+    wb_key(&m, 150, wt);
+    wb_big(&m, 3, 70000, 16);
+    points_sampled(&lend__big__descriptor, &m, m.len, 0, m.len + 1, 0);
+    wb_free(&m);
+  }
+  /* its length past the end of the message */
+  wb_key(&m, 3, 2);
+  wb_varint(&m, 70001);
+  wb_pattern_bytes(&m, 70000, 17);
+  points_sampled(&lend__big__descriptor, &m, m.len, 0, m.len + 1, 0);
+  wb_free(&m);
+  /* a length-delimited field before it running past the end */
+  wb_key(&m, 2, 2);
+  wb_varint(&m, 1000000);
+  wb_big(&m, 3, 70000, 18);
+  points_sampled(&lend__big__descriptor, &m, m.len, 0, m.len + 1, 0);
+  wb_free(&m);
+}
+
+/* A message of type Big split where its big value begins, delivered with max_depth 1 and 2 (the
+ * nested `inner` is at depth 2): refused, then decoded; the joined path likewise. */
+static void split_depth(void **state) {
+  (void)state;
+  wb m = {0}, twice = {0};
+  build_mixed(&m, 100000, 20);
+  found fo = find(&lend__big__descriptor, m.b, m.len);
+  assert_true(fo.yes);
+  wb_big(&twice, 3, 10, 21);
+  wb_raw(&twice, m.b, m.len); /* the big field twice: joined */
+  size_t twice_at = (twice.len - m.len) + fo.bytes_at;
+  for (int heap = 0; heap < 2; heap++) {
+    for (unsigned depth = 1; depth <= 2; depth++) {
+      for (int joined = 0; joined < 2; joined++) {
+        crpc__arena arena;
+        crpc__arena_init(&arena);
+        sdelivery s;
+        memset(&s, 0, sizeof s);
+        s.desc = &lend__big__descriptor;
+        s.arena = heap ? NULL : &arena;
+        s.max_depth = depth;
+        const wb *msg = joined ? &twice : &m;
+        deliver_split(&s, msg->b, msg->len, joined ? twice_at : fo.bytes_at, 100, 0);
+        if (depth == 1) {
+          assert_int_equal(s.rc, -1);
+          assert_false(s.taken);
+        } else {
+          assert_int_equal(s.rc, 0);
+          assert_int_equal(s.taken, !joined);
+          ProtobufCMessage *plain =
+              protobuf_c_message_unpack(&lend__big__descriptor, NULL, msg->len, msg->b);
+          assert_non_null(plain);
+          assert_msg_equal(s.got, plain);
+          protobuf_c_message_free_unpacked(plain, NULL);
+        }
+        if (heap) free_heap_result(s.got);
+        crpc__arena_destroy(&arena);
+      }
+    }
+  }
+  wb_free(&m);
+  wb_free(&twice);
+}
+
+/* Every allocation crpc__unpack_split makes, failed in turn, with an arena (its blocks,
+ * protobuf-c's through it, the adoption of the tail) and without (the rest's copy, the joined
+ * copy): NULL or the right message, and nothing leaks or is freed twice. Lent and joined. */
+static void split_out_of_memory(void **state) {
+  (void)state;
+  wb m = {0}, twice = {0};
+  build_mixed(&m, 100000, 22);
+  found fo = find(&lend__big__descriptor, m.b, m.len);
+  assert_true(fo.yes);
+  wb_big(&twice, 3, 10, 23);
+  wb_raw(&twice, m.b, m.len);
+  size_t twice_at = (twice.len - m.len) + fo.bytes_at;
+  for (int heap = 0; heap < 2; heap++)
+    for (int joined = 0; joined < 2; joined++)
+      for (size_t pf = 0; pf < 2; pf++) {
+        const wb *msg = joined ? &twice : &m;
+        ProtobufCMessage *plain =
+            protobuf_c_message_unpack(&lend__big__descriptor, NULL, msg->len, msg->b);
+        assert_non_null(plain);
+        int baseline = 0;
+        for (long nth = 1; nth < 1000 && !baseline; nth++) {
+          crpc__arena arena;
+          crpc__arena_init(&arena);
+          if (pf) assert_non_null(crpc__arena_alloc(&arena, CRPC__ARENA_INLINE - 8));
+          sdelivery s;
+          memset(&s, 0, sizeof s);
+          s.desc = &lend__big__descriptor;
+          s.arena = heap ? NULL : &arena;
+          s.max_depth = SPLIT_DEPTH;
+          s.fail_nth = nth;
+          deliver_split(&s, msg->b, msg->len, joined ? twice_at : fo.bytes_at, 0, 0);
+          baseline = !s.fail_hit;
+          if (baseline) {
+            assert_int_equal(s.rc, 0);
+            assert_int_equal(s.taken, !joined);
+            assert_true(nth > 1);
+          }
+          if (s.got) assert_msg_equal(s.got, plain);
+          if (heap) free_heap_result(s.got);
+          crpc__arena_destroy(&arena);
+        }
+        assert_true(baseline);
+        protobuf_c_message_free_unpacked(plain, NULL);
+      }
+  wb_free(&m);
+  wb_free(&twice);
+}
+
+/* The client's chain without a connection: a STATUS frame (OK, with and without a text) carrying a
+ * response arrives in pieces; the point comes from what is in hand (crpc__status_decode of the
+ * part, crpc__lend_split_point, as crpc__call_split_at does), the decoder splits there, and the
+ * delivered frame's head decodes as a STATUS whose message part crpc__unpack_split completes. */
+typedef struct chain {
+  crpc__decoder *dec;
+  crpc__arena *arena;
+  int n, rc, taken;
+  ProtobufCMessage *got;
+  const uint8_t *tail;
+} chain;
+
+static int chain_cb(void *ud, const crpc__frame *f) {
+  chain *c = ud;
+  c->n++;
+  assert_non_null(f->tail);
+  crpc__status_hdr st;
+  assert_int_equal(crpc__status_decode(f, &st), 0);
+  assert_int_equal(st.code, 0);
+  assert_non_null(st.message);
+  assert_true(st.message + st.message_len == f->payload + f->head_len);
+  c->tail = f->tail;
+  c->rc = crpc__unpack_split(&lend__big__descriptor, c->arena, st.message, st.message_len,
+                             c->dec, f, 0, &c->got);
+  c->taken = c->dec->tail_taken;
+  return 0;
+}
+
+static void split_status_chain(void **state) {
+  (void)state;
+  wb m = {0};
+  build_mixed(&m, 1000000, 24);
+  ProtobufCMessage *plain = protobuf_c_message_unpack(&lend__big__descriptor, NULL, m.len, m.b);
+  assert_non_null(plain);
+  static const char *texts[] = {"", "fine"};
+  for (int heap = 0; heap < 2; heap++)
+    for (int t = 0; t < 2; t++) {
+      size_t tl = strlen(texts[t]);
+      size_t fixed = crpc__status_fixed_size(tl, 0, 0);
+      size_t plen = fixed + m.len;
+      uint8_t *fr = malloc(CRPC__HDR_LEN + plen);
+      assert_non_null(fr);
+      crpc__hdr_encode(fr, CRPC__F_STATUS, CRPC__FL_MESSAGE, 5, (uint32_t)plen);
+      uint8_t *p = crpc__status_fixed_encode(fr + CRPC__HDR_LEN, 0, texts[t], (uint32_t)tl, NULL, 0,
+                                             NULL, 0);
+      memcpy(p, m.b, m.len);
+      crpc__decoder d;
+      crpc__decoder_init(&d, MAXP, 0);
+      crpc__arena arena;
+      crpc__arena_init(&arena);
+      chain c = {&d, heap ? NULL : &arena, 0, 0, 0, NULL, NULL};
+      size_t in = 65536;
+      assert_int_equal(crpc__decoder_feed(&d, fr, in, chain_cb, &c), 0);
+      /* what crpc__call_split_at does with the bytes in hand */
+      crpc__frame f;
+      assert_int_equal(crpc__hdr_decode(d.buf, &f), 0);
+      size_t unit_len = CRPC__HDR_LEN + f.length;
+      f.payload = d.buf + CRPC__HDR_LEN;
+      f.length = (uint32_t)(d.len - CRPC__HDR_LEN);
+      crpc__status_hdr st;
+      assert_int_equal(crpc__status_decode(&f, &st), 0);
+      size_t msg_at = (size_t)(st.message - d.buf);
+      assert_int_equal(msg_at, CRPC__HDR_LEN + fixed);
+      size_t at = crpc__lend_split_point(&lend__big__descriptor, st.message, st.message_len,
+                                         unit_len - msg_at);
+      found fo = find(&lend__big__descriptor, m.b, m.len);
+      assert_int_equal(at, fo.bytes_at);
+      assert_int_equal(crpc__decoder_split(&d, msg_at + at), 0);
+      size_t pos = in, n;
+      while (pos < CRPC__HDR_LEN + plen) {
+        uint8_t *q = crpc__decoder_space_ready(&d, 65536, 65536, &n);
+        assert_non_null(q);
+        memcpy(q, fr + pos, n);
+        pos += n;
+        assert_int_equal(crpc__decoder_commit(&d, n, chain_cb, &c), 0);
+      }
+      assert_int_equal(c.n, 1);
+      crpc__decoder_free(&d);
+      free(fr);
+      assert_int_equal(c.rc, 0);
+      assert_true(c.taken);
+      const Lend__Big *b = (const Lend__Big *)c.got;
+      assert_ptr_equal(b->data.data, c.tail);
+      assert_msg_equal(c.got, plain);
+      if (heap) protobuf_c_message_free_unpacked(c.got, NULL);
+      crpc__arena_destroy(&arena);
+    }
+  protobuf_c_message_free_unpacked(plain, NULL);
+  wb_free(&m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(p2_only_data),
@@ -1340,6 +2067,13 @@ int main(void) {
       cmocka_unit_test(lend_after_direct_reads),
       cmocka_unit_test(out_of_memory),
       cmocka_unit_test(two_lends_one_arena),
+      cmocka_unit_test(split_point_qualifying),
+      cmocka_unit_test(split_point_thresholds),
+      cmocka_unit_test(split_point_not_lendable),
+      cmocka_unit_test(split_point_malformed),
+      cmocka_unit_test(split_depth),
+      cmocka_unit_test(split_out_of_memory),
+      cmocka_unit_test(split_status_chain),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
