@@ -227,7 +227,9 @@ int crpc__decoder_feed(crpc__decoder *d, const uint8_t *data, size_t len, crpc__
  * arrived (at most doubling), so a peer that declares a large frame and sends little still
  * costs little memory. */
 uint8_t *crpc__decoder_space(crpc__decoder *d, size_t min, size_t *n);
-/* As crpc__decoder_space(), when the owner knows `ready` bytes are waiting to be read (FIONREAD):
+/* While a split frame is under way (crpc__decoder_split) both offer room in its tail whatever
+ * `min`, up to the frame's end.
+ * As crpc__decoder_space(), when the owner knows `ready` bytes are waiting to be read (FIONREAD):
  * the space offered may then grow at once to hold them (they have arrived, so the peer has paid
  * for them), which saves the copies of doubling step by step. */
 uint8_t *crpc__decoder_space_ready(crpc__decoder *d, size_t min, size_t ready, size_t *n);
