@@ -307,6 +307,19 @@ static void client_conn(void) {
   call(&s, 2, "fuzz.Target/Echo", 0, NULL, 0, mm, msg(mm, "p2p", 0)); /* server calls client */
   status(&s, 1, 0, "", m, msg(m, "ok", 0), 1);
   save("client_conn", "server-calls-client", &s);
+
+  /* A large OK answer whose bytes field's value has barely begun: the channel splits the frame
+   * there (crpc__decoder_split) and the server then goes away mid-value. */
+  s.len = 0;
+  put8(&s, 0x00); /* one call */
+  uint8_t head[4] = {0x1a, 0xa0, 0x8d, 0x06}; /* blob, 100,000 bytes */
+  hdr(&s, CRPC__F_STATUS, CRPC__FL_MESSAGE, 1, 16 + sizeof head + 100000);
+  put(&s, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16); /* OK, no text, metadata, details */
+  put(&s, head, sizeof head);
+  uint8_t some[2000];
+  memset(some, 'x', sizeof some);
+  put(&s, some, sizeof some);
+  save("client_conn", "split-then-close", &s);
 }
 
 int main(int argc, char **argv) {
