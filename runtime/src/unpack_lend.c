@@ -52,53 +52,44 @@ static int varint32(const uint8_t *p, size_t len, size_t *pos, uint64_t *out) {
   return 0;
 }
 
-/* What the walk found: the largest length-delimited field, and how often its number occurs. */
+/* The largest length-delimited top-level field. */
 typedef struct scan {
   size_t key_at, bytes_at, bytes_len;
-  uint32_t number;
-  unsigned count; /* occurrences of `number` (second pass) */
+  uint64_t number;
 } scan;
 
-/* Walks the top-level fields: the first pass (counting 0) finds the largest length-delimited
- * field, the second counts its number's occurrences. -1 on anything the plain path should handle
- * (malformed bytes, groups). */
-static int walk(const uint8_t *p, size_t len, scan *best, int counting) {
-  size_t pos = 0;
-  while (pos < len) {
-    size_t key_at = pos;
-    uint64_t key, n;
-    if (varint32(p, len, &pos, &key) != 0) return -1;
-    uint64_t number = key >> 3;
-    if (number == 0 || number > 0x1fffffff) return -1;
-    if (counting && number == best->number) best->count++;
-    switch (key & 7) {
-      case 0:
-        if (varint(p, len, &pos, &n) != 0) return -1;
-        break;
-      case 1:
-        if (len - pos < 8) return -1;
-        pos += 8;
-        break;
-      case 5:
-        if (len - pos < 4) return -1;
-        pos += 4;
-        break;
-      case 2:
-        if (varint32(p, len, &pos, &n) != 0 || n > len - pos) return -1;
-        if (!counting && n > best->bytes_len) {
-          best->key_at = key_at;
-          best->bytes_at = pos;
-          best->bytes_len = (size_t)n;
-          best->number = (uint32_t)number;
-        }
-        pos += (size_t)n;
-        break;
-      default: /* groups (3, 4) and undefined wire types */
-        return -1;
-    }
+static int field_value(const uint8_t *p, size_t end, size_t *pos, uint64_t wt, uint64_t *n);
+
+/* Reads the field at *pos, which must end by len, and leaves *pos after it: its key, its key's
+ * offset, and for a length-delimited one the value's offset and length. -1 on anything the plain
+ * path should handle (malformed bytes, field 0, groups). */
+static int next_field(const uint8_t *p, size_t len, size_t *pos, uint64_t *key, size_t *value_at,
+                      uint64_t *n) {
+  *n = 0;
+  if (varint32(p, len, pos, key) != 0 || *key >> 3 == 0 ||
+      field_value(p, len, pos, *key & 7, n) != 0)
+    return -1;
+  *value_at = *pos;
+  if ((*key & 7) == 2) {
+    if (*n > len - *pos) return -1;
+    *pos += (size_t)*n;
   }
   return 0;
 }
+
+static int largest(const uint8_t *p, size_t len, scan *best) {
+  size_t pos = 0;
+  while (pos < len) {
+    size_t key_at = pos, value_at;
+    uint64_t key, n;
+    if (next_field(p, len, &pos, &key, &value_at, &n) != 0) return -1;
+    if ((key & 7) == 2 && n > best->bytes_len)
+      *best = (scan){key_at, value_at, (size_t)n, key >> 3};
+  }
+  return 0;
+}
+
+static int count_number(const uint8_t *p, size_t len, uint64_t number);
 
 /* The field numbered `number` when it is a singular bytes field outside any oneof and not
  * required (so that leaving it out of what protobuf-c sees changes nothing else), else NULL. */
@@ -127,9 +118,9 @@ int crpc__lend_find(const ProtobufCMessageDescriptor *desc, size_t len, const ui
                     const ProtobufCFieldDescriptor **field) {
   if (len < CRPC__LEND_MIN) return 0;
   scan s = {0};
-  if (walk(data, len, &s, 0) != 0 || s.bytes_len < CRPC__LEND_FIELD) return 0;
+  if (largest(data, len, &s) != 0 || s.bytes_len < CRPC__LEND_FIELD) return 0;
   if (len - (s.bytes_at - s.key_at) - s.bytes_len > CRPC__LEND_REST) return 0;
-  if (walk(data, len, &s, 1) != 0 || s.count != 1) return 0;
+  if (count_number(data, len, s.number) != 1) return 0;
   const ProtobufCFieldDescriptor *fd = lendable(desc, s.number);
   if (!fd) return 0;
   *field_at = s.key_at;
@@ -215,16 +206,11 @@ size_t crpc__lend_split_point(const ProtobufCMessageDescriptor *desc, const uint
 
 /* Walks the complete fields of p[0..len): -1 when malformed, else how many have `number`. */
 static int count_number(const uint8_t *p, size_t len, uint64_t number) {
-  size_t pos = 0;
+  size_t pos = 0, value_at;
   int count = 0;
   while (pos < len) {
-    uint64_t key, n = 0;
-    if (varint32(p, len, &pos, &key) != 0 || field_value(p, len, &pos, key & 7, &n) != 0)
-      return -1;
-    if ((key & 7) == 2) {
-      if (n > len - pos) return -1;
-      pos += (size_t)n;
-    }
+    uint64_t key, n;
+    if (next_field(p, len, &pos, &key, &value_at, &n) != 0) return -1;
     if (key >> 3 == number) count++;
   }
   return count;
