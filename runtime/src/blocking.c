@@ -25,7 +25,7 @@ void crpc__waiter_signal(crpc_channel *ch, crpc__waiter *w) {
   }
   uv_mutex_lock(&ch->mu);
   w->done = 1;
-  uv_cond_signal(&w->cond);
+  if (w->has_cond) uv_cond_signal(&w->cond); /* without one its thread is not asleep */
   uv_mutex_unlock(&ch->mu);
 }
 
@@ -150,18 +150,30 @@ static void submit(crpc_channel *ch, crpc__waiter *w) { /* mutex held */
   atomic_store_explicit(&ch->nsubmitted, 1, memory_order_release);
 }
 
+/* Mutex held. A waiter gets its condition variable only once it is about to be seen by another
+ * thread (submitted, or asleep): a lone caller leads the loop and never sleeps, so it skips the
+ * init and destroy. */
+static int cond_ready(crpc__waiter *w) {
+  if (w->has_cond) return 1;
+  if (uv_cond_init(&w->cond) != 0) {
+    w->start_rc = CRPC_ENOMEM;
+    return 0;
+  }
+  w->has_cond = 1;
+  return 1;
+}
+
+/* Called and returns with the mutex held. */
 static void wait_done(crpc_channel *ch, crpc__waiter *w) {
-  uv_mutex_lock(&ch->mu);
   if (ch->closing) {
-    uv_mutex_unlock(&ch->mu);
     w->start_rc = CRPC_ECLOSED;
     return;
   }
   if (!ch->own_loop) {
+    if (!cond_ready(w)) return;
     submit(ch, w);
     uv_async_send(&ch->wake);
     while (!w->done) uv_cond_wait(&w->cond, &ch->mu);
-    uv_mutex_unlock(&ch->mu);
     return;
   }
   int queued = 0;
@@ -176,6 +188,7 @@ static void wait_done(crpc_channel *ch, crpc__waiter *w) {
       pass_leadership(ch);
     } else {
       if (!queued) { /* the leader may be asleep in the loop: make it pick our call up */
+        if (!cond_ready(w)) return;
         submit(ch, w);
         queued = 1;
         uv_async_send(&ch->wake);
@@ -185,21 +198,42 @@ static void wait_done(crpc_channel *ch, crpc__waiter *w) {
       crpc__list_remove(&w->wlink);
     }
   }
-  uv_mutex_unlock(&ch->mu);
 }
 
-int crpc__blocking_enter(crpc_channel *ch) {
+/* The whole of a blocking function's stay on the channel, in one mutex section at each end:
+ * counts the thread in as a blocker (the channel outlives it), attaches token, runs w to
+ * completion, counts the thread out. Returns CRPC_ECLOSED when the channel is closing, else
+ * w->start_rc; *cancelled when token was cancelled before the call started (w did not run).
+ * After it returns the thread must not touch ch. */
+static int run_waiter(crpc_channel *ch, crpc__waiter *w, crpc_cancel_token *token,
+                      int *cancelled) {
+  crpc__list_init(&w->link);
+  crpc__list_init(&w->wlink);
+  w->has_cond = 0;
+  *cancelled = 0;
   uv_mutex_lock(&ch->mu);
-  int closing = ch->closing;
-  if (!closing) ch->blockers++;
+  if (ch->closing) {
+    uv_mutex_unlock(&ch->mu);
+    return CRPC_ECLOSED;
+  }
+  ch->blockers++;
+  if (token) { /* a token's mutex is taken before the channel's (crpc_cancel): not both here */
+    uv_mutex_unlock(&ch->mu);
+    *cancelled = crpc__token_attach(token, ch, w);
+    uv_mutex_lock(&ch->mu);
+  }
+  if (!*cancelled) wait_done(ch, w);
+  if (token && !*cancelled) {
+    uv_mutex_unlock(&ch->mu);
+    crpc__token_detach(token); /* before leaving: the token must not outlive ch */
+    uv_mutex_lock(&ch->mu);
+  }
+  /* crpc_channel_close() sets closing under the mutex before it waits for idle: nobody waits
+   * for this broadcast unless closing is set. */
+  if (--ch->blockers == 0 && ch->closing) uv_cond_broadcast(&ch->idle);
   uv_mutex_unlock(&ch->mu);
-  return closing ? CRPC_ECLOSED : 0;
-}
-
-void crpc__blocking_leave(crpc_channel *ch) {
-  uv_mutex_lock(&ch->mu);
-  if (--ch->blockers == 0) uv_cond_broadcast(&ch->idle);
-  uv_mutex_unlock(&ch->mu);
+  if (w->has_cond) uv_cond_destroy(&w->cond);
+  return *cancelled ? 0 : w->start_rc;
 }
 
 void crpc__blocking_wait_idle(crpc_channel *ch) {
@@ -209,17 +243,8 @@ void crpc__blocking_wait_idle(crpc_channel *ch) {
 }
 
 int crpc__blocking_run(crpc_channel *ch, crpc__waiter *w) {
-  crpc__list_init(&w->link);
-  crpc__list_init(&w->wlink);
-  if (uv_cond_init(&w->cond) != 0) return CRPC_ENOMEM;
-  int rc = crpc__blocking_enter(ch);
-  if (rc == 0) {
-    wait_done(ch, w);
-    rc = w->start_rc;
-    crpc__blocking_leave(ch);
-  }
-  uv_cond_destroy(&w->cond);
-  return rc;
+  int cancelled;
+  return run_waiter(ch, w, NULL, &cancelled);
 }
 
 static void set_error_status(crpc_status *st, int rc) {
@@ -243,32 +268,19 @@ int crpc_channel_unary(crpc_channel *ch, const crpc_method_desc *method,
   if (rc == 0) {
     crpc__waiter w;
     memset(&w, 0, sizeof w);
-    crpc__list_init(&w.link);
-    crpc__list_init(&w.wlink);
     w.method = method;
     w.request = request;
     w.opts = opts;
-    crpc_cancel_token *token = opts ? opts->cancel : NULL;
-    if (uv_cond_init(&w.cond) != 0) {
-      rc = CRPC_ENOMEM;
-    } else if ((rc = crpc__blocking_enter(ch)) != 0) {
-      uv_cond_destroy(&w.cond);
-    } else if (token && crpc__token_attach(token, ch, &w)) {
-      crpc__blocking_leave(ch);
-      uv_cond_destroy(&w.cond);
+    int cancelled;
+    rc = run_waiter(ch, &w, opts ? opts->cancel : NULL, &cancelled);
+    if (cancelled) {
       status->code = CRPC_STATUS_CANCELLED;
       status->message = crpc__strndup("cancelled before it started", 27);
       return 0;
-    } else {
-      wait_done(ch, &w);
-      if (token) crpc__token_detach(token); /* before leaving: the token must not outlive ch */
-      crpc__blocking_leave(ch);
-      uv_cond_destroy(&w.cond);
-      rc = w.start_rc;
-      if (rc == 0) {
-        *response = w.response;
-        *status = w.status;
-      }
+    }
+    if (rc == 0) {
+      *response = w.response;
+      *status = w.status;
     }
   }
   if (rc != 0 && status) set_error_status(status, rc);

@@ -81,7 +81,8 @@ struct crpc_channel {
 struct crpc__waiter {
   crpc__list link;  /* ch->submitted until its call is started */
   crpc__list wlink; /* ch->waiters while it sleeps */
-  uv_cond_t cond;
+  uv_cond_t cond;   /* initialised only when has_cond (blocking.c) */
+  int has_cond;     /* (mu) */
   const crpc_method_desc *method;
   const ProtobufCMessage *request;
   const crpc_call_opts *opts;
@@ -102,12 +103,9 @@ struct crpc__waiter {
 /* Finishes a waiter (loop thread): wakes its thread. */
 void crpc__waiter_signal(crpc_channel *ch, crpc__waiter *w);
 /* Runs w->op on the loop (driving it if this thread may) and waits until the waiter finishes.
- * Returns 0, or CRPC_ECLOSED when the channel is closing. */
+ * Returns 0, CRPC_ECLOSED when the channel is closing, or CRPC_ENOMEM. The thread must not touch
+ * the channel after it returns unless it knows the channel is still open. */
 int crpc__blocking_run(crpc_channel *ch, crpc__waiter *w);
-/* Entering / leaving a blocking function (any thread). enter fails with CRPC_ECLOSED once the
- * channel is closing; leave is the thread's last touch of the channel. */
-int crpc__blocking_enter(crpc_channel *ch);
-void crpc__blocking_leave(crpc_channel *ch);
 /* Close: waits until no thread is inside a blocking function any more (they have all been
  * completed by then and only need to get out). */
 void crpc__blocking_wait_idle(crpc_channel *ch);
