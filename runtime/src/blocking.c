@@ -181,7 +181,11 @@ static void wait_done(crpc_channel *ch, crpc__waiter *w) {
     if (!ch->leader) {
       ch->leader = 1;
       uv_mutex_unlock(&ch->mu);
-      if (!queued) start_one(ch, w); /* we drive the loop: no need to queue our own call */
+      if (!queued) { /* we drive the loop: no need to queue our own call */
+        crpc__io_batch_begin(&ch->io); /* its request is written at once, not in the loop */
+        start_one(ch, w);
+        crpc__io_batch_end(&ch->io);
+      }
       lead(ch, w);
       uv_mutex_lock(&ch->mu);
       ch->leader = 0;

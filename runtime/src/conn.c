@@ -22,6 +22,7 @@
 #define CRPC__FRAME_SLACK 65536
 
 static void schedule_flush(crpc__conn *c);
+static void start_flusher(crpc__io_ctx *ctx);
 
 crpc__conn *crpc__conn_new(crpc__io_ctx *ctx, int is_client, const char *label) {
   crpc__conn *c = crpc__calloc(1, sizeof *c);
@@ -105,7 +106,7 @@ void crpc__conn_close(crpc__conn *c, crpc_code code, const char *why) {
   } else {
     /* Never attached: nothing of libuv's refers to c; release it from the loop. */
     crpc__list_push_back(&c->ctx->reap, &c->dirty_link);
-    schedule_flush(c);
+    start_flusher(c->ctx);
   }
 }
 
@@ -210,13 +211,17 @@ static void conn_flush(crpc__conn *c) {
   c->writing = 1;
 }
 
-static void on_flush(uv_prepare_t *h) {
-  crpc__io_ctx *ctx = h->data;
+static void flush_dirty(crpc__io_ctx *ctx) {
   while (!crpc__list_empty(&ctx->dirty)) {
     crpc__conn *c = CRPC__CONTAINER_OF(ctx->dirty.next, crpc__conn, dirty_link);
     crpc__list_remove(&c->dirty_link);
     conn_flush(c);
   }
+}
+
+static void on_flush(uv_prepare_t *h) {
+  crpc__io_ctx *ctx = h->data;
+  flush_dirty(ctx);
   while (!crpc__list_empty(&ctx->reap)) {
     crpc__conn *c = CRPC__CONTAINER_OF(ctx->reap.next, crpc__conn, dirty_link);
     conn_release(c);
@@ -225,14 +230,24 @@ static void on_flush(uv_prepare_t *h) {
   ctx->flusher_on = 0;
 }
 
-static void schedule_flush(crpc__conn *c) {
-  crpc__io_ctx *ctx = c->ctx;
-  if (c->state != CRPC__CONN_CLOSING && !crpc__list_linked(&c->dirty_link))
-    crpc__list_push_back(&ctx->dirty, &c->dirty_link);
+static void start_flusher(crpc__io_ctx *ctx) {
   if (!ctx->flusher_on) {
     ctx->flusher_on = 1;
     uv_prepare_start(&ctx->flusher, on_flush);
   }
+}
+
+static void schedule_flush(crpc__conn *c) {
+  crpc__io_ctx *ctx = c->ctx;
+  if (c->state != CRPC__CONN_CLOSING && !crpc__list_linked(&c->dirty_link))
+    crpc__list_push_back(&ctx->dirty, &c->dirty_link);
+  if (!ctx->batch) start_flusher(ctx);
+}
+
+void crpc__io_batch_begin(crpc__io_ctx *ctx) { ctx->batch++; }
+
+void crpc__io_batch_end(crpc__io_ctx *ctx) {
+  if (--ctx->batch == 0) flush_dirty(ctx);
 }
 
 uint8_t *crpc__conn_reserve(crpc__conn *c, size_t n) { return crpc__outbuf_reserve(&c->out, n); }
@@ -562,12 +577,15 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   uint64_t now = uv_now(c->ctx->loop);
   c->last_read = now;
   c->ping_sent_at = 0; /* anything from the peer proves it is alive */
+  crpc__io_ctx *ctx = c->ctx; /* c may be closed by the end (it stays allocated until then) */
+  crpc__io_batch_begin(ctx); /* the answers to what was read go out as soon as it is parsed */
   if (c->direct_read) {
     c->direct_read = 0;
     feed(c, NULL, (size_t)n, now);
   } else {
     feed(c, (const uint8_t *)buf->base, (size_t)n, now);
   }
+  crpc__io_batch_end(ctx);
 }
 
 /* data NULL with n > 0: n bytes were read into the decoder's own buffer (direct read). */

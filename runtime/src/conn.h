@@ -50,6 +50,7 @@ struct crpc__io_ctx {
   crpc__list dirty;     /* connections with output to flush */
   crpc__list reap;      /* connections closed without a stream, to release */
   int flusher_on;
+  int batch;            /* > 0: output is flushed when the batch ends, not in the prepare phase */
 };
 
 enum crpc__conn_state { CRPC__CONN_NEW, CRPC__CONN_OPEN, CRPC__CONN_CLOSING };
@@ -168,5 +169,12 @@ void crpc__io_ctx_init(crpc__io_ctx *ctx, uv_loop_t *loop, const crpc__conn_ops 
 int crpc__io_ctx_start(crpc__io_ctx *ctx);
 /* Closes the flusher handle (cb when done) and frees the read buffer. Connections must be gone. */
 void crpc__io_ctx_close(crpc__io_ctx *ctx, uv_close_cb cb);
+/* A batch of work whose output is written as soon as it ends (loop thread): a read callback's
+ * answers, a blocking leader's call. Frames committed meanwhile collect as usual and go out in
+ * one write per connection at crpc__io_batch_end, which spares the loop a prepare-phase round
+ * and the answer the rest of the loop turn. Output committed outside a batch is flushed in the
+ * prepare phase (many callbacks of one turn coalesce). Batches nest; the outermost end flushes. */
+void crpc__io_batch_begin(crpc__io_ctx *ctx);
+void crpc__io_batch_end(crpc__io_ctx *ctx);
 
 #endif
