@@ -132,6 +132,10 @@ static void lead(crpc_channel *ch, crpc__waiter *w) {
     uv_run(ch->loop, UV_RUN_ONCE);
   }
   ch->lead_waiter = NULL;
+  /* Frames queued in the last loop pass after its prepare phase (the CANCEL of a call cancelled
+   * by its token or its deadline) would otherwise wait for the next call on this channel, while
+   * the server works on for a caller that is gone. */
+  crpc__io_flush(&ch->io);
 }
 
 /* With the mutex held: wake one sleeper whose call is unfinished, to take over the loop. */

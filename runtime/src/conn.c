@@ -246,6 +246,8 @@ static void schedule_flush(crpc__conn *c) {
 
 void crpc__io_batch_begin(crpc__io_ctx *ctx) { ctx->batch++; }
 
+void crpc__io_flush(crpc__io_ctx *ctx) { flush_dirty(ctx); }
+
 void crpc__io_batch_end(crpc__io_ctx *ctx) {
   if (--ctx->batch == 0) flush_dirty(ctx);
 }

@@ -175,6 +175,9 @@ void crpc__io_ctx_close(crpc__io_ctx *ctx, uv_close_cb cb);
  * and the answer the rest of the loop turn. Output committed outside a batch is flushed in the
  * prepare phase (many callbacks of one turn coalesce). Batches nest; the outermost end flushes. */
 void crpc__io_batch_begin(crpc__io_ctx *ctx);
+/* Writes what is queued now instead of in the next prepare phase (loop thread): for whoever
+ * stops running a loop that may not run again soon. */
+void crpc__io_flush(crpc__io_ctx *ctx);
 void crpc__io_batch_end(crpc__io_ctx *ctx);
 
 #endif
