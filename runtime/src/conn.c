@@ -39,6 +39,7 @@ crpc__conn *crpc__conn_new(crpc__io_ctx *ctx, int is_client, const char *label) 
   c->created_at = c->last_read = c->last_write = uv_now(ctx->loop);
   uint64_t lim = (uint64_t)ctx->max_recv + CRPC__FRAME_SLACK;
   crpc__decoder_init(&c->dec, lim > UINT32_MAX ? UINT32_MAX : (uint32_t)lim, 1);
+  c->dec.stats = ctx->split_stats;
   crpc__idmap_init(&c->calls);
   crpc__outbuf_init(&c->out);
   crpc__outbuf_init(&c->wout);

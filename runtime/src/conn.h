@@ -51,6 +51,9 @@ struct crpc__io_ctx {
   crpc__list reap;      /* connections closed without a stream, to release */
   int flusher_on;
   int batch;            /* > 0: output is flushed when the batch ends, not in the prepare phase */
+  /* Where the connections' decoders count what they did with large frames (NULL: nowhere). Set
+   * before the first connection is made; tests use it. */
+  crpc__split_stats *split_stats;
 };
 
 enum crpc__conn_state { CRPC__CONN_NEW, CRPC__CONN_OPEN, CRPC__CONN_CLOSING };

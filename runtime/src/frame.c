@@ -598,6 +598,8 @@ int crpc__decoder_split(crpc__decoder *d, size_t at) {
   d->tail_len = have;
   d->tail_cap = cap;
   d->len = at;
+  if (d->stats)
+    atomic_fetch_add_explicit(&d->stats->splits, 1, memory_order_relaxed);
   return 0;
 }
 
@@ -605,6 +607,10 @@ uint8_t *crpc__decoder_take_tail(crpc__decoder *d, const crpc__frame *f) {
   if (f->tail == NULL || f->tail != d->tail || d->tail_taken)
     return NULL;
   d->tail_taken = 1;
+  if (d->stats) {
+    atomic_store_explicit(&d->stats->last_tail, (uintptr_t)d->tail, memory_order_relaxed);
+    atomic_fetch_add_explicit(&d->stats->tails_lent, 1, memory_order_relaxed);
+  }
   return d->tail;
 }
 

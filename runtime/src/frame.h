@@ -7,6 +7,7 @@
 #ifndef CRPC_FRAME_H
 #define CRPC_FRAME_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -197,8 +198,19 @@ uint8_t *crpc__md_entry_encode(uint8_t *p, const char *key, uint16_t key_len,
 #define CRPC__DEC_PAUSE 1
 typedef int (*crpc__frame_cb)(void *user_data, const crpc__frame *f);
 
+/* What the split receive path did, counted by every decoder that points here: tests point a
+ * channel's connections at one (crpc__io_ctx.split_stats) to see which path a response took, and
+ * read it from any thread (relaxed atomics; the path runs for frames of 64 KiB and more only).
+ * Unlike a linker --wrap of the two functions, this sees calls inlined by LTO as well. */
+typedef struct crpc__split_stats {
+  atomic_ulong splits;          /* frames split where a large value begins */
+  atomic_ulong tails_lent;      /* split tails handed to a message as a field's own block */
+  _Atomic(uintptr_t) last_tail; /* the last of those blocks */
+} crpc__split_stats;
+
 typedef struct crpc__decoder {
   uint32_t max_payload;
+  crpc__split_stats *stats; /* NULL: not counted */
   int want_preface;       /* 1 until the peer's preface has been read */
   uint8_t peer_minor;
   int paused;

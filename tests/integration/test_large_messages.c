@@ -22,7 +22,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "frame.h" /* crpc__decoder, crpc__frame: the split-receive counters */
+#include "channel_internal.h" /* crpc_channel.io: where its decoders count splits */
+#include "frame.h"            /* crpc__split_stats */
 #include "harness.h"
 #include "large.crpc.h"
 
@@ -186,9 +187,13 @@ static int stop_server(lserver *s) {
   return received;
 }
 
+/* Where every channel of this file counts its split receives (see "split receive" below). */
+static crpc__split_stats split_stats;
+
 static crpc_channel *open_channel_w(uv_loop_t *loop, lserver *srv, int64_t max_write) {
   crpc_channel *ch;
   assert_int_equal(crpc_channel_new(&ch, loop, srv->endpoint), 0);
+  ch->io.split_stats = &split_stats; /* before its first connection (split receive, below) */
   assert_int_equal(crpc_channel_set_option(ch, CRPC_OPT_MAX_RECV_MESSAGE_SIZE, MAX_MSG), 0);
   assert_int_equal(crpc_channel_set_option(ch, CRPC_OPT_MAX_SEND_MESSAGE_SIZE, MAX_MSG), 0);
   assert_int_equal(crpc_channel_set_option(ch, CRPC_OPT_MAX_WRITE_BUFFER, max_write), 0);
@@ -448,33 +453,14 @@ static void async_mixed_sizes(void **state) {
  * large one; the other replies must take the ordinary path (a large string, a repeated bytes
  * field, the field twice, a rest too large to lend) or fail cleanly (malformed after the value).
  *
- * Which path a response took is seen through the linker (--wrap, CMakeLists.txt): the client's
- * splits and the tails that became a field's block are counted, and the last such block is kept,
- * so that a test can check the response's field is that very block (no copy). The server never
- * splits (its connections have no split hook). */
+ * Which path a response took is counted by the client's decoders (crpc__split_stats, which every
+ * channel of this file points at, open_channel_w): the client's splits and the tails that became a
+ * field's block, and the last such block, so that a test can check the response's field is that
+ * very block (no copy). The server never splits (its connections have no split hook). */
 
-static atomic_int split_count, tails_lent;
-static _Atomic(uintptr_t) last_tail;
-
-int __real_crpc__decoder_split(crpc__decoder *d, size_t at);
-int __wrap_crpc__decoder_split(crpc__decoder *d, size_t at);
-uint8_t *__real_crpc__decoder_take_tail(crpc__decoder *d, const crpc__frame *f);
-uint8_t *__wrap_crpc__decoder_take_tail(crpc__decoder *d, const crpc__frame *f);
-
-int __wrap_crpc__decoder_split(crpc__decoder *d, size_t at) {
-  int rc = __real_crpc__decoder_split(d, at);
-  if (rc == 0) atomic_fetch_add(&split_count, 1);
-  return rc;
-}
-
-uint8_t *__wrap_crpc__decoder_take_tail(crpc__decoder *d, const crpc__frame *f) {
-  uint8_t *t = __real_crpc__decoder_take_tail(d, f);
-  if (t) {
-    atomic_store(&last_tail, (uintptr_t)t);
-    atomic_fetch_add(&tails_lent, 1);
-  }
-  return t;
-}
+static int splits_now(void) { return (int)atomic_load(&split_stats.splits); }
+static int tails_now(void) { return (int)atomic_load(&split_stats.tails_lent); }
+static uintptr_t last_tail_now(void) { return atomic_load(&split_stats.last_tail); }
 
 #define NOTE_SMALL 100
 #define NOTE_LARGE 20000 /* the rest of the message past 16 KiB: not lent */
@@ -691,7 +677,7 @@ static Ltest__BigRequest big_request(uint32_t seq, uint32_t size, uint32_t note_
  * and, when `lent`, received split with its data as the tail block; else what went wrong. No
  * cmocka assertion: worker threads call this too. */
 static void get_why(crpc_channel *ch, const Ltest__BigRequest *q, int lent, char *why, size_t wl) {
-  int taken0 = atomic_load(&tails_lent);
+  int taken0 = tails_now();
   Ltest__BigReply *resp = NULL;
   crpc_status st = {0};
   crpc_call_opts opts = {.timeout_ms = 20000};
@@ -717,11 +703,11 @@ static void get_why(crpc_channel *ch, const Ltest__BigRequest *q, int lent, char
       bad = pad->value[i] != letter(i, q->seq + 3);
     if (bad) snprintf(why, wl, "Get seq %u: trailers differ", q->seq);
   }
-  int taken = atomic_load(&tails_lent) - taken0;
+  int taken = tails_now() - taken0;
   if (!why[0] && lent && taken != 1)
     snprintf(why, wl, "Get seq %u (%u bytes): %d tails lent, expected 1", q->seq, q->size, taken);
   /* the field is the block the tail was received into: the caller's now */
-  if (!why[0] && lent && (uintptr_t)resp->data.data != atomic_load(&last_tail))
+  if (!why[0] && lent && (uintptr_t)resp->data.data != last_tail_now())
     snprintf(why, wl, "Get seq %u: the data is not the block received split", q->seq);
   if (resp) protobuf_c_message_free_unpacked(&resp->base, NULL); /* ASan/LSan: all, nothing else */
   crpc_status_reset(&st);
@@ -739,12 +725,12 @@ static void split_blocking(void **state) {
   lserver *srv = start_server(state);
   crpc_channel *ch = open_channel(NULL, srv);
   static const uint32_t lens[] = {MIB, 8 * MIB, MIB + 1, 8 * MIB - 3, 64 * KIB};
-  int splits0 = atomic_load(&split_count);
+  int splits0 = splits_now();
   for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
     Ltest__BigRequest q = big_request((uint32_t)(100 + k), lens[k], NOTE_SMALL);
     blocking_get(ch, &q, lens[k] >= MIB);
   }
-  assert_true(atomic_load(&split_count) - splits0 >= 4);
+  assert_true(splits_now() - splits0 >= 4);
   /* trailing metadata in the STATUS before the message (its general layout) */
   Ltest__BigRequest q = big_request(110, 2 * MIB, NOTE_SMALL);
   q.trailer_size = 4000;
@@ -773,7 +759,7 @@ static void gworker_run(void *arg) {
 static void split_blocking_threads(void **state) {
   lserver *srv = start_server(state);
   crpc_channel *ch = open_channel(NULL, srv);
-  int taken0 = atomic_load(&tails_lent);
+  int taken0 = tails_now();
   gworker ws[4];
   memset(ws, 0, sizeof ws);
   for (int i = 0; i < 4; i++) {
@@ -784,7 +770,7 @@ static void split_blocking_threads(void **state) {
   for (int i = 0; i < 4; i++) uv_thread_join(&ws[i].thread);
   for (int i = 0; i < 4; i++)
     if (ws[i].why[0]) fail_msg("thread %d: %s", i, ws[i].why);
-  assert_int_equal(atomic_load(&tails_lent) - taken0, 12);
+  assert_int_equal(tails_now() - taken0, 12);
   crpc_channel_close(ch, NULL, NULL);
   assert_int_equal(stop_server(srv), 12);
 }
@@ -826,7 +812,7 @@ static void split_async(void **state) {
   static const uint32_t lens[] = {MIB, 100, 3 * MIB + 5, 200 * KIB, 64 * KIB, 2 * MIB};
   gcall calls[12];
   memset(calls, 0, sizeof calls);
-  int taken0 = atomic_load(&tails_lent), large = 0;
+  int taken0 = tails_now(), large = 0;
   for (int i = 0; i < 12; i++) {
     calls[i].q = big_request(3000 + (uint32_t)i, lens[i % 6], NOTE_SMALL);
     large += lens[i % 6] >= 200 * KIB;
@@ -839,7 +825,7 @@ static void split_async(void **state) {
     assert_int_equal(calls[i].completions, 1);
     if (!calls[i].ok) fail_msg("call %d (%u bytes): %s", i, calls[i].q.size, calls[i].why);
   }
-  int taken = atomic_load(&tails_lent) - taken0;
+  int taken = tails_now() - taken0;
   if (taken < large) fail_msg("%d tails lent for %d large responses", taken, large);
   itest_channel_close(&loop, ch);
   itest_loop_finish(&loop);
@@ -869,7 +855,7 @@ static ProtobufCMessage *blocking_ok(crpc_channel *ch, const crpc_method_desc *m
 static void split_not_qualifying(void **state) {
   lserver *srv = start_server(state);
   crpc_channel *ch = open_channel(NULL, srv);
-  int taken0 = atomic_load(&tails_lent);
+  int taken0 = tails_now();
   char why[200];
   /* a large string */
   Ltest__BigRequest q = big_request(4000, 2 * MIB, NOTE_SMALL);
@@ -923,8 +909,8 @@ static void split_not_qualifying(void **state) {
     if (why[0]) fail_msg("field twice: %s", why);
     protobuf_c_message_free_unpacked(&b->base, NULL);
   }
-  if (atomic_load(&tails_lent) != taken0)
-    fail_msg("%d tails lent for responses that do not qualify", atomic_load(&tails_lent) - taken0);
+  if (tails_now() != taken0)
+    fail_msg("%d tails lent for responses that do not qualify", tails_now() - taken0);
   /* and the channel goes on lending */
   q = big_request(4010, MIB, NOTE_SMALL);
   blocking_get(ch, &q, 1);
@@ -956,7 +942,7 @@ static void split_malformed(void **state) {
   crpc_method_desc bad_as_big = *LTEST__LARGE__GET_BAD__METHOD;
   bad_as_big.output = &ltest__big_reply__descriptor;
   crpc_channel *ch = open_channel(NULL, srv);
-  int taken0 = atomic_load(&tails_lent), splits0 = atomic_load(&split_count);
+  int taken0 = tails_now(), splits0 = splits_now();
   for (uint32_t i = 0; i < 2; i++) {
     Ltest__BigRequest q = big_request(5000 + i, i ? 8 * MIB : MIB, NOTE_SMALL);
     ProtobufCMessage *resp = NULL;
@@ -969,8 +955,8 @@ static void split_malformed(void **state) {
     assert_null(resp);
     crpc_status_reset(&st);
   }
-  assert_int_equal(atomic_load(&tails_lent), taken0);
-  assert_true(atomic_load(&split_count) > splits0); /* split, then refused whole */
+  assert_int_equal(tails_now(), taken0);
+  assert_true(splits_now() > splits0); /* split, then refused whole */
   /* the same replies as their own type: fine, and lent */
   Ltest__BigRequest q = big_request(5002, MIB, NOTE_SMALL);
   Ltest__BadReply *b = (Ltest__BadReply *)blocking_ok(ch, LTEST__LARGE__GET_BAD__METHOD, &q);
@@ -978,7 +964,7 @@ static void split_malformed(void **state) {
   assert_int_equal(mismatch(b->data.data, MIB, q.seq), MIB);
   assert_int_equal(b->after.len, 3);
   assert_memory_equal(b->after.data, "xyz", 3);
-  assert_ptr_equal((uintptr_t)b->data.data, atomic_load(&last_tail));
+  assert_ptr_equal((uintptr_t)b->data.data, last_tail_now());
   protobuf_c_message_free_unpacked(&b->base, NULL);
   q = big_request(5003, MIB, NOTE_SMALL);
   blocking_get(ch, &q, 1);
@@ -1011,7 +997,7 @@ static void split_malformed(void **state) {
 
 static int split_seen(void *arg) {
   const int *before = arg;
-  return atomic_load(&split_count) != *before;
+  return splits_now() != *before;
 }
 
 typedef struct split_watch {
@@ -1021,7 +1007,7 @@ typedef struct split_watch {
 
 static int split_or_done(void *arg) {
   split_watch *w = arg;
-  return atomic_load(&split_count) != w->splits0 || w->c->completions > 0;
+  return splits_now() != w->splits0 || w->c->completions > 0;
 }
 
 /* A call cancelled while its response is being received split: CANCELLED, once; the rest of the
@@ -1040,8 +1026,8 @@ static void split_cancel_mid_frame(void **state) {
     next.q = big_request(7001 + round * 2, MIB, NOTE_SMALL);
     crpc_call_opts opts = {.timeout_ms = 20000};
     crpc_call *call = NULL;
-    split_watch w = {atomic_load(&split_count), &c};
-    int taken0 = atomic_load(&tails_lent);
+    split_watch w = {splits_now(), &c};
+    int taken0 = tails_now();
     assert_int_equal(ltest__large__get__start(ch, &c.q, &opts, gcall_done, &c, &call), 0);
     assert_int_equal(ltest__large__get__start(ch, &next.q, &opts, gcall_done, &next, NULL), 0);
     assert_true(itest_run_until(&loop, split_or_done, &w, 20000));
@@ -1056,7 +1042,7 @@ static void split_cancel_mid_frame(void **state) {
     if (!next.ok) fail_msg("the call behind a cancelled one: %s", next.why);
     assert_int_equal(c.completions, 1);
     /* only the second response was lent (unless the first completed before the cancel) */
-    assert_int_equal(atomic_load(&tails_lent) - taken0, c.ok ? 2 : 1);
+    assert_int_equal(tails_now() - taken0, c.ok ? 2 : 1);
   }
   if (!cancelled_mid) fail_msg("no call was still receiving its response when cancelled");
   itest_channel_close(&loop, ch);
@@ -1095,7 +1081,7 @@ static void split_close(void **state) {
     b.q = big_request(8001 + (uint32_t)mid * 2, 8 * MIB, NOTE_SMALL);
     closing k = {ch, &a, 0};
     crpc_call_opts opts = {.timeout_ms = 20000};
-    int splits0 = atomic_load(&split_count);
+    int splits0 = splits_now();
     if (mid) { /* close once the first response is under way, split */
       assert_int_equal(ltest__large__get__start(ch, &a.q, &opts, gcall_done, &a, NULL), 0);
       assert_true(itest_run_until(&loop, split_seen, &splits0, 20000));
@@ -1148,10 +1134,11 @@ static void split_max_recv(void **state) {
   lserver *srv = start_server(state);
   crpc_channel *ch;
   assert_int_equal(crpc_channel_new(&ch, NULL, srv->endpoint), 0);
+  ch->io.split_stats = &split_stats;
   assert_int_equal(crpc_channel_set_option(ch, CRPC_OPT_MAX_RECV_MESSAGE_SIZE, MIB), 0);
   Ltest__BigRequest q = big_request(6000, size_for_reply(MIB, 6000), NOTE_SMALL);
   blocking_get(ch, &q, 1);
-  int taken0 = atomic_load(&tails_lent), splits0 = atomic_load(&split_count);
+  int taken0 = tails_now(), splits0 = splits_now();
   q = big_request(6001, size_for_reply(MIB + 1, 6001), NOTE_SMALL);
   Ltest__BigReply *resp = NULL;
   crpc_status st = {0};
@@ -1162,8 +1149,8 @@ static void split_max_recv(void **state) {
              st.message ? st.message : "");
   assert_null(resp);
   crpc_status_reset(&st);
-  assert_int_equal(atomic_load(&split_count) - splits0, 1);
-  assert_int_equal(atomic_load(&tails_lent), taken0);
+  assert_int_equal(splits_now() - splits0, 1);
+  assert_int_equal(tails_now(), taken0);
   q = big_request(6002, MIB / 2, NOTE_SMALL); /* the connection goes on */
   blocking_get(ch, &q, 1);
   crpc_channel_close(ch, NULL, NULL);
