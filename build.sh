@@ -4,6 +4,13 @@
 #   ./build.sh deps    install the build dependencies (Debian/Ubuntu; only what is missing)
 #   ./build.sh demo    release build in build/, then the greeter server and client talk on loopback
 #   ./build.sh test    ASan+UBSan build with -Werror in build-asan/, then the whole test suite
+#   ./build.sh test-release
+#                      Release build with link-time optimisation (what packagers ship) in
+#                      build-release/, then the whole test suite
+#   ./build.sh test-clang
+#                      clang build with -Werror in build-clang/, then the whole test suite
+#   ./build.sh test-tsan
+#                      ThreadSanitizer build in build-tsan/, then the tests that run threads
 #   ./build.sh greet SERVER CLIENT
 #                      run a greeter SERVER binary on a free loopback port and call it with
 #                      CLIENT (what `demo` does; .ci/run uses it on installed-crpc builds)
@@ -29,14 +36,16 @@ packages=(
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
 
+# cmd_deps [EXTRA_PACKAGE...]: the packages above and the extra ones, installing what is missing.
 cmd_deps() {
+  local want=("${packages[@]}" "$@")
   if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then
     say "not a Debian-like system: install these (or your system's equivalents) yourself:"
-    say "  ${packages[*]}"
+    say "  ${want[*]}"
     return 0
   fi
   local missing=() p
-  for p in "${packages[@]}"; do
+  for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   if ((${#missing[@]} == 0)); then
@@ -126,11 +135,52 @@ cmd_test() {
     ctest --output-on-failure -j2)
 }
 
+# build_and_test DIR CTEST_ARGS -- CMAKE_ARGS...: configure DIR with -Werror and the arguments,
+# build everything, run ctest with CTEST_ARGS (a string: extra ctest arguments such as -R REGEX).
+build_and_test() {
+  local dir=$1 ctest_args=$2
+  shift 3
+  say "configuring $dir ($*)"
+  cmake -S . -B "$dir" -DCRPC_WERROR=ON "$@" >/dev/null
+  say "building"
+  cmake --build "$dir" -j "$jobs"
+  say "running the tests"
+  # shellcheck disable=SC2086 # ctest_args is a list of words
+  (cd "$dir" && ctest --output-on-failure -j2 $ctest_args)
+}
+
+cmd_test_release() {
+  cmd_deps
+  build_and_test build-release "" -- -DCMAKE_BUILD_TYPE=Release
+}
+
+cmd_test_clang() {
+  cmd_deps clang
+  # The libFuzzer programs are .ci/run's own step; the replay of their corpora runs here too.
+  CC=clang build_and_test build-clang "" -- -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCRPC_FUZZ=OFF
+}
+
+# Every test whose process runs more than one thread: the integration, semantics, streaming and
+# codegen loopback tests run their servers on threads of their own. Not the large-message tests:
+# they move gigabytes through memcpy, which ThreadSanitizer slows past their 20 s deadlines, and
+# their threads do nothing the blocking and batch_and_leader tests do not.
+tsan_tests='-R ^(integration_|semantics_|streaming_|codegen_loopback|examples_|hostile_) -E ^integration_large_messages_'
+
+cmd_test_tsan() {
+  cmd_deps
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    build_and_test build-tsan "$tsan_tests" -- -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCRPC_SANITIZE_THREAD=ON
+}
+
 case ${1:-} in
   deps) cmd_deps ;;
   demo) cmd_demo ;;
   test) cmd_test ;;
+  test-release) cmd_test_release ;;
+  test-clang) cmd_test_clang ;;
+  test-tsan) cmd_test_tsan ;;
   greet) shift; cmd_greet "$@" ;;
-  -h | --help | help) sed -n '2,12s/^# \{0,1\}//p' "$0" ;;
-  *) sed -n '2,12s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+  -h | --help | help) sed -n '2,19s/^# \{0,1\}//p' "$0" ;;
+  *) sed -n '2,19s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
 esac
