@@ -4,21 +4,33 @@
  *
  * Prints "listening on ENDPOINT" ("listening on port N" for port 0) once it serves; stops on
  * SIGINT/SIGTERM. A loop server: crpc lives on a uv_loop_t this program owns and runs, next to
- * its own handles (here the signal watchers). Everything runs on that one thread, so the room
- * needs no lock.
+ * its own handles (here the signal watchers and the notice timer). Everything runs on that one
+ * thread, so the room needs no lock.
  *
  * Each participant is one bidirectional stream (chat.Room/Talk). Its first message names it;
  * later ones are lines, sent on to the others.
  *
+ * Limits. Whatever a client does, the server's memory and work stay bounded:
+ *  - at most ROOM_MAX participants, and at most PER_CONN_MAX on one connection (the server's
+ *    CRPC_OPT_MAX_CALLS_PER_CONN: crpc refuses more with RESOURCE_EXHAUSTED before talk() runs);
+ *  - a message larger than MSG_MAX fails that participant's call (CRPC_OPT_MAX_RECV_MESSAGE_SIZE);
+ *  - per participant at most OUTBOX_MAX_BYTES of lines waiting for it (below), plus what crpc has
+ *    sent within its stream window (CRPC_OPT_STREAM_WINDOW, 64 KiB);
+ *  - joins and leaves are announced at once up to NOTICE_BURST in a row, then one notice per
+ *    NOTICE_MS at most that gathers those since the last (below): churn in a large room does
+ *    not cost a send to everyone per join or leave.
+ *
  * Slow readers. A write is refused with CRPC_EAGAIN while a participant has a window (64 KiB) of
  * lines it has not read yet. The server then has three choices: block (impossible: one slow
  * participant would stall the room), drop the line, or queue it. This server queues, per
- * participant, up to OUTBOX_MAX lines, and sends them in order from on_writable: a burst or a
- * brief stall loses nothing. Beyond that bound it drops the newest lines for that participant
- * only and counts them; once the queue has drained it tells the participant how many it missed.
- * So one participant that stops reading costs the server at most OUTBOX_MAX lines of memory and
- * never slows the others. (Disconnecting such a participant would be the other sound policy.) */
+ * participant, up to OUTBOX_MAX_BYTES of lines and sends them in order from on_writable: a burst
+ * or a brief stall loses nothing. A participant whose outbox would grow past that has fallen
+ * behind for good: it is disconnected (its call ends RESOURCE_EXHAUSTED, after the lines it was
+ * sent), so a reader that stops costs at most window + outbox, and only until it is found out,
+ * and never slows the others. (Dropping its lines instead would keep a participant that reads
+ * nothing in the room forever, costing memory and a send per line.) */
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,13 +41,20 @@
 
 #include "chat.crpc.h"
 
-#define OUTBOX_MAX 256 /* lines queued per participant while its window is full */
+#define ROOM_MAX 256               /* participants in the room, named or not yet */
+#define PER_CONN_MAX 8             /* participants (Talk calls) on one connection */
+#define OUTBOX_MAX_BYTES (32 * 1024) /* lines queued per participant while its window is full */
+#define NOTICE_BURST 5             /* joins and leaves announced one by one in a row, ... */
+#define NOTICE_MS 200              /* ... then one notice per this period at most */
 #define NAME_MAX_LEN 32
 #define TEXT_MAX_LEN 4096
+#define MSG_MAX 8192               /* a Line of a name and a text, encoded */
 
 typedef struct queued {
   struct queued *next;
-  char *from, *text;
+  size_t size; /* what it counts against the outbox */
+  char *text;  /* into data, after from */
+  char data[]; /* from, NUL, text, NUL */
 } queued;
 
 typedef struct participant {
@@ -43,15 +62,59 @@ typedef struct participant {
   crpc_server_call *call;
   char name[NAME_MAX_LEN + 1]; /* empty until the first message */
   queued *head, *tail;         /* the outbox */
-  int queued, dropped;
+  size_t queued_bytes;
+  int in_callback; /* on_line is running for it: leave() leaves the memory to on_line ... */
+  int gone;        /* ... which frees it on return once this is set */
 } participant;
 
-static participant *room; /* every connected participant */
+/* Named participants, who receive lines, and those that have not sent their name yet: a line
+ * is sent to the named ones only, without walking past the others. */
+typedef struct plist {
+  participant *head;
+  size_t count;
+} plist;
+
+static plist room, lobby;
 static uv_loop_t *loop;
 static crpc_server *server;
 static uv_signal_t sigint_watch, sigterm_watch;
+static int closing;
+static int broadcasting; /* a broadcast is walking the room: nobody else may leave the list */
+
+/* Joins and leaves. Each is announced at once while a token is left (NOTICE_BURST tokens, one
+ * more per NOTICE_MS); otherwise it waits here, "alice joined, bob left" plus how many more did
+ * not fit, and all of them go out as one notice when the timer fires or before the next line. */
+static uv_timer_t notice_timer;
+static char notice[512];
+static size_t notice_len;
+static unsigned notice_more;
+static unsigned notice_tokens = NOTICE_BURST;
+static uint64_t notice_refilled; /* loop time of the last refill */
+
+static void plist_add(plist *l, participant *p)
+{
+  p->prev = NULL;
+  p->next = l->head;
+  if (l->head != NULL)
+    l->head->prev = p;
+  l->head = p;
+  l->count++;
+}
+
+static void plist_remove(plist *l, participant *p)
+{
+  if (p->prev != NULL)
+    p->prev->next = p->next;
+  else
+    l->head = p->next;
+  if (p->next != NULL)
+    p->next->prev = p->prev;
+  l->count--;
+}
 
 /* ---- Sending, with the per-participant outbox ---------------------------------------------- */
+
+static void leave(participant *p, crpc_code code, const char *why);
 
 static int send_now(participant *p, const char *from, const char *text)
 {
@@ -62,125 +125,194 @@ static int send_now(participant *p, const char *from, const char *text)
   return chat__room__talk__send(p->call, &line); /* encoded now: from/text stay ours */
 }
 
-static void enqueue(participant *p, const char *from, const char *text)
+/* Queues a line for p. Returns 0, or -1 when p has fallen behind (or memory ran out) and has
+ * left. */
+static int enqueue(participant *p, const char *from, const char *text)
 {
+  size_t from_len = strlen(from), text_len = strlen(text);
+  size_t size = sizeof(queued) + from_len + text_len + 2;
   queued *q;
 
-  if (p->queued >= OUTBOX_MAX || (q = calloc(1, sizeof(*q))) == NULL) {
-    p->dropped++;
-    return;
+  if (p->queued_bytes + size > OUTBOX_MAX_BYTES || (q = malloc(size)) == NULL) {
+    printf("%s fell behind (%zu bytes queued): disconnected\n",
+           p->name[0] != '\0' ? p->name : "(unnamed)", p->queued_bytes);
+    fflush(stdout);
+    leave(p, CRPC_STATUS_RESOURCE_EXHAUSTED, "you fell behind: too many lines unread");
+    return -1;
   }
-  q->from = strdup(from);
-  q->text = strdup(text);
-  if (q->from == NULL || q->text == NULL) {
-    free(q->from);
-    free(q->text);
-    free(q);
-    p->dropped++;
-    return;
-  }
+  q->next = NULL;
+  q->size = size;
+  memcpy(q->data, from, from_len + 1);
+  q->text = q->data + from_len + 1;
+  memcpy(q->text, text, text_len + 1);
   if (p->tail != NULL)
     p->tail->next = q;
   else
     p->head = q;
   p->tail = q;
-  p->queued++;
+  p->queued_bytes += size;
+  return 0;
 }
 
-/* Sends queued lines until the window refuses one; then the drop notice, if any. */
+/* Sends queued lines until the window refuses one. */
 static void flush(participant *p)
 {
   while (p->head != NULL) {
     queued *q = p->head;
 
-    if (send_now(p, q->from, q->text) == CRPC_EAGAIN)
+    if (send_now(p, q->data, q->text) == CRPC_EAGAIN)
       return; /* on_writable calls again */
     p->head = q->next;
     if (p->head == NULL)
       p->tail = NULL;
-    p->queued--;
-    free(q->from);
-    free(q->text);
+    p->queued_bytes -= q->size;
     free(q);
-  }
-  if (p->dropped > 0) {
-    char notice[96];
-
-    snprintf(notice, sizeof(notice), "you were too slow: %d line%s dropped", p->dropped,
-             p->dropped == 1 ? "" : "s");
-    if (send_now(p, "*", notice) != CRPC_EAGAIN)
-      p->dropped = 0;
   }
 }
 
-static void deliver(participant *p, const char *from, const char *text)
+/* Returns 0, or -1 when p has fallen behind and left. */
+static int deliver(participant *p, const char *from, const char *text)
 {
   /* Order matters: anything already queued goes first. Other errors (the participant is gone)
    * are ignored here; its on_cancel removes it. */
-  if (p->head != NULL || p->dropped > 0 || send_now(p, from, text) == CRPC_EAGAIN)
-    enqueue(p, from, text);
+  if (p->head != NULL || send_now(p, from, text) == CRPC_EAGAIN)
+    return enqueue(p, from, text);
+  return 0;
 }
 
+/* To every named participant but `sender`. deliver() may make the one it delivers to leave,
+ * never another (its notice then waits: see notice_add()). */
 static void broadcast(const participant *sender, const char *from, const char *text)
 {
-  for (participant *p = room; p != NULL; p = p->next)
-    if (p != sender && p->name[0] != '\0')
+  participant *next;
+
+  broadcasting++;
+  for (participant *p = room.head; p != NULL; p = next) {
+    next = p->next;
+    if (p != sender)
       deliver(p, from, text);
+  }
+  broadcasting--;
+}
+
+/* ---- Join and leave notices ---------------------------------------------------------------- */
+
+static void notice_flush(void)
+{
+  char text[sizeof(notice) + 48];
+
+  uv_timer_stop(&notice_timer);
+  if (notice_len == 0 && notice_more == 0)
+    return;
+  if (notice_more > 0)
+    snprintf(text, sizeof(text), "%s%s%u more joined or left", notice,
+             notice_len > 0 ? ", and " : "", notice_more);
+  else
+    snprintf(text, sizeof(text), "%s", notice);
+  notice_len = 0;
+  notice[0] = '\0';
+  notice_more = 0;
+  broadcast(NULL, "*", text);
+}
+
+static void on_notice_timer(uv_timer_t *t)
+{
+  (void)t;
+  notice_flush();
+}
+
+static int notice_token(void)
+{
+  uint64_t now = uv_now(loop), periods = (now - notice_refilled) / NOTICE_MS;
+
+  if (periods > 0) {
+    unsigned t = notice_tokens + (periods < NOTICE_BURST ? (unsigned)periods : NOTICE_BURST);
+
+    notice_tokens = t < NOTICE_BURST ? t : NOTICE_BURST;
+    notice_refilled += periods * NOTICE_MS;
+  }
+  if (notice_tokens == 0)
+    return 0;
+  notice_tokens--;
+  return 1;
+}
+
+/* Announces "NAME joined" or "NAME left" to everyone but p (who has just joined, or has left),
+ * now if a token is left and nothing waits; else records it for the next notice and starts the
+ * timer if it is idle. During a broadcast it always waits: sending now could make others leave
+ * the list the broadcast is walking. */
+static void notice_add(const participant *p, const char *name, const char *what)
+{
+  size_t need = (notice_len > 0 ? 2 : 0) + strlen(name) + 1 + strlen(what);
+
+  if (closing)
+    return;
+  if (!broadcasting && notice_len == 0 && notice_more == 0 && notice_token()) {
+    char text[NAME_MAX_LEN + 16];
+
+    snprintf(text, sizeof(text), "%s %s", name, what);
+    broadcast(p, "*", text);
+    return;
+  }
+  if (notice_len + need < sizeof(notice))
+    notice_len += (size_t)snprintf(notice + notice_len, sizeof(notice) - notice_len, "%s%s %s",
+                                   notice_len > 0 ? ", " : "", name, what);
+  else
+    notice_more++;
+  if (!uv_is_active((uv_handle_t *)&notice_timer))
+    uv_timer_start(&notice_timer, on_notice_timer, NOTICE_MS, 0);
 }
 
 /* ---- Participants -------------------------------------------------------------------------- */
 
+/* Ends p's call and takes it out of the room; frees it unless its on_line is running (which
+ * then does). */
 static void leave(participant *p, crpc_code code, const char *why)
 {
-  if (p->prev != NULL)
-    p->prev->next = p->next;
-  else
-    room = p->next;
-  if (p->next != NULL)
-    p->next->prev = p->prev;
+  plist_remove(p->name[0] != '\0' ? &room : &lobby, p);
   crpc_server_call_end(p->call, code, why);
-  if (p->name[0] != '\0') {
-    char notice[NAME_MAX_LEN + 16];
-
-    snprintf(notice, sizeof(notice), "%s left", p->name);
-    broadcast(p, "*", notice);
-  }
+  if (p->name[0] != '\0')
+    notice_add(p, p->name, "left");
   while (p->head != NULL) {
     queued *q = p->head;
 
     p->head = q->next;
-    free(q->from);
-    free(q->text);
     free(q);
   }
-  free(p);
+  p->tail = NULL;
+  p->queued_bytes = 0;
+  if (p->in_callback)
+    p->gone = 1;
+  else
+    free(p);
 }
 
-static void welcome(participant *p)
+/* "welcome, NAME; here: ..." with as many names as fit: at most a few hundred steps. */
+static int welcome(participant *p)
 {
   char text[512] = "welcome, ";
   size_t n = strlen(text);
 
   n += (size_t)snprintf(text + n, sizeof(text) - n, "%s; here:", p->name);
-  for (participant *o = room; o != NULL && n < sizeof(text); o = o->next)
-    if (o->name[0] != '\0')
-      n += (size_t)snprintf(text + n, sizeof(text) - n, " %s", o->name);
-  deliver(p, "*", text);
+  for (participant *o = room.head; o != NULL && n < sizeof(text); o = o->next)
+    n += (size_t)snprintf(text + n, sizeof(text) - n, " %s", o->name);
+  return deliver(p, "*", text);
 }
 
 static void join(participant *p, const Chat__Line *first)
 {
-  char notice[NAME_MAX_LEN + 16];
   size_t len = first->from != NULL ? strlen(first->from) : 0;
 
   if (len == 0 || len > NAME_MAX_LEN || strcmp(first->from, "*") == 0) {
     leave(p, CRPC_STATUS_INVALID_ARGUMENT, "the first message must carry a name (1-32 bytes)");
     return;
   }
+  plist_remove(&lobby, p);
   memcpy(p->name, first->from, len + 1);
-  welcome(p);
-  snprintf(notice, sizeof(notice), "%s joined", p->name);
-  broadcast(p, "*", notice);
+  plist_add(&room, p);
+  if (welcome(p) != 0)
+    return;
+  notice_add(p, p->name, "joined");
   printf("%s joined\n", p->name);
   fflush(stdout);
 }
@@ -190,6 +322,7 @@ static void on_line(crpc_server_call *call, const Chat__Line *msg, void *user_da
   participant *p = user_data;
 
   (void)call;
+  p->in_callback = 1;
   if (msg == NULL) { /* the client closed its side: it has left */
     printf("%s left\n", p->name[0] != '\0' ? p->name : "(unnamed)");
     fflush(stdout);
@@ -197,8 +330,13 @@ static void on_line(crpc_server_call *call, const Chat__Line *msg, void *user_da
   } else if (p->name[0] == '\0') {
     join(p, msg);
   } else if (msg->text != NULL && strlen(msg->text) <= TEXT_MAX_LEN) {
-    broadcast(p, p->name, msg->text);
+    notice_flush(); /* who joined or left before this line is told first (p may fall behind) */
+    if (!p->gone)
+      broadcast(p, p->name, msg->text);
   }
+  p->in_callback = 0;
+  if (p->gone)
+    free(p);
 }
 
 static void on_writable(crpc_server_call *call, void *user_data)
@@ -215,18 +353,19 @@ static void on_cancel(crpc_server_call *call, void *user_data)
 
 static void talk(crpc_server_call *call, void *user_data)
 {
-  participant *p = calloc(1, sizeof(*p));
+  participant *p;
 
   (void)user_data;
-  if (p == NULL) {
+  if (room.count + lobby.count >= ROOM_MAX) {
+    crpc_server_call_fail(call, CRPC_STATUS_RESOURCE_EXHAUSTED, "the room is full");
+    return;
+  }
+  if ((p = calloc(1, sizeof(*p))) == NULL) {
     crpc_server_call_fail(call, CRPC_STATUS_RESOURCE_EXHAUSTED, "server out of memory");
     return;
   }
   p->call = call;
-  p->next = room;
-  if (room != NULL)
-    room->prev = p;
-  room = p;
+  plist_add(&lobby, p);
   crpc_server_call_on_cancel(call, on_cancel, p);
   chat__room__talk__set_reader(call, on_line, on_writable, p, 1);
 }
@@ -240,7 +379,9 @@ static void on_signal(uv_signal_t *w, int signum)
   (void)w;
   (void)signum;
   /* Closing cancels every call (on_cancel ends each); the loop then runs dry and main returns. */
+  closing = 1;
   crpc_server_close(server, NULL, NULL);
+  uv_close((uv_handle_t *)&notice_timer, NULL);
   uv_close((uv_handle_t *)&sigint_watch, NULL);
   uv_close((uv_handle_t *)&sigterm_watch, NULL);
 }
@@ -253,11 +394,15 @@ int main(int argc, char **argv)
 
   loop = uv_default_loop();
   if ((rc = crpc_server_new(&server, loop)) != 0 ||
+      (rc = crpc_server_set_option(server, CRPC_OPT_MAX_CALLS_PER_CONN, PER_CONN_MAX)) != 0 ||
+      (rc = crpc_server_set_option(server, CRPC_OPT_MAX_RECV_MESSAGE_SIZE, MSG_MAX)) != 0 ||
       (rc = chat__room__crpc_register(server, &handlers, NULL)) != 0 ||
       (rc = crpc_server_listen(server, endpoint, &port)) != 0) {
     fprintf(stderr, "chat_server: %s: %s\n", endpoint, crpc_strerror(rc));
     return 1;
   }
+  uv_timer_init(loop, &notice_timer);
+  notice_refilled = uv_now(loop);
   uv_signal_init(loop, &sigint_watch);
   uv_signal_init(loop, &sigterm_watch);
   uv_signal_start(&sigint_watch, on_signal, SIGINT);

@@ -1,7 +1,14 @@
+/* SOCK_NONBLOCK and SOCK_CLOEXEC are BSD/Linux extensions that glibc only declares with
+ * _DEFAULT_SOURCE. */
+#define _DEFAULT_SOURCE
 /* Channels: lifecycle, connecting (resolve, connect, timeout, backoff), the public call API. */
 #include "channel_internal.h"
 
+#include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "call.h"
@@ -181,6 +188,21 @@ static void connect_failed(crpc_channel *ch, int err) {
 }
 
 static void on_connect(uv_connect_t *req, int status);
+static int attempt_connected(crpc__attempt *a);
+
+/* "unix:@NAME": uv_pipe_connect() (libuv 1.44) takes only a NUL-terminated path, so the socket is
+ * made and connected here, with the exact length of the abstract address. A Unix socket's connect
+ * completes or fails at once (EAGAIN when the server's backlog is full), so the connection is made
+ * before this returns. Returns 0 with the socket in `pipe`, or a negative error. */
+static int connect_abstract(crpc_channel *ch, uv_pipe_t *pipe) {
+  struct sockaddr_un sa;
+  socklen_t len = crpc__endpoint_sockaddr_un(&ch->ep, &sa);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int rc = connect(fd, (const struct sockaddr *)&sa, len) == 0 ? uv_pipe_open(pipe, fd) : -errno;
+  if (rc < 0) close(fd);
+  return rc;
+}
 
 static int attempt_start(crpc_channel *ch, const struct sockaddr *sa) {
   crpc__attempt *a = crpc__calloc(1, sizeof *a);
@@ -188,7 +210,18 @@ static int attempt_start(crpc_channel *ch, const struct sockaddr *sa) {
   a->ch = ch;
   a->req.data = a;
   int rc;
-  if (ch->ep.kind == CRPC__EP_UNIX) {
+  if (ch->ep.kind == CRPC__EP_UNIX && ch->ep.abstract) {
+    rc = uv_pipe_init(ch->loop, &a->u.pipe, 0);
+    if (rc == 0 && (rc = connect_abstract(ch, &a->u.pipe)) < 0) {
+      ch->pending++;
+      uv_close(&a->u.handle, attempt_closed);
+      return rc;
+    }
+    if (rc == 0) {
+      ch->pending++;
+      return attempt_connected(a);
+    }
+  } else if (ch->ep.kind == CRPC__EP_UNIX) {
     rc = uv_pipe_init(ch->loop, &a->u.pipe, 0);
     if (rc == 0) uv_pipe_connect(&a->req, &a->u.pipe, ch->ep.path, on_connect);
   } else {
@@ -233,19 +266,24 @@ static void on_connect(uv_connect_t *req, int status) {
     attempt_next(ch, status);
     return;
   }
-  /* The stream now belongs to the connection (which frees it with its handle). */
+  int rc = attempt_connected(a);
+  if (rc < 0) connect_failed(ch, rc);
+}
+
+/* The attempt's stream is connected: it now belongs to the connection (which frees it with its
+ * handle). Returns 0, or the error for connect_failed(). */
+static int attempt_connected(crpc__attempt *a) {
+  crpc_channel *ch = a->ch;
   ch->pending--;
   uv_timer_stop(&ch->timer);
   free_addrinfo(ch);
   crpc__conn *c = ch->conn;
   int rc = crpc__conn_attach(c, &a->u.stream);
-  if (rc < 0) {
-    connect_failed(ch, rc);
-    return;
-  }
+  if (rc < 0) return rc;
   ch->state = CRPC__CH_READY;
   ch->failures = 0;
   if (c->calls.count == 0) uv_unref(&a->u.handle);
+  return 0;
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {

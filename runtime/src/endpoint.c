@@ -3,6 +3,7 @@
 #include "endpoint.h"
 
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -70,8 +71,18 @@ static int parse_host_port(const char *s, crpc__endpoint *out) {
 }
 
 /* Paths may hold any byte the file system allows, except that control characters and whitespace
- * in a configured path are almost always copy-paste accidents, so they are refused. */
+ * in a configured path are almost always copy-paste accidents, so they are refused. A leading '@'
+ * names a Linux abstract socket (the same rule for its name); a file whose name starts with '@'
+ * is still reachable as "unix:./@name". */
 static int parse_unix(const char *s, crpc__endpoint *out) {
+  if (s[0] == '@') {
+#ifndef __linux__
+    return CRPC_ENOTSUP; /* abstract sockets are a Linux feature */
+#else
+    out->abstract = 1;
+    s++;
+#endif
+  }
   size_t n = strlen(s);
   if (n == 0 || n > CRPC__EP_PATH_MAX)
     return CRPC_EENDPOINT;
@@ -111,10 +122,22 @@ int crpc__endpoint_format(const crpc__endpoint *ep, char *buf, size_t n) {
   if (ep == NULL || (buf == NULL && n > 0))
     return CRPC_EINVAL;
   if (ep->kind == CRPC__EP_UNIX)
-    return snprintf(buf, n, "unix:%s", ep->path);
+    return snprintf(buf, n, "unix:%s%s", ep->abstract ? "@" : "", ep->path);
   if (ep->kind != CRPC__EP_TCP)
     return CRPC_EINVAL;
   if (ep->host_is_v6)
     return snprintf(buf, n, "tcp://[%s]:%d", ep->host, ep->port);
   return snprintf(buf, n, "tcp://%s:%d", ep->host, ep->port);
+}
+
+socklen_t crpc__endpoint_sockaddr_un(const crpc__endpoint *ep, struct sockaddr_un *sa) {
+  size_t n = strlen(ep->path); /* <= CRPC__EP_PATH_MAX: fits sun_path with its NUL either way */
+  memset(sa, 0, sizeof *sa);
+  sa->sun_family = AF_UNIX;
+  if (ep->abstract) {
+    memcpy(sa->sun_path + 1, ep->path, n);
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+  }
+  memcpy(sa->sun_path, ep->path, n + 1);
+  return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
 }

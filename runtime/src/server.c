@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -233,6 +235,22 @@ static int bound_port(uv_tcp_t *t) {
   return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 }
 
+/* Removes the socket file this listener created, if it is still the one at its path: another
+ * server's socket bound there since, or any other file, stays. (libuv would unlink whatever is at
+ * the path; crpc binds unix sockets itself, so libuv does not know the path.) */
+static void unlink_if_same(const char *path, dev_t dev, ino_t ino) {
+  struct stat st;
+  if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == dev && st.st_ino == ino)
+    unlink(path);
+}
+
+static void unlink_own_socket(crpc__listener *lst) {
+  if (!lst->path) return;
+  unlink_if_same(lst->path, lst->dev, lst->ino);
+  crpc__free(lst->path);
+  lst->path = NULL;
+}
+
 static void listener_closed(uv_handle_t *h) {
   crpc__listener *lst = h->data;
   crpc_server *srv = lst->srv;
@@ -313,7 +331,49 @@ int crpc__server_listen_tcp(crpc_server *srv, const char *label, const struct so
   return 0;
 }
 
-static int listen_unix(crpc_server *srv, const char *label, const char *path) {
+/* A Unix socket made and bound here rather than by uv_pipe_bind(), which (libuv 1.44) takes only
+ * a NUL-terminated path (no abstract names), reports a missing directory as EACCES instead of
+ * ENOENT, and unlinks whatever is at the path when the handle closes. For a file, its device and
+ * inode are read right after bind() (unlink_own_socket() removes only that file), and `mode`
+ * (CRPC_OPT_UNIX_SOCKET_MODE) is applied before listen(): until then a connect is refused, so no
+ * client ever gets in through the umask's mode. Returns the bound socket or a negative error. */
+static int bind_unix(crpc__listener *lst, const crpc__endpoint *ep, int64_t mode) {
+  struct sockaddr_un sa;
+  socklen_t len = crpc__endpoint_sockaddr_un(ep, &sa);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int rc = 0;
+  if (bind(fd, (const struct sockaddr *)&sa, len) != 0) {
+    rc = -errno; /* EADDRINUSE when anything exists at the path: it is never replaced */
+    close(fd);
+    return rc;
+  }
+  if (ep->abstract) return fd;
+  struct stat st;
+  if (lstat(ep->path, &st) != 0) {
+    rc = -errno; /* removed in the instant since bind(): nothing of ours is left to remove */
+  } else if (!S_ISSOCK(st.st_mode)) {
+    rc = UV_EADDRINUSE; /* replaced in that instant: not ours, left alone */
+  } else {
+    lst->dev = st.st_dev;
+    lst->ino = st.st_ino;
+    lst->path = crpc__strndup(ep->path, strlen(ep->path));
+    if (!lst->path) {
+      rc = CRPC_ENOMEM;
+      unlink_if_same(ep->path, st.st_dev, st.st_ino);
+    } else if (mode != 0 && chmod(ep->path, (mode_t)mode) != 0) {
+      rc = -errno;
+      unlink_own_socket(lst);
+    }
+  }
+  if (rc != 0) {
+    close(fd);
+    return rc;
+  }
+  return fd;
+}
+
+static int listen_unix(crpc_server *srv, const char *label, const crpc__endpoint *ep) {
   crpc__listener *lst = listener_new(srv, label);
   if (!lst) return CRPC_ENOMEM;
   int rc = uv_pipe_init(srv->loop, &lst->u.pipe, 0);
@@ -323,9 +383,16 @@ static int listen_unix(crpc_server *srv, const char *label, const char *path) {
     return rc;
   }
   lst->u.handle.data = lst;
-  rc = uv_pipe_bind(&lst->u.pipe, path);
-  if (rc == 0) rc = uv_listen(&lst->u.stream, 511, on_connection);
+  int fd = bind_unix(lst, ep, srv->opt[CRPC_OPT_UNIX_SOCKET_MODE]);
+  if (fd < 0) {
+    rc = fd;
+  } else if ((rc = uv_pipe_open(&lst->u.pipe, fd)) < 0) {
+    close(fd);
+  } else {
+    rc = uv_listen(&lst->u.stream, 511, on_connection);
+  }
   if (rc < 0) {
+    unlink_own_socket(lst);
     uv_close(&lst->u.handle, listener_discard);
     return rc;
   }
@@ -341,7 +408,7 @@ int crpc_server_listen(crpc_server *srv, const char *endpoint, int *port_out) {
   crpc__endpoint ep;
   int rc = crpc__endpoint_parse(endpoint, &ep);
   if (rc != 0) return rc;
-  if (ep.kind == CRPC__EP_UNIX) return listen_unix(srv, endpoint, ep.path);
+  if (ep.kind == CRPC__EP_UNIX) return listen_unix(srv, endpoint, &ep);
   struct sockaddr_storage ss;
   if ((rc = resolve_tcp(&ep, &ss, srv->loop)) != 0) return rc;
   int loops = srv->own_loop && srv->opt[CRPC_OPT_LOOPS] > 1;
@@ -428,6 +495,7 @@ static void close_listeners(crpc_server *srv) {
   while (!crpc__list_empty(&srv->listeners)) {
     crpc__listener *lst = CRPC__CONTAINER_OF(srv->listeners.next, crpc__listener, link);
     crpc__list_remove(&lst->link);
+    unlink_own_socket(lst);
     srv->pending++;
     uv_close(&lst->u.handle, listener_closed);
   }

@@ -3,6 +3,7 @@
 #define CRPC_SERVER_INTERNAL_H
 
 #include <stdatomic.h>
+#include <sys/types.h>
 
 #include <uv.h>
 
@@ -22,6 +23,9 @@ typedef struct crpc__listener {
   } u;
   crpc_server *srv;
   char *label; /* the endpoint, for messages */
+  char *path;  /* unix:PATH: the socket file this listener created (NULL otherwise) ... */
+  dev_t dev;   /* ... and its device and inode, read right after bind(): at close only that */
+  ino_t ino;   /*     file is removed, never whatever has replaced it at the path since */
 } crpc__listener;
 
 struct crpc_server {

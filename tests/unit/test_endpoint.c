@@ -35,6 +35,7 @@ static void check_unix(const char *s, const char *path, const char *canon) {
   assert_int_equal(crpc__endpoint_parse(s, &ep), 0);
   assert_int_equal(ep.kind, CRPC__EP_UNIX);
   assert_string_equal(ep.path, path);
+  assert_int_equal(ep.abstract, 0);
   assert_int_equal(crpc__endpoint_format(&ep, buf, sizeof buf), strlen(canon));
   assert_string_equal(buf, canon);
 }
@@ -53,6 +54,50 @@ static void test_good(void **state) {
   check_unix("unix:/run/app.sock", "/run/app.sock", "unix:/run/app.sock");
   check_unix("unix:///run/app.sock", "/run/app.sock", "unix:/run/app.sock");
   check_unix("unix:relative.sock", "relative.sock", "unix:relative.sock");
+  check_unix("unix:./@file", "./@file", "unix:./@file");
+}
+
+/* "unix:@NAME" is a Linux abstract socket: the name without its '@', an address of a NUL byte
+ * then exactly the name (no terminating NUL); elsewhere it is refused, never taken for a file. */
+static void test_abstract(void **state) {
+  (void)state;
+  crpc__endpoint ep;
+#ifdef __linux__
+  char buf[512];
+  static const char *const forms[] = {"unix:@crpc.test", "unix://@crpc.test"};
+  for (size_t i = 0; i < 2; i++) {
+    assert_int_equal(crpc__endpoint_parse(forms[i], &ep), 0);
+    assert_int_equal(ep.kind, CRPC__EP_UNIX);
+    assert_int_equal(ep.abstract, 1);
+    assert_string_equal(ep.path, "crpc.test");
+    assert_int_equal(crpc__endpoint_format(&ep, buf, sizeof buf), strlen("unix:@crpc.test"));
+    assert_string_equal(buf, "unix:@crpc.test");
+    struct sockaddr_un sa;
+    socklen_t len = crpc__endpoint_sockaddr_un(&ep, &sa);
+    assert_int_equal(len, offsetof(struct sockaddr_un, sun_path) + 1 + strlen("crpc.test"));
+    assert_int_equal(sa.sun_family, AF_UNIX);
+    assert_int_equal(sa.sun_path[0], 0);
+    assert_memory_equal(sa.sun_path + 1, "crpc.test", strlen("crpc.test"));
+  }
+  /* The longest name: sun_path less its leading NUL. */
+  char s[300], want[CRPC__EP_PATH_MAX + 1];
+  memset(want, 'n', CRPC__EP_PATH_MAX);
+  want[CRPC__EP_PATH_MAX] = '\0';
+  snprintf(s, sizeof s, "unix:@%s", want);
+  assert_int_equal(crpc__endpoint_parse(s, &ep), 0);
+  assert_string_equal(ep.path, want);
+  snprintf(s, sizeof s, "unix:@%sn", want);
+  assert_int_equal(crpc__endpoint_parse(s, &ep), CRPC_EENDPOINT);
+  assert_int_equal(crpc__endpoint_parse("unix:@", &ep), CRPC_EENDPOINT);
+  assert_int_equal(crpc__endpoint_parse("unix:@a b", &ep), CRPC_EENDPOINT);
+  /* A path's address is the path with its NUL. */
+  assert_int_equal(crpc__endpoint_parse("unix:/x", &ep), 0);
+  struct sockaddr_un sa;
+  assert_int_equal(crpc__endpoint_sockaddr_un(&ep, &sa), offsetof(struct sockaddr_un, sun_path) + 3);
+  assert_string_equal(sa.sun_path, "/x");
+#else
+  assert_int_equal(crpc__endpoint_parse("unix:@crpc.test", &ep), CRPC_ENOTSUP);
+#endif
 }
 
 static void test_lengths(void **state) {
@@ -125,6 +170,7 @@ int main(void) {
       cmocka_unit_test(test_good),
       cmocka_unit_test(test_lengths),
       cmocka_unit_test(test_bad),
+      cmocka_unit_test(test_abstract),
       cmocka_unit_test(test_format_sizes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

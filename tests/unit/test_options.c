@@ -38,6 +38,7 @@ static const struct {
     {CRPC_OPT_MIN_PING_INTERVAL_MS, "MIN_PING_INTERVAL_MS", 1000, 0, 86400000, S},
     {CRPC_OPT_STREAM_WINDOW, "STREAM_WINDOW", 65536, 65536, 1073741824, C | S},
     {CRPC_OPT_LOOPS, "LOOPS", 1, 1, 64, S},
+    {CRPC_OPT_UNIX_SOCKET_MODE, "UNIX_SOCKET_MODE", 0, 0, 0777, S},
 };
 
 static void test_names_defaults(void **state) {

@@ -90,11 +90,13 @@ CRPC_EXTERN void crpc_cancel_token_free(crpc_cancel_token *token);
  *   "tcp://HOST:PORT"   HOST a name (resolved asynchronously at connect time), an IPv4 address, or
  *                        an IPv6 address in brackets ("tcp://[::1]:5000")
  *   "unix:PATH"         a Unix domain socket ("unix:/run/app.sock"; "unix://PATH" is accepted too)
+ *   "unix:@NAME"        a Linux abstract Unix socket (no file; CRPC_ENOTSUP on other systems)
  * loop: the loop the channel lives on, or NULL for a private loop (see above). The loop must
  * outlive the channel, and a loop channel must be created on the loop's thread (it remembers that
  * thread to refuse blocking calls from it with CRPC_EDEADLK). Nothing is connected until the first call.
  * Returns 0 and sets *out (owned by the caller, released by crpc_channel_close()), or
- * CRPC_EINVAL (NULL argument), CRPC_EENDPOINT (bad target), CRPC_ENOMEM, or a libuv error. */
+ * CRPC_EINVAL (NULL argument), CRPC_EENDPOINT (bad target), CRPC_ENOTSUP ("unix:@NAME" outside
+ * Linux), CRPC_ENOMEM, or a libuv error. */
 CRPC_EXTERN int crpc_channel_new(crpc_channel **out, uv_loop_t *loop, const char *target);
 
 /* Sets one channel option (see crpc/options.h) before the first call. Returns 0, CRPC_EINVAL

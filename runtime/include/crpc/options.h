@@ -56,7 +56,12 @@ extern "C" {
  *                        once. Unix-socket endpoints are served by the first loop only.
  * STREAM_WINDOW          bytes of stream messages this side lets a peer send on one call before
  *                        its application has read them (flow control; the protocol starts every
- *                        call at 65536, a larger value is granted at once). */
+ *                        call at 65536, a larger value is granted at once).
+ * UNIX_SOCKET_MODE       permission bits (write them in octal: 0660, 0600) of the socket file a
+ *                        server's unix:PATH endpoint creates, whatever the process umask; set
+ *                        with chmod() after bind() and before listen(), so no client can connect
+ *                        while the file still has the umask's mode. 0: the umask decides.
+ *                        Abstract sockets (unix:@NAME) have no file and ignore it. */
 #define CRPC_OPTION_MAP(X)                                                                   \
   X(MAX_RECV_MESSAGE_SIZE, 4194304, 0, 2147483647, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)       \
   X(MAX_SEND_MESSAGE_SIZE, 4194304, 0, 2147483647, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)       \
@@ -76,7 +81,8 @@ extern "C" {
   X(KEEPALIVE_TIMEOUT_MS, 20000, 1, 86400000, CRPC_OPT_CHANNEL)                              \
   X(MIN_PING_INTERVAL_MS, 1000, 0, 86400000, CRPC_OPT_SERVER)                               \
   X(STREAM_WINDOW, 65536, 65536, 1073741824, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)            \
-  X(LOOPS, 1, 1, 64, CRPC_OPT_SERVER)
+  X(LOOPS, 1, 1, 64, CRPC_OPT_SERVER)                                                        \
+  X(UNIX_SOCKET_MODE, 0, 0, 0777, CRPC_OPT_SERVER)
 
 typedef enum crpc_option {
 #define CRPC_OPTION_GEN_(name, def, lo, hi, who) CRPC_OPT_##name,

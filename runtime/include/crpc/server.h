@@ -51,12 +51,22 @@ CRPC_EXTERN int crpc_server_new(crpc_server **out, uv_loop_t *loop);
  * CRPC_ESTATE (already listening). */
 CRPC_EXTERN int crpc_server_set_option(crpc_server *srv, crpc_option opt, int64_t value);
 
-/* Starts listening on `endpoint` ("tcp://HOST:PORT", "tcp://[::1]:PORT", "unix:PATH"); may be
- * called several times for several endpoints. HOST may be a name, resolved here, synchronously.
- * Port 0 picks a free port; *port_out (may be NULL) receives the bound port (0 for unix:).
- * A unix: path that already exists is not removed: remove stale sockets first.
- * Returns 0, CRPC_EINVAL, CRPC_EENDPOINT, CRPC_ERESOLVE, CRPC_ECLOSED, CRPC_ENOMEM, or a libuv
- * error from bind/listen (UV_EADDRINUSE, UV_EACCES, ...). */
+/* Starts listening on `endpoint` ("tcp://HOST:PORT", "tcp://[::1]:PORT", "unix:PATH",
+ * "unix:@NAME"); may be called several times for several endpoints. HOST may be a name, resolved
+ * here, synchronously. Port 0 picks a free port; *port_out (may be NULL) receives the bound port
+ * (0 for unix:).
+ * unix:PATH creates a socket file at PATH, with the mode CRPC_OPT_UNIX_SOCKET_MODE gives (else the
+ * umask's). Anything that already exists at PATH is left alone and the listen fails with
+ * UV_EADDRINUSE: remove stale sockets first. Closing or shutting down the server removes the file
+ * only if it is still the socket this server created (same device and inode, checked just before
+ * unlinking): another server's socket bound at PATH since, or any other file, stays.
+ * unix:@NAME is a Linux abstract socket: no file (so no mode, and nothing to remove), the name is
+ * freed when the server closes; any process of the same network namespace may connect. NAME is
+ * 1 to 107 bytes. Elsewhere than Linux it is CRPC_ENOTSUP. A file whose name starts with '@' is
+ * "unix:./@name".
+ * Returns 0, CRPC_EINVAL, CRPC_EENDPOINT, CRPC_ENOTSUP, CRPC_ERESOLVE, CRPC_ECLOSED, CRPC_ENOMEM,
+ * or a libuv error from bind/listen: UV_EADDRINUSE, UV_EACCES, UV_ENOENT (the directory of a
+ * unix: PATH does not exist), ... */
 CRPC_EXTERN int crpc_server_listen(crpc_server *srv, const char *endpoint, int *port_out);
 
 /* Registers a service: calls of svc's methods go to the handlers in `impl`, a generated handler
