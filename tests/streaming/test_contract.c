@@ -6,10 +6,12 @@
  *    changes nothing;
  *  - a STATUS text that is not UTF-8 reaches the application repaired (raw server peer);
  *  - a blocking stream cancelled with crpc_stream_cancel_async() before it is finished ends
- *    CANCELLED, every time, although its server answers OK as soon as the client half-closes. */
+ *    CANCELLED, every time, although its server answers OK as soon as the client half-closes
+ *    (and the client half-closed just before the cancel). */
 #include "harness.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -362,8 +364,10 @@ typedef struct cancel_job {
   int errors;    /* API calls that failed */
 } cancel_job;
 
-/* StreamingInput's server answers OK as soon as the client half-closes: a finish that
- * half-closed before applying the cancel would report that OK. */
+/* StreamingInput's server answers OK as soon as the client half-closes. The client cancels, then
+ * finishes: the cancel was asked for before the finish, so it must win over the server's OK,
+ * whether finish sends the half-close or the client sent it before the cancel (the server's OK
+ * may then be in the client's socket, unread, before the loop's wake-up for the cancel). */
 static void cancel_then_finish_job(void *arg)
 {
   cancel_job *j = arg;
@@ -382,13 +386,18 @@ static void cancel_then_finish_job(void *arg)
       j->errors++;
       continue;
     }
-    if (i % 2 == 1) { /* every other stream has sent a request first */
+    if (i % 2 == 1) {
+      /* Every other stream sends a request and half-closes itself: the server's OK may be on
+       * its way, or already in the socket, when the cancel is asked for. The others leave the
+       * half-close to finish (the server's OK cannot come before it). */
       st_inreq req;
 
       st_inreq_init(&req, 10);
       if (streamtest__stream_test__streaming_input__write_wait(s, &req.req) != 0)
         j->errors++;
       st_inreq_free(&req);
+      if (crpc_stream_close_send(s) != 0)
+        j->errors++;
     }
     crpc_stream_cancel_async(s);
     if (streamtest__stream_test__streaming_input__finish(s, &status) != 0) {
@@ -413,6 +422,121 @@ static void cancel_async_before_finish_wins(void **state)
   st_in_thread(e, cancel_then_finish_job, &j, 90000);
   printf("cancel_async then finish: %d tries, %d not CANCELLED (%d OK), %d errors\n", j.tries,
          j.wrong, j.ok, j.errors);
+  assert_int_equal(j.errors, 0);
+  assert_int_equal(j.tries, CANCEL_TRIES);
+  assert_int_equal(j.wrong, 0);
+}
+
+/* The same, with the server's OK already in the client's socket when the cancel is asked for:
+ * the server below marks each call answered only on the loop turn after it ended it, when its
+ * output has been written (loopback: the bytes are then in the client's socket), and the client
+ * asks for the cancel only once it sees the mark. */
+typedef struct answered {
+  uv_timer_t timer;
+  atomic_int count;
+} answered;
+
+static answered g_answered;
+
+static void mark_answered(uv_timer_t *t)
+{
+  answered *a = t->data;
+
+  atomic_fetch_add(&a->count, 1);
+}
+
+static void answer_on_close(crpc_server_call *call, const Streamtest__InputRequest *msg, void *ud)
+{
+  Streamtest__InputResponse resp = STREAMTEST__INPUT_RESPONSE__INIT;
+
+  (void)ud;
+  if (msg != NULL)
+    return;
+  assert_int_equal(streamtest__stream_test__streaming_input__send(call, &resp), 0);
+  assert_int_equal(crpc_server_call_end(call, CRPC_STATUS_OK, NULL), 0);
+  uv_timer_start(&g_answered.timer, mark_answered, 0, 0);
+}
+
+static void answer_input(crpc_server_call *call, void *ud)
+{
+  assert_int_equal(
+      streamtest__stream_test__streaming_input__set_reader(call, answer_on_close, NULL, ud, 1), 0);
+}
+
+static const Streamtest__StreamTest__Handlers answer_handlers = {.streaming_input = answer_input};
+
+static void cancel_after_unread_ok_job(void *arg)
+{
+  cancel_job *j = arg;
+  uint64_t end = st_now_ms() + 60000;
+  crpc_channel *ch;
+
+  if (crpc_channel_new(&ch, NULL, j->target) != 0) {
+    j->errors++;
+    return;
+  }
+  /* A blocking channel moves bytes only inside its blocking functions: one whole stream first,
+   * so that the connection is up and each half-close below goes out before close_send returns. */
+  {
+    crpc_stream *s;
+    crpc_status status;
+
+    if (streamtest__stream_test__streaming_input__open(ch, NULL, &s) != 0 ||
+        streamtest__stream_test__streaming_input__finish(s, &status) != 0 ||
+        status.code != CRPC_STATUS_OK)
+      j->errors++;
+    crpc_status_reset(&status);
+  }
+  for (int i = 0; i < CANCEL_TRIES && st_now_ms() < end; i++) {
+    int before = atomic_load(&g_answered.count);
+    crpc_stream *s;
+    crpc_status status;
+
+    if (streamtest__stream_test__streaming_input__open(ch, NULL, &s) != 0) {
+      j->errors++;
+      continue;
+    }
+    if (crpc_stream_close_send(s) != 0)
+      j->errors++;
+    while (atomic_load(&g_answered.count) == before && st_now_ms() < end)
+      uv_sleep(1);
+    crpc_stream_cancel_async(s);
+    if (streamtest__stream_test__streaming_input__finish(s, &status) != 0) {
+      j->errors++;
+      continue;
+    }
+    j->tries++;
+    if (status.code != CRPC_STATUS_CANCELLED)
+      j->wrong++;
+    if (status.code == CRPC_STATUS_OK)
+      j->ok++;
+    crpc_status_reset(&status);
+  }
+  crpc_channel_close(ch, NULL, NULL);
+}
+
+static void cancel_async_before_finish_wins_over_unread_ok(void **state)
+{
+  st_env *e = *state;
+  crpc_server *srv;
+  char target[64];
+  int port, closes = 0;
+
+  assert_int_equal(uv_timer_init(&e->loop, &g_answered.timer), 0);
+  g_answered.timer.data = &g_answered;
+  atomic_init(&g_answered.count, 0);
+  assert_int_equal(crpc_server_new(&srv, &e->loop), 0);
+  assert_int_equal(crpc_server_listen(srv, "tcp://127.0.0.1:0", &port), 0);
+  assert_int_equal(streamtest__stream_test__crpc_register(srv, &answer_handlers, NULL), 0);
+  snprintf(target, sizeof(target), "tcp://127.0.0.1:%d", port);
+
+  cancel_job j = {target, 0, 0, 0, 0};
+  st_in_thread(e, cancel_after_unread_ok_job, &j, 90000);
+  printf("cancel_async with the OK unread, then finish: %d tries, %d not CANCELLED (%d OK), "
+         "%d errors\n", j.tries, j.wrong, j.ok, j.errors);
+  crpc_server_close(srv, closed, &closes);
+  st_wait_count(e, &closes, 1, WAIT_MS, "close callback");
+  uv_close((uv_handle_t *)&g_answered.timer, NULL);
   assert_int_equal(j.errors, 0);
   assert_int_equal(j.tries, CANCEL_TRIES);
   assert_int_equal(j.wrong, 0);
@@ -448,6 +572,8 @@ int main(void)
       cmocka_unit_test_setup_teardown(server_second_finish_is_estate, setup, teardown),
       cmocka_unit_test_setup_teardown(server_second_finish_after_fail_is_estate, setup, teardown),
       cmocka_unit_test_setup_teardown(cancel_async_before_finish_wins, setup, teardown),
+      cmocka_unit_test_setup_teardown(cancel_async_before_finish_wins_over_unread_ok, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
