@@ -242,6 +242,91 @@ static void status_texts_are_utf8(void **state) {
   itest_server_stop(srv);
 }
 
+/* A raw server peer for a blocking unary call made from a helper thread (tcp4 only: the client
+ * side's checks do not depend on the transport). */
+typedef struct unary_job {
+  char target[64];
+  crpc_code code;
+  char message[256];
+  int has_response;
+} unary_job;
+
+static void unary_job_run(void *arg) {
+  unary_job *j = arg;
+  crpc_channel *ch;
+  assert_int_equal(crpc_channel_new(&ch, NULL, j->target), 0);
+  char buf[32];
+  Itest__EchoRequest req;
+  itest_req_init(&req, 1, buf, sizeof buf);
+  Itest__EchoReply *resp = NULL;
+  crpc_status st = {0};
+  crpc_call_opts opts = {.timeout_ms = 20000};
+  itest__echo__echo__call(ch, &req, &resp, &st, &opts);
+  j->code = st.code;
+  snprintf(j->message, sizeof j->message, "%s", st.message ? st.message : "");
+  j->has_response = resp != NULL;
+  if (resp) itest__echo_reply__free_unpacked(resp, NULL);
+  crpc_status_reset(&st);
+  crpc_channel_close(ch, NULL, NULL);
+}
+
+/* Runs one unary call against a peer that answers with `answer` (after its preface). */
+static void unary_against(const uint8_t *answer, size_t answer_len, unary_job *j) {
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t alen = sizeof a;
+  int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(lfd >= 0);
+  assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(listen(lfd, 4), 0);
+  assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+  memset(j, 0, sizeof *j);
+  j->code = (crpc_code)-1;
+  snprintf(j->target, sizeof j->target, "tcp://127.0.0.1:%d", ntohs(a.sin_port));
+  uv_thread_t t;
+  assert_int_equal(uv_thread_create(&t, unary_job_run, j), 0);
+  struct pollfd p = {lfd, POLLIN, 0};
+  assert_int_equal(poll(&p, 1, 20000), 1);
+  int fd = accept(lfd, NULL, NULL);
+  assert_true(fd >= 0);
+  uint8_t preface[CRPC__PREFACE_LEN];
+  crpc__preface_encode(preface);
+  write_all(fd, preface, sizeof preface);
+  write_all(fd, answer, answer_len); /* the call is id 1 */
+  uv_thread_join(&t);                /* bounded by the call's 20 s timeout */
+  close(fd);
+  close(lfd);
+}
+
+/* A unary call has exactly one response (PROTOCOL.md §6.1): OK without it, or a MESSAGE frame
+ * before the STATUS, end the call INTERNAL at the client. */
+static void unary_needs_exactly_one_response(void **state) {
+  (void)state;
+  uint8_t buf[256];
+  size_t fixed = crpc__status_fixed_size(0, 0, 0);
+  crpc__hdr_encode(buf, CRPC__F_STATUS, 0, 1, (uint32_t)fixed);
+  crpc__status_fixed_encode(buf + CRPC__HDR_LEN, CRPC_STATUS_OK, NULL, 0, NULL, 0, NULL, 0);
+  unary_job j;
+  unary_against(buf, CRPC__HDR_LEN + fixed, &j);
+  assert_int_equal(j.code, CRPC_STATUS_INTERNAL);
+  assert_non_null(strstr(j.message, "without a response"));
+  assert_false(j.has_response);
+
+  Itest__EchoReply reply = ITEST__ECHO_REPLY__INIT;
+  reply.seq = 1;
+  size_t n = itest__echo_reply__get_packed_size(&reply), len = 0;
+  crpc__hdr_encode(buf, CRPC__F_MESSAGE, 0, 1, (uint32_t)n);
+  itest__echo_reply__pack(&reply, buf + CRPC__HDR_LEN);
+  len = CRPC__HDR_LEN + n;
+  crpc__hdr_encode(buf + len, CRPC__F_STATUS, CRPC__FL_MESSAGE, 1, (uint32_t)(fixed + n));
+  crpc__status_fixed_encode(buf + len + CRPC__HDR_LEN, CRPC_STATUS_OK, NULL, 0, NULL, 0, NULL, 0);
+  itest__echo_reply__pack(&reply, buf + len + CRPC__HDR_LEN + fixed);
+  len += CRPC__HDR_LEN + fixed + n;
+  unary_against(buf, len, &j);
+  assert_int_equal(j.code, CRPC_STATUS_INTERNAL);
+  assert_false(j.has_response);
+}
+
 /* Reads until the server closes the connection (bounded); returns what came before. */
 static void read_to_eof(int fd, crpc__decoder *dec, answer *a) {
   memset(a, 0, sizeof *a);
@@ -352,6 +437,7 @@ int main(void) {
       ITEST_PER_TRANSPORT(wrong_call_id_parity_is_protocol_error),
       ITEST_PER_TRANSPORT(http_request_is_refused),
       ITEST_PER_TRANSPORT(status_texts_are_utf8),
+      cmocka_unit_test(unary_needs_exactly_one_response),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
