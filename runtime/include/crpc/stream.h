@@ -101,8 +101,9 @@ CRPC_EXTERN int crpc_stream_finish_wait(crpc_stream *s, crpc_status *status);
 /* From any thread, the stream's own included: cancels a blocking stream (its waits return;
  * finish reports CANCELLED). A cancel asked for before an operation on the stream (e.g. finish)
  * is carried out before that operation, so a finish after it reports CANCELLED even when the
- * server would have answered the half-close OK; only a status that arrived before the cancel
- * was asked for is reported instead. */
+ * server would have answered the half-close OK, or its OK is already waiting, unread, in the
+ * connection; only a status crpc had already read (e.g. while a recv_wait was running) is
+ * reported instead. */
 CRPC_EXTERN void crpc_stream_cancel_async(crpc_stream *s);
 
 /* The method, for generated code and logging. */
