@@ -131,7 +131,7 @@ void crpc__stream_on_message(crpc_call *call, const crpc__frame *f) {
                        "server sent past the stream's flow-control window");
     return;
   }
-  if (st->responses++ && !(call->method->flags & CRPC_METHOD_SERVER_STREAMING)) {
+  if (!(call->method->flags & CRPC_METHOD_SERVER_STREAMING) && st->responses++) {
     crpc__call_abandon(call, CRPC_STATUS_INTERNAL,
                        "server sent a second response on a client-streaming call");
     return;
