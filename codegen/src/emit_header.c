@@ -102,10 +102,14 @@ static void emit_stream_server(const gen_method *m, strbuf *out)
       "\n/* Server side of %s: sends msg to the client (crpc_server_call_write(); msg\n"
       " * is encoded before this returns and stays the caller's). Returns 0, CRPC_EAGAIN (the\n"
       " * client's window is used up: nothing sent; the call's on_writable runs when a write may\n"
-      " * be retried), CRPC_ESTATE (cancelled: the client is gone), CRPC_ELIMIT (larger than\n"
-      " * MAX_SEND_MESSAGE_SIZE), CRPC_EINVAL (call finished, msg NULL), CRPC_ENOMEM. Write any\n"
-      " * number, then end the call once with crpc_server_call_end() (or _fail). Loop thread only.",
-      m->full_name);
+      " * be retried), CRPC_ESTATE (cancelled: the client is gone%s), CRPC_ELIMIT (larger than\n"
+      " * MAX_SEND_MESSAGE_SIZE), CRPC_EINVAL (call finished, msg NULL), CRPC_ENOMEM. %s\n"
+      " * then end the call once with crpc_server_call_end() (or _fail). Loop thread only.",
+      m->full_name,
+      m->flags & CRPC_METHOD_SERVER_STREAMING ? "" : ";\n * or the one response was already written",
+      m->flags & CRPC_METHOD_SERVER_STREAMING
+          ? "Write any number,"
+          : "Write the one response\n * (ending the call OK without it ends it INTERNAL),");
   if (m->set_reader_fn == NULL)
     strbuf_append(out,
         "\n * on_writable: crpc_server_call_stream_handlers(call, NULL, on_writable, user_data, 0).");

@@ -9,6 +9,7 @@
 #include "metadata.h"
 #include "pbdepth.h"
 #include "unpack_lend.h"
+#include "utf8.h"
 
 #define CRPC__CALL_POOL_MAX 64
 
@@ -181,11 +182,10 @@ void crpc__call_finish(crpc_call *call, const crpc__result *r) {
   const char *text = why ? why : r->text;
   size_t text_len = why ? strlen(why) : r->text_len;
   if (text_len || st.code != CRPC_STATUS_OK) {
-    st.message = for_user ? crpc__malloc(text_len + 1) : crpc__arena_alloc(&call->arena, text_len + 1);
-    if (st.message) {
-      if (text_len) memcpy(st.message, text, text_len);
-      st.message[text_len] = '\0';
-    }
+    /* The application gets UTF-8 without NUL whatever the peer sent (PROTOCOL.md §6.4). */
+    size_t n = crpc__utf8_repair(text, text_len, NULL, 0, SIZE_MAX);
+    st.message = for_user ? crpc__malloc(n + 1) : crpc__arena_alloc(&call->arena, n + 1);
+    if (st.message) st.message[crpc__utf8_repair(text, text_len, st.message, n, n)] = '\0';
   }
   if (call->stream) {
     if (!st.message && st.code != CRPC_STATUS_OK && !for_user) st.message = (char *)"";
@@ -243,6 +243,15 @@ void crpc__call_on_status(void *p, const crpc__status_hdr *st, const crpc__frame
                           crpc__decoder *dec) {
   crpc_call *call = p;
   if (call->stream) {
+    crpc__status_hdr one;
+    if (st->code == CRPC_STATUS_OK && !(call->method->flags & CRPC_METHOD_SERVER_STREAMING) &&
+        call->stream->responses == 0) { /* PROTOCOL.md §6.1: exactly one response */
+      one = *st;
+      one.code = CRPC_STATUS_INTERNAL;
+      one.text = "server ended a client-streaming call OK without a response message";
+      one.text_len = (uint32_t)strlen(one.text);
+      st = &one;
+    }
     if (crpc__stream_on_status(call, st)) return;
     crpc__result r = {(crpc_code)st->code, st->text, st->text_len, st->details, st->details_len,
                       st->metadata, st->metadata_len, NULL, 0, NULL, NULL};

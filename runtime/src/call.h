@@ -25,6 +25,7 @@ typedef struct crpc__cstream {
   int cb_depth;             /* inside one of the user's callbacks */
   int release_pending;      /* ended inside a callback: release when it returns */
   int discard;              /* blocking finish: drop what arrives, keep the window open */
+  int responses;            /* client streaming: messages received (0, 1; a second ends it) */
   uint8_t *saved;           /* the STATUS that arrived while messages were unread */
   crpc__arena scratch;      /* decoded messages, reset after each delivery */
   int blocking;             /* a private-loop (blocking) stream */

@@ -10,6 +10,7 @@
 #include "pbdepth.h"
 #include "server_internal.h"
 #include "unpack_lend.h"
+#include "utf8.h"
 
 #define CRPC__SCALL_POOL_MAX 64
 
@@ -39,6 +40,8 @@ static crpc_server_call *scall_alloc(crpc_server *srv) {
   sc->cancelled = 0;
   sc->finished = 0;
   sc->dispatched = 0;
+  sc->cb_depth = 0;
+  sc->release_pending = 0;
   sc->stream = NULL;
   sc->held_on = NULL;
   crpc__list_init(&sc->hlink);
@@ -111,10 +114,23 @@ static void arm_deadline(crpc_server *srv);
 static void arm_call_deadline(crpc_server_call *sc, uint32_t timeout_ms);
 static int admit(crpc_server_call *sc, crpc__conn *c, uint32_t id, const crpc__call_hdr *h);
 
+/* A method name as the client sent it, fit for a status text (PROTOCOL.md §6.4): any bytes may
+ * come, so what is not printable ASCII (and a backslash) is written as \xHH. */
+typedef struct quoted_name {
+  char s[4 * CRPC__MAX_METHOD_LEN + 1];
+} quoted_name;
+
+static const char *quote_name(quoted_name *q, const char *name, size_t name_len) {
+  crpc__quote_bytes(name, name_len, q->s, sizeof q->s);
+  return q->s;
+}
+
+/* Answers the CALL with a status whose text is fmt with the quoted method name for its %s. */
 static void refuse(crpc__conn *c, uint32_t id, crpc_code code, const char *fmt, const char *name,
                    size_t name_len) {
-  char text[CRPC__MAX_METHOD_LEN + 128];
-  snprintf(text, sizeof text, fmt, (int)name_len, name);
+  quoted_name q;
+  char text[sizeof q.s + 128];
+  snprintf(text, sizeof text, fmt, quote_name(&q, name, name_len));
   crpc__conn_send_status(c, id, code, text);
 }
 
@@ -122,7 +138,7 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
   crpc_server *srv = c->ctx->owner;
   uint32_t id = f->call_id;
   if (srv->closing) {
-    refuse(c, id, CRPC_STATUS_UNAVAILABLE, "%.*s: server is closing", h->method, h->method_len);
+    refuse(c, id, CRPC_STATUS_UNAVAILABLE, "%s: server is closing", h->method, h->method_len);
     return;
   }
   const crpc__reg_entry *e = c->last_method;
@@ -133,28 +149,28 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
     c->last_method_gen = srv->reg.gen;
   }
   if (!e) {
-    refuse(c, id, CRPC_STATUS_UNIMPLEMENTED, "unknown method %.*s", h->method, h->method_len);
+    refuse(c, id, CRPC_STATUS_UNIMPLEMENTED, "unknown method %s", h->method, h->method_len);
     return;
   }
   int streaming = (e->method->flags & (CRPC_METHOD_CLIENT_STREAMING | CRPC_METHOD_SERVER_STREAMING)) != 0;
   if (!e->method->dispatch) {
-    refuse(c, id, CRPC_STATUS_UNIMPLEMENTED, "%.*s: no handler dispatch for this method",
+    refuse(c, id, CRPC_STATUS_UNIMPLEMENTED, "%s: no handler dispatch for this method",
            h->method, h->method_len);
     return;
   }
   if (!h->message && !streaming) {
-    refuse(c, id, CRPC_STATUS_INTERNAL, "%.*s: unary call without a request message", h->method,
+    refuse(c, id, CRPC_STATUS_INTERNAL, "%s: unary call without a request message", h->method,
            h->method_len);
     return;
   }
   if (c->calls.count + c->nheld >= (size_t)srv->opt[CRPC_OPT_MAX_CALLS_PER_CONN]) {
     refuse(c, id, CRPC_STATUS_RESOURCE_EXHAUSTED,
-           "%.*s: too many calls in progress on this connection", h->method, h->method_len);
+           "%s: too many calls in progress on this connection", h->method, h->method_len);
     return;
   }
   crpc_server_call *sc = scall_alloc(srv);
   if (!sc) {
-    refuse(c, id, CRPC_STATUS_RESOURCE_EXHAUSTED, "%.*s: server out of memory", h->method,
+    refuse(c, id, CRPC_STATUS_RESOURCE_EXHAUSTED, "%s: server out of memory", h->method,
            h->method_len);
     return;
   }
@@ -166,8 +182,8 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
   if (mrc != 0) {
     crpc__scall_release(sc);
     refuse(c, id, CRPC_STATUS_RESOURCE_EXHAUSTED,
-           mrc == CRPC__MD_TOO_BIG ? "%.*s: request metadata exceeds the server's MAX_METADATA_SIZE"
-                                   : "%.*s: server out of memory",
+           mrc == CRPC__MD_TOO_BIG ? "%s: request metadata exceeds the server's MAX_METADATA_SIZE"
+                                   : "%s: server out of memory",
            h->method, h->method_len);
     return;
   }
@@ -180,7 +196,7 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
                            (unsigned)srv->opt[CRPC_OPT_MAX_NESTING_DEPTH]) != 0) {
     crpc__scall_release(sc);
     refuse(c, id, CRPC_STATUS_INTERNAL,
-           "%.*s: request nests deeper than MAX_NESTING_DEPTH or is malformed", h->method,
+           "%s: request nests deeper than MAX_NESTING_DEPTH or is malformed", h->method,
            h->method_len);
     return;
   }
@@ -188,9 +204,10 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
                                   &c->dec, f);
   if (!sc->request) {
     crpc__scall_release(sc);
-    char text[CRPC__MAX_METHOD_LEN + 160];
-    snprintf(text, sizeof text, "%.*s: request does not decode as %s", (int)h->method_len,
-             h->method, e->method->input->name);
+    quoted_name q;
+    char text[sizeof q.s + 160];
+    snprintf(text, sizeof text, "%s: request does not decode as %s",
+             quote_name(&q, h->method, h->method_len), e->method->input->name);
     crpc__conn_send_status(c, id, CRPC_STATUS_INTERNAL, text);
     return;
   }
@@ -202,7 +219,7 @@ static int admit(crpc_server_call *sc, crpc__conn *c, uint32_t id, const crpc__c
   crpc_server *srv = sc->srv;
   if (crpc__conn_track(c, id, sc) != 0) {
     crpc__scall_release(sc);
-    refuse(c, id, CRPC_STATUS_RESOURCE_EXHAUSTED, "%.*s: server out of memory", h->method,
+    refuse(c, id, CRPC_STATUS_RESOURCE_EXHAUSTED, "%s: server out of memory", h->method,
            h->method_len);
     return -1;
   }
@@ -214,10 +231,19 @@ static int admit(crpc_server_call *sc, crpc__conn *c, uint32_t id, const crpc__c
   return 0;
 }
 
+int crpc__scall_settle(crpc_server_call *sc) {
+  if (!sc->release_pending || sc->cb_depth || (sc->stream && sc->stream->cb_depth)) return 0;
+  crpc__scall_release(sc);
+  return 1;
+}
+
 void crpc__scall_dispatch(crpc_server_call *sc, const ProtobufCMessage *request) {
   const crpc__reg_entry *e = sc->entry;
   sc->dispatched = 1;
+  sc->cb_depth++; /* a finish inside the handler keeps the handle valid until it returns */
   e->method->dispatch(sc, request, e->impl, e->user_data);
+  sc->cb_depth--;
+  crpc__scall_settle(sc);
 }
 
 static void arm_call_deadline(crpc_server_call *sc, uint32_t timeout_ms) {
@@ -230,7 +256,7 @@ static void arm_call_deadline(crpc_server_call *sc, uint32_t timeout_ms) {
 
 void crpc__server_call_detach(void *p) {
   crpc_server_call *sc = p;
-  if (sc->cancelled) return;
+  if (sc->cancelled || sc->finished) return;
   sc->conn = NULL;
   sc->cancelled = 1;
   crpc__dlheap_remove(&sc->srv->deadlines, &sc->dl);
@@ -242,7 +268,11 @@ void crpc__server_call_detach(void *p) {
   }
   crpc_server_cancel_cb cb = sc->on_cancel;
   sc->on_cancel = NULL;
-  if (cb) cb(sc, sc->cancel_ud); /* may finish (and release) the call: nothing after this */
+  if (!cb) return;
+  sc->cb_depth++;
+  cb(sc, sc->cancel_ud); /* may finish the call: released below, or by an outer callback */
+  sc->cb_depth--;
+  crpc__scall_settle(sc);
 }
 
 static void on_deadline(uv_timer_t *t) { crpc__server_expire(t->data); }
@@ -276,6 +306,19 @@ void crpc__server_expire(crpc_server *srv) {
   if (!srv->closing) arm_deadline(srv);
 }
 
+/* The text of a STATUS (PROTOCOL.md §6.4): at most CRPC__MAX_STATUS_TEXT bytes of UTF-8, cut
+ * between characters. Text that is not UTF-8 is repaired (U+FFFD for each ill-formed sequence)
+ * into the call's arena; when that memory is not there the text is dropped. */
+static const char *status_text(crpc_server_call *sc, const char *text, size_t *len) {
+  size_t n = *len, i = 0;
+  while (i < n && (uint8_t)text[i] < 0x80) i++;
+  if (i == n && n <= CRPC__MAX_STATUS_TEXT) return text; /* ASCII: the common case */
+  size_t out = crpc__utf8_repair(text, n, NULL, 0, CRPC__MAX_STATUS_TEXT);
+  char *p = crpc__arena_alloc(&sc->arena, out ? out : 1);
+  *len = p ? crpc__utf8_repair(text, n, p, out, CRPC__MAX_STATUS_TEXT) : 0;
+  return p;
+}
+
 /* The handler's finish: send what there is to send, release the call. */
 static void scall_finish(crpc_server_call *sc, crpc_code code, const char *text,
                          const ProtobufCMessage *resp, const uint8_t *details, size_t details_len) {
@@ -293,7 +336,7 @@ static void scall_finish(crpc_server_call *sc, crpc_code code, const char *text,
       len = 0;
     }
     size_t tl = text ? strlen(text) : 0;
-    if (tl > 65536) tl = 65536;
+    text = status_text(sc, text, &tl);
     if (details_len > (size_t)srv->opt[CRPC_OPT_MAX_SEND_MESSAGE_SIZE]) details_len = 0;
     size_t fixed = crpc__status_fixed_size(tl, sc->trailers.len, details_len);
     uint8_t *p = crpc__conn_reserve(c, CRPC__HDR_LEN + fixed + len);
@@ -312,15 +355,16 @@ static void scall_finish(crpc_server_call *sc, crpc_code code, const char *text,
   }
   srv->ncalls--;
   sc->finished = 1;
-  if (sc->stream && sc->stream->cb_depth)
-    sc->stream->release_pending = 1; /* finished from inside its own callback */
-  else
-    crpc__scall_release(sc);
+  /* Finished from inside one of its own callbacks (the handler, on_read, on_writable,
+   * on_cancel): the handle stays valid until that callback returns (server.h). */
+  sc->release_pending = 1;
+  crpc__scall_settle(sc);
   if (srv->closing || srv->draining) crpc__server_maybe_free(srv);
 }
 
 int crpc_server_call_reply(crpc_server_call *call, const ProtobufCMessage *response) {
   if (!call) return CRPC_EINVAL;
+  if (call->finished) return CRPC_ESTATE;
   if (call->stream) { /* streams send with _write and end with _end */
     scall_finish(call, CRPC_STATUS_INTERNAL, "handler replied to a streaming call", NULL, NULL, 0);
     return CRPC_EINVAL;
@@ -341,6 +385,7 @@ int crpc_server_call_reply(crpc_server_call *call, const ProtobufCMessage *respo
 int crpc_server_call_fail_details(crpc_server_call *call, crpc_code code, const char *message,
                                   const uint8_t *details, size_t details_len) {
   if (!call) return CRPC_EINVAL;
+  if (call->finished) return CRPC_ESTATE;
   if (code == CRPC_STATUS_OK || (details_len && !details)) {
     scall_finish(call, CRPC_STATUS_INTERNAL, "handler failed the call with status OK or bad details",
                  NULL, NULL, 0);
@@ -351,10 +396,18 @@ int crpc_server_call_fail_details(crpc_server_call *call, crpc_code code, const 
 }
 
 int crpc_server_call_end(crpc_server_call *call, crpc_code code, const char *message) {
-  if (!call || call->finished) return CRPC_EINVAL;
+  if (!call) return CRPC_EINVAL;
+  if (call->finished) return CRPC_ESTATE;
   if (!call->stream && code == CRPC_STATUS_OK) {
     scall_finish(call, CRPC_STATUS_INTERNAL, "handler ended a unary call without a response",
                  NULL, NULL, 0);
+    return CRPC_EINVAL;
+  }
+  /* A client-streaming method has exactly one response: OK without it is the handler's bug. */
+  if (code == CRPC_STATUS_OK && !(call->entry->method->flags & CRPC_METHOD_SERVER_STREAMING) &&
+      !call->stream->responded) {
+    scall_finish(call, CRPC_STATUS_INTERNAL,
+                 "handler ended a client-streaming call OK without its response", NULL, NULL, 0);
     return CRPC_EINVAL;
   }
   scall_finish(call, code, message ? message : (code == CRPC_STATUS_OK ? NULL : ""), NULL, NULL, 0);
@@ -393,9 +446,13 @@ int64_t crpc_server_call_time_left_ms(const crpc_server_call *call) {
 }
 
 void crpc_server_call_on_cancel(crpc_server_call *call, crpc_server_cancel_cb cb, void *user_data) {
-  if (!call) return;
+  if (!call || call->finished) return;
   if (call->cancelled) {
-    if (cb) cb(call, user_data);
+    if (!cb) return;
+    call->cb_depth++;
+    cb(call, user_data);
+    call->cb_depth--;
+    crpc__scall_settle(call);
     return;
   }
   call->on_cancel = cb;

@@ -15,6 +15,9 @@
 
 typedef struct crpc__conn crpc__conn;
 
+/* The longest STATUS text a server sends (longer texts are cut between two characters). */
+#define CRPC__MAX_STATUS_TEXT 65536
+
 /* What a streaming server call has beyond a unary one (server_stream.c). */
 typedef struct crpc__sstream {
   crpc__flow flow;
@@ -28,7 +31,7 @@ typedef struct crpc__sstream {
   int eof_delivered;   /* on_read(NULL) has run */
   int dispatched;      /* the handler has been called */
   int cb_depth;        /* inside a user callback */
-  int release_pending; /* finished inside a callback */
+  int responded;       /* a message was written (a client-streaming call's one response) */
   crpc__arena scratch; /* decoded client messages, reset after each delivery */
 } crpc__sstream;
 
@@ -48,6 +51,8 @@ struct crpc_server_call {
   int cancelled;
   int finished;              /* the handler finished it (its release may wait for a callback) */
   int dispatched;            /* a handler has been given it */
+  int cb_depth;              /* inside its handler or on_cancel (stream callbacks: stream) */
+  int release_pending;       /* finished: released once no callback of it is running */
   crpc__sstream *stream;     /* streaming calls only */
   crpc__list link;           /* srv->calls, or the pool */
   crpc__list hlink;          /* held_on->held */
@@ -71,6 +76,9 @@ void crpc__sstream_on_window(crpc_server_call *sc, uint32_t inc);
 void crpc__sstream_free(crpc__sstream *st);
 /* server_call.c: releases a finished call (after a deferred release). */
 void crpc__scall_release(crpc_server_call *sc);
+/* server_call.c: releases a finished call unless one of its callbacks is still running;
+ * returns 1 when it was released. */
+int crpc__scall_settle(crpc_server_call *sc);
 /* server_call.c: dispatches to the handler (request NULL for client/bidi streams). */
 void crpc__scall_dispatch(crpc_server_call *sc, const ProtobufCMessage *request);
 

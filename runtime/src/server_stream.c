@@ -40,10 +40,7 @@ static ProtobufCMessage *decode(crpc_server_call *sc, const uint8_t *data, size_
 static int after_callback(crpc_server_call *sc) {
   crpc__sstream *st = sc->stream;
   st->cb_depth--;
-  if (st->cb_depth == 0 && st->release_pending) {
-    crpc__scall_release(sc);
-    return 1;
-  }
+  if (crpc__scall_settle(sc)) return 1;
   return sc->finished || sc->cancelled;
 }
 
@@ -251,6 +248,9 @@ int crpc_server_call_write(crpc_server_call *call, const ProtobufCMessage *msg) 
   crpc__conn *c = call->conn;
   if (call->cancelled || !c || c->state != CRPC__CONN_OPEN) return CRPC_ESTATE;
   if (msg->descriptor != call->entry->method->output) return CRPC_ETYPE;
+  /* A client-streaming method has exactly one response (PROTOCOL.md §6.1). */
+  if (st->responded && !(call->entry->method->flags & CRPC_METHOD_SERVER_STREAMING))
+    return CRPC_ESTATE;
   if (!crpc__flow_can_send(&st->flow)) {
     st->flow.blocked = 1;
     return CRPC_EAGAIN;
@@ -259,5 +259,6 @@ int crpc_server_call_write(crpc_server_call *call, const ProtobufCMessage *msg) 
   if (len > (uint64_t)call->srv->opt[CRPC_OPT_MAX_SEND_MESSAGE_SIZE]) return CRPC_ELIMIT;
   if (crpc__conn_send_message(c, call->id, msg, len) != 0) return CRPC_ENOMEM;
   crpc__flow_sent(&st->flow, cost(len));
+  st->responded = 1;
   return 0;
 }

@@ -131,6 +131,11 @@ void crpc__stream_on_message(crpc_call *call, const crpc__frame *f) {
                        "server sent past the stream's flow-control window");
     return;
   }
+  if (!(call->method->flags & CRPC_METHOD_SERVER_STREAMING) && st->responses++) {
+    crpc__call_abandon(call, CRPC_STATUS_INTERNAL,
+                       "server sent a second response on a client-streaming call");
+    return;
+  }
   if (st->discard) { /* finishing: nobody will read it */
     send_window(call, crpc__flow_consumed(&st->flow, cost(len)));
     return;
@@ -286,6 +291,16 @@ int crpc_stream_write(crpc_stream *s, const ProtobufCMessage *msg) {
   return 0;
 }
 
+/* A blocking stream's operations first carry out a cancel asked for with
+ * crpc_stream_cancel_async(): the wake-up that would do it may not have run yet (a thread that
+ * leads the loop runs its own operation first), and a cancel asked for before an operation must
+ * win over it, e.g. over the half-close of a finish that the server would answer OK. */
+static void apply_cancel(crpc_call *call) {
+  crpc__cstream *st = S(call);
+  if (!call->done && !st->ended && atomic_load(&st->cancel_req))
+    crpc__call_abandon(call, CRPC_STATUS_CANCELLED, "cancelled by the client");
+}
+
 static int close_send_now(crpc_call *call) {
   crpc__cstream *st = S(call);
   if (call->done || st->local_closed || st->ended) return CRPC_ESTATE;
@@ -296,6 +311,7 @@ static int close_send_now(crpc_call *call) {
 }
 
 static void op_close_send(crpc_channel *ch, crpc__waiter *w) {
+  apply_cancel(w->stream);
   w->result = close_send_now(w->stream);
   crpc__waiter_signal(ch, w);
 }
@@ -365,6 +381,7 @@ int crpc_channel_stream_open(crpc_channel *ch, const crpc_method_desc *method,
 
 static void op_send(crpc_channel *ch, crpc__waiter *w) {
   crpc_call *call = w->stream;
+  apply_cancel(call);
   int rc = call->done ? CRPC_ESTATE : crpc_stream_write(stream_of(call), w->msg_in);
   if (rc == CRPC_EAGAIN) {
     w->result = 2; /* parked until credit arrives or the call ends */
@@ -390,6 +407,7 @@ int crpc_stream_send_wait(crpc_stream *s, const ProtobufCMessage *msg) {
 static void op_recv(crpc_channel *ch, crpc__waiter *w) {
   crpc_call *call = w->stream;
   crpc__cstream *st = S(call);
+  apply_cancel(call);
   if (st->flow.head) {
     w->result = 1;
     st->waiter = w;
@@ -423,6 +441,7 @@ int crpc_stream_recv_wait(crpc_stream *s, ProtobufCMessage **msg) {
 static void op_finish(crpc_channel *ch, crpc__waiter *w) {
   crpc_call *call = w->stream;
   crpc__cstream *st = S(call);
+  apply_cancel(call);
   if (!st->ended) {
     if (!st->local_closed && !call->done) close_send_now(call);
     st->discard = 1;

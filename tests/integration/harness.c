@@ -93,6 +93,21 @@ static void finish(crpc_server_call *call, const Itest__EchoRequest *req, itest_
   } else if (req->misuse == 2) { /* failing with OK: EINVAL, and the call ends INTERNAL */
     int rc = crpc_server_call_fail(call, CRPC_STATUS_OK, "not an error");
     atomic_fetch_add(rc == CRPC_EINVAL ? &st->misuse_ok : &st->misuse_bad, 1);
+  } else if (req->misuse == 3 || req->misuse == 4) {
+    /* finishing twice (at once, from inside the handler: the handle is still valid): every
+     * finish after the first is CRPC_ESTATE and changes nothing */
+    Itest__EchoReply reply = ITEST__ECHO_REPLY__INIT;
+    reply.seq = req->seq;
+    reply.payload = req->payload;
+    int rc = req->misuse == 3 ? itest__echo__echo__reply(call, &reply)
+                              : crpc_server_call_fail(call, CRPC_STATUS_ABORTED, "first");
+    int ok = rc == 0;
+    ok = itest__echo__echo__reply(call, &reply) == CRPC_ESTATE && ok;
+    ok = crpc_server_call_fail(call, CRPC_STATUS_UNAVAILABLE, "second") == CRPC_ESTATE && ok;
+    ok = crpc_server_call_fail_details(call, CRPC_STATUS_UNAVAILABLE, "second",
+                                       (const uint8_t *)"d", 1) == CRPC_ESTATE && ok;
+    ok = crpc_server_call_end(call, CRPC_STATUS_CANCELLED, NULL) == CRPC_ESTATE && ok;
+    atomic_fetch_add(ok ? &st->misuse_ok : &st->misuse_bad, 1);
   } else if (req->fail_code != 0) {
     crpc_server_call_fail(call, (crpc_code)req->fail_code, req->fail_message);
   } else {

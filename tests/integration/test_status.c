@@ -186,6 +186,34 @@ static void server_api_misuse_ends_call_internal(void **state) {
   client_close(&c);
 }
 
+/* A second finish of a server call (from inside the handler, while the handle is valid) returns
+ * CRPC_ESTATE and leaves the call as the first one ended it. */
+static void server_second_finish_is_estate(void **state) {
+  client c;
+  client_open(&c, state);
+  for (uint32_t misuse = 3; misuse <= 4; misuse++) {
+    char buf[32];
+    Itest__EchoRequest req;
+    itest_req_init(&req, misuse, buf, sizeof buf);
+    req.misuse = misuse;
+    itest_rec rec;
+    call_and_wait(&c, &req, &rec);
+    assert_int_equal(rec.completions, 1);
+    if (misuse == 3) {
+      assert_int_equal(rec.code, CRPC_STATUS_OK);
+      assert_true(rec.has_response);
+    } else {
+      assert_int_equal(rec.code, CRPC_STATUS_ABORTED);
+      assert_string_equal(rec.message, "first");
+      assert_false(rec.has_response);
+    }
+  }
+  good_call(&c, 5);
+  assert_int_equal(atomic_load(&itest_server_stats(c.srv)->misuse_ok), 2);
+  assert_int_equal(atomic_load(&itest_server_stats(c.srv)->misuse_bad), 0);
+  client_close(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       ITEST_PER_TRANSPORT(handler_status_reaches_client),
@@ -193,6 +221,7 @@ int main(void) {
       ITEST_PER_TRANSPORT(undecodable_request_is_internal),
       ITEST_PER_TRANSPORT(handler_replies_later),
       ITEST_PER_TRANSPORT(server_api_misuse_ends_call_internal),
+      ITEST_PER_TRANSPORT(server_second_finish_is_estate),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -116,15 +116,22 @@ CRPC_EXTERN uv_loop_t *crpc_server_loop(const crpc_server *srv);
  * before this returns and stays owned by the caller. Returns 0 (also when the client is gone and
  * nothing is sent), CRPC_EINVAL (response NULL, or a streaming call, which sends with
  * crpc_server_call_write() and ends with crpc_server_call_end(): the call is then finished with
- * INTERNAL) or
- * CRPC_ETYPE (wrong message type: finished with INTERNAL instead). Every call must be finished
- * exactly once (reply, fail or fail_details); after that `call`, its request and its metadata are
- * released: using them, or finishing the call again, is undefined. */
+ * INTERNAL), CRPC_ETYPE (wrong message type: finished with INTERNAL instead) or CRPC_ESTATE
+ * (already finished: nothing changes, see below).
+ *
+ * Every call must be finished exactly once (reply, fail, fail_details or end). When the handle
+ * stops being valid: a call finished from inside one of crpc's callbacks for it (its handler,
+ * on_read, on_writable, on_cancel) is released when that callback returns; a call finished from
+ * anywhere else (the user's own timer or loop callback) is released before the finishing function
+ * returns. Until then a second finish returns CRPC_ESTATE and leaves the call (and what the client
+ * receives) as the first finish made it; after that `call`, its request and its metadata must not
+ * be used at all. */
 CRPC_EXTERN int crpc_server_call_reply(crpc_server_call *call, const ProtobufCMessage *response);
 
-/* Finishes the call with a non-OK status. `message` (may be NULL) is copied. Passing
- * CRPC_STATUS_OK is CRPC_EINVAL (the call is then finished with INTERNAL). Returns as
- * crpc_server_call_reply(). */
+/* Finishes the call with a non-OK status. `message` (may be NULL) is copied; the client receives
+ * it as UTF-8 (PROTOCOL.md §6.4): each ill-formed UTF-8 sequence in it is replaced with U+FFFD,
+ * and text past 65536 bytes is cut between two characters. Passing CRPC_STATUS_OK is CRPC_EINVAL
+ * (the call is then finished with INTERNAL). Returns as crpc_server_call_reply(). */
 CRPC_EXTERN int crpc_server_call_fail(crpc_server_call *call, crpc_code code,
                                       const char *message);
 
@@ -186,10 +193,15 @@ CRPC_EXTERN int crpc_server_call_stream_handlers(crpc_server_call *call,
 CRPC_EXTERN int crpc_server_call_read(crpc_server_call *call);
 /* Sends a message (of the method's output type; encoded before returning). 0, CRPC_EAGAIN (the
  * client's window is used up: not sent, on_writable follows), CRPC_ESTATE (cancelled: the client
- * is gone), CRPC_ETYPE, CRPC_ELIMIT (larger than MAX_SEND_MESSAGE_SIZE), CRPC_EINVAL, CRPC_ENOMEM. */
+ * is gone; or a client-streaming method, whose one response was already written: not sent, the
+ * call goes on), CRPC_ETYPE, CRPC_ELIMIT (larger than MAX_SEND_MESSAGE_SIZE), CRPC_EINVAL (also
+ * once the call is finished), CRPC_ENOMEM. */
 CRPC_EXTERN int crpc_server_call_write(crpc_server_call *call, const ProtobufCMessage *msg);
-/* Ends a streaming call with a status (OK allowed). message may be NULL. Returns 0 or
- * CRPC_EINVAL; the call is released as by crpc_server_call_reply(). */
+/* Ends a streaming call with a status (OK allowed). message may be NULL (treated as by
+ * crpc_server_call_fail()). Returns 0, CRPC_EINVAL (OK on a unary call, or on a client-streaming
+ * call before its one response was written: the call is then finished with INTERNAL, as a
+ * single-response call must end OK with exactly one response, PROTOCOL.md §6.1) or CRPC_ESTATE
+ * (already finished: nothing changes); the call is released as by crpc_server_call_reply(). */
 CRPC_EXTERN int crpc_server_call_end(crpc_server_call *call, crpc_code code, const char *message);
 
 /* For generated code: crpc_server_call_stream_handlers() whose on_read is an adapter that

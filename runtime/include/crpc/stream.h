@@ -46,7 +46,10 @@ typedef struct crpc_stream_handlers {
   int auto_read; /* non-zero: deliver every message as it arrives, no crpc_stream_read() */
 } crpc_stream_handlers;
 
-/* Starts a streaming call of `method` (any streaming kind; unary methods are CRPC_EINVAL) on a
+/* A client-streaming call ends OK with exactly one response (PROTOCOL.md §6.1): a server that
+ * sends a second one, or ends the call OK without one, makes it end INTERNAL instead.
+ *
+ * Starts a streaming call of `method` (any streaming kind; unary methods are CRPC_EINVAL) on a
  * loop channel, on its loop thread. handlers is copied. For a server-streaming method, write the
  * one request and close the sending side. *out is valid until on_done returns.
  * Returns 0 (on_done will run exactly once, never inside this function) or CRPC_EINVAL,
@@ -95,7 +98,12 @@ CRPC_EXTERN int crpc_stream_recv_wait(crpc_stream *s, ProtobufCMessage **msg);
  * fills *status (owned by the caller: crpc_status_reset) and releases the stream. Returns 0, or
  * CRPC_EINVAL. */
 CRPC_EXTERN int crpc_stream_finish_wait(crpc_stream *s, crpc_status *status);
-/* From another thread: cancels a blocking stream (its waits return; finish reports CANCELLED). */
+/* From any thread, the stream's own included: cancels a blocking stream (its waits return;
+ * finish reports CANCELLED). A cancel asked for before an operation on the stream (e.g. finish)
+ * is carried out before that operation, so a finish after it reports CANCELLED even when the
+ * server would have answered the half-close OK, or its OK is already waiting, unread, in the
+ * connection; only a status crpc had already read (e.g. while a recv_wait was running) is
+ * reported instead. */
 CRPC_EXTERN void crpc_stream_cancel_async(crpc_stream *s);
 
 /* The method, for generated code and logging. */
