@@ -59,7 +59,7 @@ CRPC_EXTERN int crpc_server_set_option(crpc_server *srv, crpc_option opt, int64_
 CRPC_EXTERN int crpc_server_listen(crpc_server *srv, const char *endpoint, int *port_out);
 
 /* Registers a service: calls of svc's methods go to the handlers in `impl`, a generated handler
- * table (e.g. Helloworld__Greeter_Handlers) passed as void*; user_data is handed to every
+ * table (e.g. Helloworld__Greeter__Handlers) passed as void*; user_data is handed to every
  * handler. impl and svc are not copied: they must outlive the server (static tables are the
  * norm). Returns 0, CRPC_EINVAL, CRPC_EABI (svc generated for another crpc interface version),
  * CRPC_EEXIST (a service of that full name is registered already) or CRPC_ENOMEM.
