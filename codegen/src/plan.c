@@ -50,7 +50,29 @@ static const char *c_full(planner *p, const gen_file_proto *f, const char *full)
   return s;
 }
 
-/* A c_package that protobuf-c would paste into C names must be a dotted identifier (or empty). */
+/* Non-zero when every piece of s between dots is empty (protoc-c skips those) or an
+ * identifier: then the C names protoc-c pastes together from it are identifiers. */
+static int pieces_are_idents(const char *s)
+{
+  for (;;) {
+    const char *dot = strchr(s, '.');
+    size_t len = dot != NULL ? (size_t)(dot - s) : strlen(s);
+
+    if (len > 0) {
+      if (!((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z') || s[0] == '_'))
+        return 0;
+      for (size_t i = 1; i < len; i++)
+        if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+          return 0;
+    }
+    if (dot == NULL)
+      return 1;
+    s = dot + 1;
+  }
+}
+
+/* A c_package that protobuf-c pastes into C names must make identifiers of them. */
 static int check_c_package(planner *p, const gen_file_proto *f)
 {
   gen_c_options o;
@@ -61,7 +83,7 @@ static int check_c_package(planner *p, const gen_file_proto *f)
   cpkg = arena_strndup(p->a, o.c_package, o.c_package_len);
   if (cpkg == NULL)
     return p->oom = 1, -1;
-  if (strlen(cpkg) != o.c_package_len || !names_is_dotted(cpkg, 1) || cpkg[0] == '.') {
+  if (strlen(cpkg) != o.c_package_len || !pieces_are_idents(cpkg)) {
     strbuf_printf(p->error, "%s: option (pb_c_file).c_package = \"%s\" is not a package name "
                   "(identifiers separated by dots): protobuf-c's C names would not be identifiers",
                   f->name, cpkg);
