@@ -9,7 +9,8 @@
 #     comment that promised `*value_len` of a function without one would fail);
 #  3. with GREETER: every generated name of the greeter example (`Helloworld__...`,
 #     `helloworld__...`, `HELLOWORLD__...`) that a Markdown file or public header mentions is
-#     defined by the generated greeter headers (the handler table is `Helloworld__Greeter__Handlers`).
+#     defined by the generated greeter headers (the handler table is
+#     `Helloworld__Greeter__Handlers`).
 # All problems are listed.
 cmake_minimum_required(VERSION 3.18)
 if(NOT ROOT)
@@ -36,7 +37,7 @@ function(read_masked var file)
   set(${var} "${_t}" PARENT_SCOPE)
 endfunction()
 
-# ---- 1. standalone --------------------------------------------------------------------------------
+# ---- 1. standalone -------------------------------------------------------------------------------
 # tests/bench/RESULTS.md is a record of runs made with a benchmark runner kept outside the
 # repository (tests/bench/run.sh says so); it is exempt until that runner is part of the tree.
 set(_standalone ${_md} ${_headers})
@@ -65,7 +66,7 @@ foreach(_f ${_md})
   endforeach()
 endforeach()
 
-# ---- 2. parameters named in the comments of CRPC_EXTERN functions ---------------------------------
+# ---- 2. parameters named in the comments of CRPC_EXTERN functions --------------------------------
 foreach(_h ${_headers})
   read_masked(_t "${ROOT}/${_h}")
   while(TRUE)
@@ -94,13 +95,14 @@ foreach(_h ${_headers})
       string(REGEX REPLACE "^.\\*" "" _r "${_r}")
       if(NOT _params MATCHES "[^A-Za-z0-9_]${_r}[^A-Za-z0-9_]")
         string(APPEND _problems
-               "\n${_h}: the comment of ${_name}() names `*${_r}`, which is not one of its parameters")
+               "\n${_h}: the comment of ${_name}() names `*${_r}`, "
+               "which is not one of its parameters")
       endif()
     endforeach()
   endwhile()
 endforeach()
 
-# ---- 3. generated names of the greeter example ----------------------------------------------------
+# ---- 3. generated names of the greeter example ---------------------------------------------------
 if(GREETER)
   set(_defined "")
   foreach(_g greeter.crpc.h greeter.pb-c.h)

@@ -1,6 +1,6 @@
 # cmake -DINCLUDE=runtime/include -DCC="gcc|clang" -DCXX="g++|clang++" -DWORK=<dir>
 #       [-DFLAGS="-I/opt/uv/include|..."]
-#       [-DGEN_DIR=<dir> -DGEN_HEADERS="a.crpc.h|..." -DGEN_CXX_HEADERS="a.crpc.h|..."]
+#       [-DGEN_DIRS="<dir>|..." -DGEN_HEADERS="a.crpc.h|..." -DGEN_CXX_HEADERS="a.crpc.h|..."]
 #       -P check_headers.cmake
 # (lists are joined with '|').
 #
@@ -8,7 +8,8 @@
 # in CC under -std=c99 and -std=c11 and with every C++ compiler in CXX under -std=c++11, each with
 # -Wall -Wextra -Wpedantic -Werror; so does <crpc/crpc.h> next to <uv.h> in either order (C99
 # forbids a repeated typedef, C11 and C++ allow it). The generated headers GEN_HEADERS (relative
-# to GEN_DIR) get the same C checks, and GEN_CXX_HEADERS the C++ one. All failures are listed.
+# to the GEN_DIRS, all on the include path) get the same C checks, and GEN_CXX_HEADERS the C++
+# one. All failures are listed.
 cmake_minimum_required(VERSION 3.18)
 foreach(_v INCLUDE CC WORK)
   if(NOT ${_v})
@@ -16,8 +17,12 @@ foreach(_v INCLUDE CC WORK)
   endif()
 endforeach()
 
-foreach(_v CC CXX FLAGS GEN_HEADERS GEN_CXX_HEADERS)
+foreach(_v CC CXX FLAGS GEN_DIRS GEN_HEADERS GEN_CXX_HEADERS)
   string(REPLACE "|" ";" ${_v} "${${_v}}")
+endforeach()
+set(_gen_includes)
+foreach(_d ${GEN_DIRS})
+  list(APPEND _gen_includes "-I${_d}")
 endforeach()
 
 file(GLOB _public RELATIVE "${INCLUDE}" "${INCLUDE}/crpc/*.h")
@@ -67,7 +72,8 @@ foreach(_h ${_public})
 endforeach()
 
 # Next to libuv: the loop type crpc declares must agree with <uv.h>'s, before and after it.
-set(_use "int crpc_header_check_use(crpc_server *srv)\n{\n  uv_loop_t *loop = crpc_server_loop(srv);\n  return loop != NULL;\n}\n")
+string(CONCAT _use "int crpc_header_check_use(crpc_server *srv)\n{\n"
+                     "  uv_loop_t *loop = crpc_server_loop(srv);\n  return loop != NULL;\n}\n")
 set(_uv_first "#include <uv.h>\n#include <crpc/crpc.h>\n${_use}")
 set(_uv_last "#include <crpc/crpc.h>\n#include <uv.h>\n${_use}")
 foreach(_cc ${CC})
@@ -85,14 +91,14 @@ foreach(_h ${GEN_HEADERS})
   set(_text "#include \"${_h}\"\n#include \"${_h}\"\n${_tail}")
   foreach(_cc ${CC})
     foreach(_std c99 c11)
-      check("${_cc}" c ${_std} "generated ${_h}" "${_text}" "-I${GEN_DIR}")
+      check("${_cc}" c ${_std} "generated ${_h}" "${_text}" ${_gen_includes})
     endforeach()
   endforeach()
 endforeach()
 foreach(_h ${GEN_CXX_HEADERS})
   set(_text "#include \"${_h}\"\n#include \"${_h}\"\n${_tail}")
   foreach(_cxx ${CXX})
-    check("${_cxx}" c++ c++11 "generated ${_h}" "${_text}" "-I${GEN_DIR}")
+    check("${_cxx}" c++ c++11 "generated ${_h}" "${_text}" ${_gen_includes})
   endforeach()
 endforeach()
 
