@@ -7,15 +7,18 @@
 # For every <dir>/<rel>.proto in PROTOS (<dir> being the first IMPORT_DIRS entry that contains it)
 # protoc runs once, with protoc-c and protoc-gen-crpc, writing
 #   OUT_DIR/<rel>.pb-c.h  OUT_DIR/<rel>.pb-c.c  OUT_DIR/<rel>.crpc.h  OUT_DIR/<rel>.crpc.c
-# (the .crpc pair is written for every file, also without services). All four are added to
-# <target>'s sources, OUT_DIR to its include path (PUBLIC), and <target> is linked (PUBLIC) to
-# LINK (default: the in-tree `crpc` target, else crpc::crpc).
+# (the .crpc pair is written for every file, also without services; neither pair for a file
+# that sets option (pb_c_file).no_generate = true, as protoc-c writes nothing for it). All four
+# are added to <target>'s sources, OUT_DIR to its include path (PUBLIC), and <target> is linked
+# (PUBLIC) to LINK (default: the in-tree `crpc` target, else crpc::crpc).
 #
 # Imports. protoc-c's <rel>.pb-c.h includes the .pb-c.h of every file <rel>.proto imports, so
 # those must be generated and compiled too. crpc_generate() finds them itself: at configure time
 # it asks protoc for each proto's transitive imports (--dependency_out) and generates the
 # protobuf-c pair (no crpc pair) of every import that PROTOS does not list, including
-# google/protobuf/*.proto (Debian's libprotobuf-c ships no code for them). An import that an
+# google/protobuf/*.proto (Debian's libprotobuf-c ships no code for them), but not of an import
+# that sets no_generate (protobuf-c/protobuf-c.proto, whose options a .proto imports to set
+# c_package or no_generate: protoc-c writes no code for it, nor includes it). An import that an
 # earlier crpc_generate() call generated for another library target is not generated again:
 # <target> is linked to that library instead (one program, one copy of empty.pb-c.c). The
 # directory holding google/protobuf/*.proto is always searched last.
@@ -164,6 +167,20 @@ function(crpc_generate)
     list(REMOVE_ITEM _deps_${_abs} "${_abs}")
   endforeach()
 
+  # protoc-c writes nothing for a file with option (pb_c_file).no_generate = true (as
+  # protobuf-c/protobuf-c.proto has), and neither does protoc-gen-crpc. Run protoc-c once over
+  # every file, now, and expect output only for those it wrote.
+  set(_probe "${CMAKE_CURRENT_BINARY_DIR}/CMakeFiles/crpc_generate/${G_TARGET}.probe")
+  file(REMOVE_RECURSE "${_probe}")
+  file(MAKE_DIRECTORY "${_probe}")
+  execute_process(
+    COMMAND "${CRPC_PROTOC}" ${_iflags} "--plugin=protoc-gen-c=${CRPC_PROTOC_GEN_C}"
+            "--c_out=${_probe}" ${_protos} ${_imports}
+    RESULT_VARIABLE _rc ERROR_VARIABLE _err)
+  if(NOT _rc EQUAL 0)
+    message(FATAL_ERROR "crpc_generate(TARGET ${G_TARGET}): protoc-c fails on ${_protos}:\n${_err}")
+  endif()
+
   set(_outputs)
   foreach(_abs ${_protos} ${_imports})
     _crpc_relative(_rel "${_abs}" ${_dirs})
@@ -171,6 +188,9 @@ function(crpc_generate)
       message(FATAL_ERROR "crpc_generate: ${_abs} is not inside any of the IMPORT_DIRS (${_dirs})")
     endif()
     string(REGEX REPLACE "\\.proto$" "" _base "${_rel}")
+    if(NOT EXISTS "${_probe}/${_base}.pb-c.h")
+      continue() # no_generate: no pb-c pair, no crpc pair, nothing to compile or link
+    endif()
     string(MAKE_C_IDENTIFIER "${_rel}" _ident)
     list(FIND _protos "${_abs}" _listed)
     get_property(_owner GLOBAL PROPERTY CRPC_GENERATE_OWNER_${_ident})

@@ -268,13 +268,20 @@ static void emit_service(const gen_service *s, strbuf *out)
       "\n/* The method table of %s (%zu method%s, in .proto order). */\n"
       "extern const crpc_service_desc %s;\n",
       s->full_name, s->n_methods, s->n_methods == 1 ? "" : "s", s->table);
+  if (s->n_methods > 0)
+    strbuf_printf(out,
+        "/* Its methods (%s.methods points here); the __METHOD macros below are addresses of\n"
+        " * its elements, constant expressions that may initialise a static. */\n"
+        "extern const crpc_method_desc %s[%zu];\n",
+        s->table, s->methods_array, s->n_methods);
   for (size_t i = 0; i < s->n_methods; i++) {
     const gen_method *m = &s->methods[i];
 
     strbuf_printf(out, "\n/* rpc %s(%s%s) returns (%s%s): its crpc_method_desc. */\n"
-                       "#define %s (&%s.methods[%zu])\n",
+                       "#define %s (&%s[%zu])\n",
                   m->name, m->flags & CRPC_METHOD_CLIENT_STREAMING ? "stream " : "", m->input_full,
-                  m->flags & CRPC_METHOD_SERVER_STREAMING ? "stream " : "", m->output_full, m->macro, s->table, i);
+                  m->flags & CRPC_METHOD_SERVER_STREAMING ? "stream " : "", m->output_full,
+                  m->macro, s->methods_array, i);
     if (m->flags == 0)
       emit_unary(s, m, out);
     else

@@ -47,7 +47,7 @@ static void emit_dispatch(const gen_service *s, const gen_method *m, strbuf *out
 static void emit_table(const gen_file *f, const gen_service *s, strbuf *out)
 {
   if (s->n_methods > 0) {
-    strbuf_printf(out, "\nstatic const crpc_method_desc %s[%zu] = {\n", s->methods_array,
+    strbuf_printf(out, "\nconst crpc_method_desc %s[%zu] = {\n", s->methods_array,
                   s->n_methods);
     for (size_t i = 0; i < s->n_methods; i++) {
       const gen_method *m = &s->methods[i];

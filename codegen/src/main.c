@@ -1,6 +1,7 @@
 /* protoc-gen-crpc: protoc plugin. Reads a CodeGeneratorRequest on stdin, writes a
  * CodeGeneratorResponse on stdout with <name>.crpc.h and <name>.crpc.c for every file to
- * generate (always both, also for files without services).
+ * generate (always both, also for files without services), except, as protoc-c, for a file that
+ * sets option (pb_c_file).no_generate = true (nothing).
  *
  * Exit status: 0 when a response was written, including one whose `error` reports a problem of
  * the .proto files; 1 when the request could not be read or decoded, or memory ran out (the
@@ -81,7 +82,15 @@ static int generate(arena *a, const gen_request *req, gen_response *res, strbuf 
       return strbuf_append(err, "out of memory"), -1;
   }
   for (size_t i = 0; i < req->n_file_to_generate; i++) {
-    int rc = generate_file(a, req, req->file_to_generate[i], res, err);
+    gen_c_options copts;
+    int rc;
+
+    /* Like protoc-c, nothing for a file with option (pb_c_file).no_generate: a .crpc pair would
+     * include a .pb-c.h that is never written. */
+    if (request_c_options(request_find_file(req, req->file_to_generate[i]), &copts) == 0 &&
+        copts.no_generate)
+      continue;
+    rc = generate_file(a, req, req->file_to_generate[i], res, err);
 
     if (rc < 0)
       return -1;

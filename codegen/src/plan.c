@@ -20,6 +20,85 @@ typedef struct planner {
   int invalid; /* the request contradicts itself: message in error */
 } planner;
 
+/* --- protobuf-c's c_package --------------------------------------------------------------- */
+
+/* The full name whose pieces make the C names of `full`, a definition of file f: `full` itself,
+ * or, when f sets option (pb_c_file).c_package, the name with f's package replaced by it, exactly
+ * as protoc-c (OverrideFullName) does: c_package, then "." when f has no package, then what
+ * follows the package in `full`. ("acme.v1.Req" with c_package "acme_c" -> "acme_c.Req", which
+ * protobuf-c turns into AcmeC__Req; c_package "" drops the package: "Req".) */
+static const char *c_full(planner *p, const gen_file_proto *f, const char *full)
+{
+  const char *pkg = f->package != NULL ? f->package : "";
+  size_t plen = strlen(pkg);
+  gen_c_options o;
+  const char *cpkg, *s;
+
+  if (full == NULL)
+    return NULL;
+  if (request_c_options(f, &o) != 0 || !o.has_c_package)
+    return full; /* request_decode() rejected undecodable options */
+  if (strncmp(full, pkg, plen) != 0) {
+    p->invalid = 1;
+    strbuf_printf(p->error, "%s: %s is not inside the file's package", f->name, full);
+    return NULL;
+  }
+  cpkg = arena_strndup(p->a, o.c_package, o.c_package_len);
+  s = cpkg != NULL ? names_cat(p->a, cpkg, plen == 0 ? "." : "", full + plen, NULL) : NULL;
+  if (s == NULL)
+    p->oom = 1;
+  return s;
+}
+
+/* Non-zero when every piece of s between dots is empty (protoc-c skips those) or an
+ * identifier: then the C names protoc-c pastes together from it are identifiers. */
+static int pieces_are_idents(const char *s)
+{
+  for (;;) {
+    const char *dot = strchr(s, '.');
+    size_t len = dot != NULL ? (size_t)(dot - s) : strlen(s);
+
+    if (len > 0) {
+      if (!((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z') || s[0] == '_'))
+        return 0;
+      for (size_t i = 1; i < len; i++)
+        if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+          return 0;
+    }
+    if (dot == NULL)
+      return 1;
+    s = dot + 1;
+  }
+}
+
+/* A c_package that protobuf-c pastes into C names must make identifiers of them. */
+static int check_c_package(planner *p, const gen_file_proto *f)
+{
+  gen_c_options o;
+  const char *cpkg;
+
+  if (request_c_options(f, &o) != 0 || !o.has_c_package)
+    return 0;
+  cpkg = arena_strndup(p->a, o.c_package, o.c_package_len);
+  if (cpkg == NULL)
+    return p->oom = 1, -1;
+  if (strlen(cpkg) != o.c_package_len || !pieces_are_idents(cpkg)) {
+    strbuf_printf(p->error, "%s: option (pb_c_file).c_package = \"%s\" is not a package name "
+                  "(identifiers separated by dots): protobuf-c's C names would not be identifiers",
+                  f->name, cpkg);
+    return -1;
+  }
+  return 0;
+}
+
+static int no_generate(const gen_file_proto *f)
+{
+  gen_c_options o;
+
+  return request_c_options(f, &o) == 0 && o.no_generate;
+}
+
 /* --- protobuf-c's names ------------------------------------------------------------------- */
 
 static const char *const message_suffixes[] = {
@@ -50,9 +129,10 @@ static const char *qualify(planner *p, const char *scope, const char *name)
   return s;
 }
 
-static void take_enum(planner *p, const char *scope, const gen_enum_proto *e)
+static void take_enum(planner *p, const gen_file_proto *f, const char *scope,
+                      const gen_enum_proto *e)
 {
-  const char *full = qualify(p, scope, e->name);
+  const char *full = c_full(p, f, qualify(p, scope, e->name));
   const char *uc = full != NULL ? names_full_to_upper(p->a, full) : NULL;
 
   if (uc == NULL) {
@@ -81,12 +161,14 @@ static void take_oneofs(planner *p, const gen_message_proto *m, const char *cn, 
   }
 }
 
-static void take_message(planner *p, const char *scope, const gen_message_proto *m)
+static void take_message(planner *p, const gen_file_proto *f, const char *scope,
+                         const gen_message_proto *m)
 {
-  const char *full = qualify(p, scope, m->name);
-  const char *cn = full != NULL ? names_full_to_c(p->a, full) : NULL;
-  const char *lc = full != NULL ? names_full_to_lower(p->a, full) : NULL;
-  const char *uc = full != NULL ? names_full_to_upper(p->a, full) : NULL;
+  const char *full = qualify(p, scope, m->name); /* proto name: the scope of nested types */
+  const char *cfull = c_full(p, f, full);
+  const char *cn = cfull != NULL ? names_full_to_c(p->a, cfull) : NULL;
+  const char *lc = cfull != NULL ? names_full_to_lower(p->a, cfull) : NULL;
+  const char *uc = cfull != NULL ? names_full_to_upper(p->a, cfull) : NULL;
 
   if (cn == NULL || lc == NULL || uc == NULL) {
     p->oom = 1;
@@ -102,9 +184,9 @@ static void take_message(planner *p, const char *scope, const gen_message_proto 
                       "__default_value"));
   take_oneofs(p, m, cn, uc);
   for (size_t i = 0; i < m->n_enum_type; i++)
-    take_enum(p, full, m->enum_type[i]);
+    take_enum(p, f, full, m->enum_type[i]);
   for (size_t i = 0; i < m->n_nested_type; i++)
-    take_message(p, full, m->nested_type[i]);
+    take_message(p, f, full, m->nested_type[i]);
 }
 
 static const char *service_full_name(planner *p, const gen_file_proto *f, const char *name)
@@ -117,9 +199,10 @@ static const char *service_full_name(planner *p, const gen_file_proto *f, const 
 static int take_service(planner *p, const gen_file_proto *f, const gen_service_proto *s, int check)
 {
   const char *full = service_full_name(p, f, s->name);
-  const char *cn = full != NULL ? names_full_to_c(p->a, full) : NULL;
-  const char *lc = full != NULL ? names_full_to_lower(p->a, full) : NULL;
-  const char *uc = full != NULL ? names_full_to_upper(p->a, full) : NULL;
+  const char *cfull = c_full(p, f, full);
+  const char *cn = cfull != NULL ? names_full_to_c(p->a, cfull) : NULL;
+  const char *lc = cfull != NULL ? names_full_to_lower(p->a, cfull) : NULL;
+  const char *uc = cfull != NULL ? names_full_to_upper(p->a, cfull) : NULL;
   const char *desc = join(p, lc, "__descriptor");
 
   if (cn == NULL || lc == NULL || uc == NULL || desc == NULL)
@@ -171,18 +254,24 @@ static int take_service(planner *p, const gen_file_proto *f, const gen_service_p
 static int take_protobuf_c_names(planner *p)
 {
   /* Messages and enums of every file first, then services: a service colliding with them is
-   * reported as the service's problem. */
+   * reported as the service's problem. A file protoc-c does not generate (no_generate) defines
+   * no C names. */
+  for (size_t i = 0; i < p->n_closure; i++)
+    if (check_c_package(p, p->closure[i]) != 0)
+      return -1;
   for (size_t i = 0; i < p->n_closure; i++) {
     const gen_file_proto *f = p->closure[i];
     const char *pkg = f->package != NULL ? f->package : "";
 
+    if (no_generate(f))
+      continue;
     for (size_t m = 0; m < f->n_message_type; m++)
-      take_message(p, pkg, f->message_type[m]);
+      take_message(p, f, pkg, f->message_type[m]);
     for (size_t e = 0; e < f->n_enum_type; e++)
-      take_enum(p, pkg, f->enum_type[e]);
+      take_enum(p, f, pkg, f->enum_type[e]);
   }
   for (size_t i = 0; i < p->n_closure; i++)
-    for (size_t s = 0; s < p->closure[i]->n_service; s++)
+    for (size_t s = 0; !no_generate(p->closure[i]) && s < p->closure[i]->n_service; s++)
       if (take_service(p, p->closure[i], p->closure[i]->service[s], p->closure[i] == p->file) !=
           0)
         return -1;
@@ -208,13 +297,15 @@ static const char *claim(planner *p, const char *base)
 static int plan_service_names(planner *p, const gen_service_proto *s, gen_service *gs)
 {
   const char *full = service_full_name(p, p->file, s->name);
-  const char *cn = full != NULL ? names_full_to_c(p->a, full) : NULL;
-  const char *lc = full != NULL ? names_full_to_lower(p->a, full) : NULL;
+  const char *cfull = c_full(p, p->file, full);
+  const char *cn = cfull != NULL ? names_full_to_c(p->a, cfull) : NULL;
+  const char *lc = cfull != NULL ? names_full_to_lower(p->a, cfull) : NULL;
 
   if (cn == NULL || lc == NULL)
     return p->oom = 1, -1;
   gs->name = s->name;
   gs->full_name = full;
+  gs->c_full_name = cfull;
   gs->table = claim(p, join(p, lc, "__crpc_service"));
   gs->methods_array = claim(p, join(p, lc, "__crpc_methods"));
   gs->handlers_type = claim(p, join(p, cn, "__Handlers"));
@@ -233,15 +324,26 @@ static int resolve_type(planner *p, const char *type_name, const char **full, co
 {
   const gen_file_proto *owner;
 
+  const char *cfull;
+
   if (request_find_message(p->closure, p->n_closure, type_name, &owner) == NULL) {
     strbuf_printf(p->error, "%s: message type %s is not defined in the file or its imports",
                   p->file->name, type_name);
     p->invalid = 1;
     return -1;
   }
+  if (no_generate(owner)) {
+    strbuf_printf(p->error, "%s: message type %s is defined in %s, which sets option "
+                  "(pb_c_file).no_generate: protobuf-c generates no C type for it",
+                  p->file->name, type_name + 1, owner->name);
+    return -1;
+  }
   *full = type_name + 1;
-  *c = names_full_to_c(p->a, type_name);
-  *desc = join(p, names_full_to_lower(p->a, type_name), "__descriptor");
+  cfull = c_full(p, owner, *full);
+  if (cfull == NULL)
+    return p->oom = 1, -1;
+  *c = names_full_to_c(p->a, cfull);
+  *desc = join(p, names_full_to_lower(p->a, cfull), "__descriptor");
   if (*c == NULL || *desc == NULL)
     return p->oom = 1, -1;
   return 0;
@@ -310,9 +412,9 @@ static int plan_method_names(planner *p, nameset *members, const gen_method_prot
 
 static int plan_methods(planner *p, const gen_service_proto *s, gen_service *gs)
 {
-  const char *lc = names_full_to_lower(p->a, gs->full_name);
-  const char *uc = names_full_to_upper(p->a, gs->full_name);
-  const char *cn = names_full_to_c(p->a, gs->full_name);
+  const char *lc = names_full_to_lower(p->a, gs->c_full_name);
+  const char *uc = names_full_to_upper(p->a, gs->c_full_name);
+  const char *cn = names_full_to_c(p->a, gs->c_full_name);
   nameset members;
 
   if (lc == NULL || uc == NULL || cn == NULL || nameset_init(&members, p->a) != 0)

@@ -3,10 +3,10 @@
  *
  * Names follow protobuf-c's scheme (names.h). For service helloworld.Greeter, rpc SayHello:
  *   helloworld__greeter__crpc_service        the crpc_service_desc (extern)
- *   helloworld__greeter__crpc_methods        its method array (static)
+ *   helloworld__greeter__crpc_methods        its method array (extern)
  *   helloworld__greeter__crpc_register       registers a handler table with a server
  *   Helloworld__Greeter__Handlers            the handler table type
- *   HELLOWORLD__GREETER__SAY_HELLO__METHOD   &table.methods[i]
+ *   HELLOWORLD__GREETER__SAY_HELLO__METHOD   &helloworld__greeter__crpc_methods[i], a constant
  *   helloworld__greeter__say_hello__call / __start / __reply   typed stubs
  *   Helloworld__Greeter__SayHelloDone        the async completion type
  *   helloworld__greeter__say_hello__dispatch / __adapter        static trampolines
@@ -72,7 +72,8 @@ typedef struct gen_method {
 
 typedef struct gen_service {
   const char *name;           /* "Greeter" */
-  const char *full_name;      /* "helloworld.Greeter" */
+  const char *full_name;      /* "helloworld.Greeter" (on the wire) */
+  const char *c_full_name;    /* the same with option (pb_c_file).c_package applied: C names */
   const char *table;
   const char *methods_array;
   const char *handlers_type;

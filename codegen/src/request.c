@@ -113,10 +113,104 @@ static int check_service(const gen_service_proto *s, const char *file, char *err
   return 0;
 }
 
+/* ---- protobuf-c's file options --------------------------------------------------------- */
+
+/* Reads a varint at *pos (< end). Returns 0, or -1 when it is cut short or longer than 10 bytes. */
+static int read_varint(const uint8_t **pos, const uint8_t *end, uint64_t *out)
+{
+  uint64_t v = 0;
+
+  for (unsigned shift = 0; shift < 70; shift += 7) {
+    uint8_t b;
+
+    if (*pos >= end)
+      return -1;
+    b = *(*pos)++;
+    v |= (uint64_t)(b & 0x7fu) << shift;
+    if ((b & 0x80u) == 0) {
+      *out = v;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* Merges one encoded ProtobufCFileOptions into *out. */
+static int merge_c_options(const uint8_t *p, const uint8_t *end, gen_c_options *out)
+{
+  while (p < end) {
+    uint64_t key, v;
+    uint32_t field;
+    unsigned wire;
+
+    if (read_varint(&p, end, &key) != 0 || key > UINT32_MAX)
+      return -1;
+    field = (uint32_t)(key >> 3);
+    wire = (unsigned)(key & 7u);
+    if (field == 0)
+      return -1;
+    switch (wire) {
+    case 0: /* varint */
+      if (read_varint(&p, end, &v) != 0)
+        return -1;
+      if (field == 1)
+        out->no_generate = v != 0;
+      break;
+    case 1: /* 64-bit */
+    case 5: /* 32-bit */
+      if ((size_t)(end - p) < (wire == 1 ? 8u : 4u))
+        return -1;
+      p += wire == 1 ? 8 : 4;
+      break;
+    case 2: /* length-delimited */
+      if (read_varint(&p, end, &v) != 0 || v > (uint64_t)(end - p))
+        return -1;
+      if (field == 6) {
+        out->has_c_package = 1;
+        out->c_package = (const char *)p;
+        out->c_package_len = (size_t)v;
+      }
+      p += v;
+      break;
+    default: /* groups and reserved wire types: protoc never writes them here */
+      return -1;
+    }
+    if ((field == 1 && wire != 0) || (field == 6 && wire != 2))
+      return -1;
+  }
+  return 0;
+}
+
+int request_c_options(const gen_file_proto *f, gen_c_options *out)
+{
+  const ProtobufCMessage *opts = f->options != NULL ? &f->options->base : NULL;
+
+  memset(out, 0, sizeof(*out));
+  if (opts == NULL)
+    return 0;
+  for (size_t i = 0; i < opts->n_unknown_fields; i++) {
+    const ProtobufCMessageUnknownField *u = &opts->unknown_fields[i];
+    const uint8_t *p = u->data, *end = u->data + u->len;
+    uint64_t len;
+
+    if (u->tag != GEN_PB_C_FILE_FIELD)
+      continue;
+    /* protobuf-c keeps a length-delimited unknown field with its length prefix. */
+    if (u->wire_type != PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED || read_varint(&p, end, &len) != 0 ||
+        len != (uint64_t)(end - p) || merge_c_options(p, end, out) != 0)
+      return -1;
+  }
+  return 0;
+}
+
 static int check_file(const gen_file_proto *f, char *err, size_t n)
 {
+  gen_c_options copts;
+
   if (f->name == NULL || f->name[0] == '\0')
     return fail(err, n, "a proto_file has no name");
+  if (request_c_options(f, &copts) != 0)
+    return fail(err, n, "the protobuf-c options (pb_c_file) of %s cannot be decoded", f->name);
   if (f->package != NULL && !names_is_dotted(f->package, 1))
     return fail(err, n, "the package of %s is not a dotted identifier", f->name);
   for (size_t i = 0; i < f->n_dependency; i++)

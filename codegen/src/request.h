@@ -17,6 +17,25 @@ typedef Google__Protobuf__EnumDescriptorProto gen_enum_proto;
 typedef Google__Protobuf__ServiceDescriptorProto gen_service_proto;
 typedef Google__Protobuf__MethodDescriptorProto gen_method_proto;
 
+/* protobuf-c's options of a file: `option (pb_c_file).<name> = ...;`, the extension
+ *   extend google.protobuf.FileOptions { optional ProtobufCFileOptions pb_c_file = 1019; }
+ * of protobuf-c/protobuf-c.proto. descriptor.proto is decoded without that file, so the extension
+ * arrives as an unknown field of FileOptions (possibly several records, merged in order as
+ * protobuf does: the last value of a field wins). Only the two options that change what
+ * protobuf-c writes into crpc's reach are read; the others are skipped. */
+#define GEN_PB_C_FILE_FIELD 1019u
+
+typedef struct gen_c_options {
+  int no_generate;         /* ProtobufCFileOptions.no_generate (1): protoc-c writes no pb-c pair */
+  int has_c_package;       /* c_package (6) is set, possibly to "" */
+  const char *c_package;   /* its bytes (not NUL-terminated), inside the request */
+  size_t c_package_len;
+} gen_c_options;
+
+/* Reads f's protobuf-c options into *out (all zero when there are none). Returns 0, or -1 when
+ * the extension's bytes are not a valid ProtobufCFileOptions. */
+int request_c_options(const gen_file_proto *f, gen_c_options *out);
+
 /* Reads all of `in` into a malloc'ed buffer (*data, free() it; NULL when empty). Returns 0, or -1
  * with errno set (read error, out of memory, or EFBIG beyond max_len bytes). */
 int request_read_all(FILE *in, size_t max_len, uint8_t **data, size_t *len);

@@ -246,6 +246,110 @@ static void pair_without_services(void **state)
   google__protobuf__compiler__code_generator_response__free_unpacked(res, NULL);
 }
 
+/* ---- protobuf-c's file options (pb_c_file, extension 1019 of FileOptions) ------------------ */
+
+static void c_package_names(void **state)
+{
+  Google__Protobuf__Compiler__CodeGeneratorResponse *res = run_request("cpkg", "cpkg/svc.proto");
+  const char *h, *c;
+
+  (void)state;
+  assert_null(res->error);
+  assert_int_equal(res->n_file, 2);
+  h = file_content(res, "cpkg/svc.crpc.h");
+  c = file_content(res, "cpkg/svc.crpc.c");
+  /* protobuf-c's names: this file's c_package, and the import's own for its types */
+  assert_non_null(strstr(h, "extern const crpc_service_desc acme_c__svc__crpc_service;"));
+  assert_non_null(
+      strstr(h, "int acme_c__svc__get__call(crpc_channel *ch, const AcmeC__Req *request"));
+  assert_non_null(strstr(h, "AcmeBase__Ping **response"));
+  assert_non_null(strstr(h, "const AcmeC__Req__Sub *request"));
+  assert_non_null(strstr(h, "const AcmeBase__Ping__Inner *request"));
+  assert_non_null(strstr(h, "} AcmeC__Svc__Handlers;"));
+  assert_null(strstr(h, "Acme__V1"));
+  assert_null(strstr(h, "acme__v1"));
+  assert_null(strstr(h, "Acme__Base__V2"));
+  assert_null(strstr(h, "protobuf-c.pb-c.h"));
+  /* constant __METHOD macros over the extern method array */
+  assert_non_null(strstr(h, "extern const crpc_method_desc acme_c__svc__crpc_methods[3];"));
+  assert_non_null(strstr(h, "#define ACME_C__SVC__GET__METHOD (&acme_c__svc__crpc_methods[0])"));
+  /* the wire keeps the proto package */
+  assert_non_null(strstr(c, "\"acme.v1.Svc/Get\""));
+  assert_non_null(strstr(c, "&acme_c__req__descriptor, &acme_base__ping__descriptor"));
+  google__protobuf__compiler__code_generator_response__free_unpacked(res, NULL);
+}
+
+static void no_generate_writes_nothing(void **state)
+{
+  Google__Protobuf__Compiler__CodeGeneratorResponse *res;
+
+  (void)state;
+  /* protobuf-c's own options file sets no_generate */
+  res = run_request("cpkg", "protobuf-c/protobuf-c.proto");
+  assert_null(res->error);
+  assert_int_equal(res->n_file, 0);
+  google__protobuf__compiler__code_generator_response__free_unpacked(res, NULL);
+  /* and so does a file of the project's own, services and all */
+  res = run_request("hidden", "cpkg/hidden.proto");
+  assert_null(res->error);
+  assert_int_equal(res->n_file, 0);
+  google__protobuf__compiler__code_generator_response__free_unpacked(res, NULL);
+}
+
+static void bad_c_package(void **state)
+{
+  Google__Protobuf__Compiler__CodeGeneratorResponse *res =
+      run_request("badcpkg", "badcpkg.proto");
+
+  (void)state;
+  assert_non_null(res->error);
+  assert_non_null(strstr(res->error, "badcpkg.proto"));
+  assert_non_null(strstr(res->error, "c_package"));
+  assert_non_null(strstr(res->error, "acme-c"));
+  assert_int_equal(res->n_file, 0);
+  google__protobuf__compiler__code_generator_response__free_unpacked(res, NULL);
+}
+
+/* The extension's bytes are not a ProtobufCFileOptions (protoc never sends that): refused. */
+static void undecodable_c_options(void **state)
+{
+  size_t len;
+  uint8_t *packed = make_request("cpkg", "cpkg/svc.proto", &len);
+  Google__Protobuf__Compiler__CodeGeneratorRequest *req =
+      google__protobuf__compiler__code_generator_request__unpack(NULL, len, packed);
+  int found = 0;
+
+  (void)state;
+  assert_non_null(req);
+  free(packed);
+  for (size_t i = 0; i < req->n_proto_file; i++) {
+    Google__Protobuf__FileDescriptorProto *f = req->proto_file[i];
+
+    if (strcmp(f->name, "cpkg/svc.proto") != 0)
+      continue;
+    assert_non_null(f->options);
+    for (size_t u = 0; u < f->options->base.n_unknown_fields; u++) {
+      ProtobufCMessageUnknownField *uf = &f->options->base.unknown_fields[u];
+
+      if (uf->tag != 1019)
+        continue;
+      /* [length prefix] 0x32 (c_package) ... -> a group start (wire type 3) */
+      assert_true(uf->len >= 2);
+      assert_int_equal(uf->data[1], 0x32);
+      uf->data[1] = 0x33;
+      found = 1;
+    }
+  }
+  assert_true(found);
+  len = google__protobuf__compiler__code_generator_request__get_packed_size(req);
+  packed = malloc(len);
+  assert_non_null(packed);
+  google__protobuf__compiler__code_generator_request__pack(req, packed);
+  google__protobuf__compiler__code_generator_request__free_unpacked(req, NULL);
+  expect_internal_error(packed, len, NULL, "pb_c_file");
+  free(packed);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -255,6 +359,10 @@ int main(void)
       cmocka_unit_test(colliding_methods),
       cmocka_unit_test(generates_pair),
       cmocka_unit_test(pair_without_services),
+      cmocka_unit_test(c_package_names),
+      cmocka_unit_test(no_generate_writes_nothing),
+      cmocka_unit_test(bad_c_package),
+      cmocka_unit_test(undecodable_c_options),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

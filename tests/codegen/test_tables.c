@@ -17,6 +17,13 @@
 #error "include guard of common/types.crpc.h not derived from its path"
 #endif
 
+/* The __METHOD macros are address constants: they initialise statics (issue 12). */
+static const crpc_method_desc *const static_say = ECHO__SAY__METHOD;
+static const crpc_method_desc *const static_first[] = {
+    A__B__C__D__FIRST__LOOKUP__METHOD, A__B__C__D__FIRST__PING__METHOD,
+    A__B__C__D__FIRST__UPLOAD__METHOD, A__B__C__D__FIRST__WATCH__METHOD,
+    A__B__C__D__FIRST__CHAT__METHOD};
+
 static void check_method(const crpc_method_desc *m, const char *name, const char *full_name,
                          const ProtobufCMessageDescriptor *in,
                          const ProtobufCMessageDescriptor *out, unsigned flags)
@@ -59,6 +66,7 @@ static void no_package(void **state)
   check_method(ECHO__UNIMPL__METHOD, "Unimpl", "Echo/Unimpl", &echo_request__descriptor,
                &echo_reply__descriptor, 0);
   assert_ptr_equal(ECHO__SAY__METHOD, &s->methods[0]);
+  assert_ptr_equal(static_say, &s->methods[0]);
   assert_ptr_equal(ECHO__UNIMPL__METHOD, &s->methods[2]);
   assert_ptr_equal(crpc_service_find_method(s, "Twice"), ECHO__TWICE__METHOD);
   assert_non_null(call);
@@ -106,6 +114,8 @@ static void dotted_package(void **state)
                &a__b__c__d__local__descriptor, &a__b__c__d__local__descriptor,
                CRPC_METHOD_CLIENT_STREAMING | CRPC_METHOD_SERVER_STREAMING);
   assert_ptr_equal(A__B__C__D__FIRST__CHAT__METHOD, &s->methods[4]);
+  for (size_t i = 0; i < 5; i++)
+    assert_ptr_equal(static_first[i], &s->methods[i]);
   /* Every method has a handler, in .proto order. */
   assert_int_equal(sizeof(h), 5 * sizeof(h.lookup));
   assert_non_null(lookup);

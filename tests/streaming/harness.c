@@ -79,14 +79,30 @@ struct st_call {
   int eof;         /* the client closed its side */
   int64_t aggregated;
   int messages;
+  st_call *sink_prev, *sink_next; /* Sink: the list of held calls (st_counters.sink) */
+  int sink_held;                  /* Sink: on that list */
 };
 
 static st_call *call_new(st_counters *c, crpc_server_call *call, int method);
 
+static void sink_unhold(st_call *sc)
+{
+  if (!sc->sink_held)
+    return;
+  if (sc->sink_prev != NULL)
+    sc->sink_prev->sink_next = sc->sink_next;
+  else
+    sc->c->sink = sc->sink_next;
+  if (sc->sink_next != NULL)
+    sc->sink_next->sink_prev = sc->sink_prev;
+  sc->sink_prev = sc->sink_next = NULL;
+  sc->sink_held = 0;
+  sc->c->sinks_held--;
+}
+
 static void call_free(st_call *sc)
 {
-  if (sc->c->sink == sc)
-    sc->c->sink = NULL;
+  sink_unhold(sc);
   free(sc->todo);
   free(sc);
 }
@@ -260,17 +276,28 @@ static void sink(crpc_server_call *call, void *ud)
 {
   st_call *sc = call_new(ud, call, M_SINK);
 
-  assert_null(sc->c->sink);
+  /* Held until released; other Sink calls may be held at the same time. */
+  sc->sink_next = sc->c->sink;
+  if (sc->sink_next != NULL)
+    sc->sink_next->sink_prev = sc;
   sc->c->sink = sc;
+  sc->sink_held = 1;
+  sc->c->sinks_held++;
   /* No reader, no read: the client's messages wait in the window. */
 }
 
 void st_sink_release(st_counters *c)
 {
-  st_call *sc = c->sink;
+  assert_non_null(c->sink);
+  /* Unlink each call before its reader is set: with auto_read, a call may end (and be freed)
+   * from inside set_reader. */
+  while (c->sink != NULL) {
+    st_call *sc = c->sink;
 
-  assert_non_null(sc);
-  assert_int_equal(streamtest__stream_test__sink__set_reader(sc->call, input_read, NULL, sc, 1), 0);
+    sink_unhold(sc);
+    assert_int_equal(streamtest__stream_test__sink__set_reader(sc->call, input_read, NULL, sc, 1),
+                     0);
+  }
 }
 
 const Streamtest__StreamTest__Handlers st_service_handlers = {

@@ -11,7 +11,8 @@
  *   StreamingInput   explicit reads; answers the sum of the payload sizes once the client closes
  *   FullDuplex       auto_read; each request answered with the responses it names; OK once the
  *                    client has closed and everything is written
- *   Sink             holds the call without reading until st_sink_release()
+ *   Sink             holds the call without reading until st_sink_release(); any number of Sink
+ *                    calls may be held at once (each keeps its own state)
  * A cancelled call (on_cancel) is counted and ended with CANCELLED. */
 #ifndef ST_HARNESS_H
 #define ST_HARNESS_H
@@ -41,11 +42,12 @@ typedef struct st_counters {
   int eagain;          /* writes refused with CRPC_EAGAIN */
   int writable;        /* on_writable callbacks */
   int flood_written;   /* StreamingOutput flood responses written so far (last flood call) */
-  st_call *sink;       /* the Sink call being held, or NULL */
+  int sinks_held;      /* Sink calls held now (started, not yet released or ended) */
+  st_call *sink;       /* the held Sink calls, most recent first (a list through st_call) */
 } st_counters;
 
 extern const Streamtest__StreamTest__Handlers st_service_handlers; /* user_data: st_counters */
-/* Lets the held Sink call read (auto_read) and finish. */
+/* Lets every held Sink call read (auto_read) and finish; at least one must be held. */
 void st_sink_release(st_counters *c);
 
 /* ---- Environment ------------------------------------------------------------------------------ */

@@ -1,6 +1,7 @@
 /* Flow control through the typed stubs: a slow consumer keeps a fast producer's backlog bounded
- * by the window, a client that writes past the window gets CRPC_EAGAIN and on_writable later, and
- * 100 concurrent streams share one connection. */
+ * by the window, a client that writes past the window gets CRPC_EAGAIN and on_writable later,
+ * several Sink calls are held by the server at once, and 100 concurrent streams share one
+ * connection. */
 #include "harness.h"
 
 #include <string.h>
@@ -172,6 +173,52 @@ static void writer_past_window(void **state)
   assert_int_equal(e->counters.requests, SINK_COUNT);
 }
 
+/* ---- Several Sink calls held at once ---------------------------------------------------------- */
+
+enum { N_SINKS = 4, SINK_MSGS = 3 };
+
+static int sink_size(int index) { return 1000 * (index + 1); }
+
+/* Every Sink call is held by the server at the same time (each has its own state), then all are
+ * released and each answers the sum of its own payloads. */
+static void concurrent_sinks(void **state)
+{
+  st_env *e = *state;
+  st_rec r[N_SINKS];
+
+  for (int i = 0; i < N_SINKS; i++) {
+    st_rec_init(&r[i], e);
+    assert_int_equal(
+        streamtest__stream_test__sink__stream(e->ch, NULL, &sink_handlers, &r[i], &r[i].s), 0);
+  }
+  st_wait_count(e, &e->counters.started[3], N_SINKS, WAIT_MS, "sink calls at the server");
+  assert_int_equal(e->counters.sinks_held, N_SINKS);
+  for (int i = 0; i < N_SINKS; i++) {
+    st_inreq req;
+
+    st_inreq_init(&req, sink_size(i));
+    /* SINK_MSGS * sink_size(i) stays well inside the window: never refused. */
+    for (int k = 0; k < SINK_MSGS; k++)
+      assert_int_equal(streamtest__stream_test__sink__write(r[i].s, &req.req), 0);
+    st_inreq_free(&req);
+    assert_int_equal(crpc_stream_close_send(r[i].s), 0);
+    assert_int_equal(crpc_stream_read(r[i].s), 0);
+  }
+  st_run_for(e, 50);
+  assert_int_equal(e->counters.requests, 0); /* all still held */
+  st_sink_release(&e->counters);
+  assert_int_equal(e->counters.sinks_held, 0);
+  for (int i = 0; i < N_SINKS; i++) {
+    st_wait_done(e, &r[i], WAIT_MS);
+    assert_int_equal(r[i].code, CRPC_STATUS_OK);
+    assert_int_equal(r[i].nread, 1);
+    assert_int_equal(r[i].aggregated, (int64_t)sink_size(i) * SINK_MSGS);
+  }
+  assert_int_equal(e->counters.requests, N_SINKS * SINK_MSGS);
+  assert_int_equal(e->counters.ended_ok, N_SINKS);
+  assert_null(e->counters.sink);
+}
+
 /* ---- 100 streams on one connection ------------------------------------------------------------ */
 
 enum { N_STREAMS = 100, ROUNDS = 3 };
@@ -291,6 +338,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(slow_consumer, setup, teardown),
       cmocka_unit_test_setup_teardown(writer_past_window, setup, teardown),
+      cmocka_unit_test_setup_teardown(concurrent_sinks, setup, teardown),
       cmocka_unit_test_setup_teardown(hundred_streams, setup, teardown),
       cmocka_unit_test_setup_teardown(slow_stream_does_not_stall_others, setup, teardown),
   };

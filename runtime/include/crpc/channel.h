@@ -46,8 +46,14 @@ extern "C" {
 #endif
 
 /* libuv's loop type, declared here so that this header does not need <uv.h> (which wants POSIX
- * feature macros that a strict -std=c11 build does not define). Same type as uv.h's. */
+ * feature macros that a strict -std=c11 build does not define). The functions take
+ * `struct uv_loop_s *`, which is uv.h's uv_loop_t. C11 and C++ allow a typedef to be repeated,
+ * so there uv_loop_t is declared too, whether or not <uv.h> comes before or after; C99 forbids the
+ * repeat, so a C99 program that names uv_loop_t gets it from <uv.h>. */
+struct uv_loop_s;
+#if defined(__cplusplus) || (defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L)
 typedef struct uv_loop_s uv_loop_t;
+#endif
 
 typedef struct crpc_channel crpc_channel;
 typedef struct crpc_call crpc_call;
@@ -97,7 +103,8 @@ CRPC_EXTERN void crpc_cancel_token_free(crpc_cancel_token *token);
  * Returns 0 and sets *out (owned by the caller, released by crpc_channel_close()), or
  * CRPC_EINVAL (NULL argument), CRPC_EENDPOINT (bad target), CRPC_ENOTSUP ("unix:@NAME" outside
  * Linux), CRPC_ENOMEM, or a libuv error. */
-CRPC_EXTERN int crpc_channel_new(crpc_channel **out, uv_loop_t *loop, const char *target);
+CRPC_EXTERN int crpc_channel_new(crpc_channel **out, struct uv_loop_s *loop,
+                                 const char *target);
 
 /* Sets one channel option (see crpc/options.h) before the first call. Returns 0, CRPC_EINVAL
  * (unknown option, value out of range, or an option channels do not take) or CRPC_ESTATE (the

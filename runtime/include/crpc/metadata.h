@@ -32,7 +32,8 @@ CRPC_EXTERN int crpc_metadata_valid(const char *key, const uint8_t *value, size_
 /* The size an entry counts for: strlen(key) + value_len + 32. Thread-safe. */
 CRPC_EXTERN size_t crpc_metadata_entry_size(const char *key, size_t value_len);
 
-/* The first value of key among entries[0..count), or NULL (then *value_len is 0). Thread-safe. */
+/* The first entry of entries[0..count) whose key is `key` (compared with strcmp), or NULL when
+ * there is none or entries or key is NULL. Thread-safe. */
 CRPC_EXTERN const crpc_metadata *crpc_metadata_find(const crpc_metadata *entries, size_t count,
                                                     const char *key);
 

@@ -36,16 +36,15 @@
 extern "C" {
 #endif
 
-/* libuv's loop type, declared here so that this header does not need <uv.h> (which wants POSIX
- * feature macros that a strict -std=c11 build does not define). Same type as uv.h's. */
-typedef struct uv_loop_s uv_loop_t;
+/* libuv's loop type, `struct uv_loop_s` (uv.h's uv_loop_t), is declared by crpc/channel.h
+ * without <uv.h>: see there. */
 
 typedef struct crpc_server crpc_server;
 
 /* Creates a server on `loop`, or on a private loop when loop is NULL. The loop must outlive the
  * server. Returns 0 and sets *out (owned by the caller, released by crpc_server_close()), or
  * CRPC_EINVAL, CRPC_ENOMEM or a libuv error. */
-CRPC_EXTERN int crpc_server_new(crpc_server **out, uv_loop_t *loop);
+CRPC_EXTERN int crpc_server_new(crpc_server **out, struct uv_loop_s *loop);
 
 /* Sets one server option (crpc/options.h) before the first listen. Returns 0, CRPC_EINVAL or
  * CRPC_ESTATE (already listening). */
@@ -70,7 +69,7 @@ CRPC_EXTERN int crpc_server_set_option(crpc_server *srv, crpc_option opt, int64_
 CRPC_EXTERN int crpc_server_listen(crpc_server *srv, const char *endpoint, int *port_out);
 
 /* Registers a service: calls of svc's methods go to the handlers in `impl`, a generated handler
- * table (e.g. Helloworld__Greeter_Handlers) passed as void*; user_data is handed to every
+ * table (e.g. Helloworld__Greeter__Handlers) passed as void*; user_data is handed to every
  * handler. impl and svc are not copied: they must outlive the server (static tables are the
  * norm). Returns 0, CRPC_EINVAL, CRPC_EABI (svc generated for another crpc interface version),
  * CRPC_EEXIST (a service of that full name is registered already) or CRPC_ENOMEM.
@@ -108,7 +107,7 @@ CRPC_EXTERN int crpc_server_shutdown(crpc_server *srv, int64_t grace_ms, crpc_cl
 CRPC_EXTERN void crpc_server_close(crpc_server *srv, crpc_close_cb cb, void *user_data);
 
 /* The loop the server runs on (its private loop if it has one). */
-CRPC_EXTERN uv_loop_t *crpc_server_loop(const crpc_server *srv);
+CRPC_EXTERN struct uv_loop_s *crpc_server_loop(const crpc_server *srv);
 
 /* --- Calls, from inside handlers ----------------------------------------------------------- */
 
@@ -224,7 +223,7 @@ CRPC_EXTERN crpc_server *crpc_server_call_server(const crpc_server_call *call);
 
 /* The loop the call lives on: finish it from callbacks of this loop. With LOOPS > 1 this is the
  * loop of the thread that runs the call's connection, not crpc_server_loop(). */
-CRPC_EXTERN uv_loop_t *crpc_server_call_loop(const crpc_server_call *call);
+CRPC_EXTERN struct uv_loop_s *crpc_server_call_loop(const crpc_server_call *call);
 
 #ifdef __cplusplus
 }
