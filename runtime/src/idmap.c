@@ -1,24 +1,87 @@
 #include "idmap.h"
 
+#include <uv.h>
+
 #include "alloc.h"
 
-static size_t slot_of(uint32_t key, size_t cap) {
-  return (size_t)((key * UINT32_C(2654435761)) & (uint32_t)(cap - 1));
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                                   \
+  do {                                                                                             \
+    v0 += v1;                                                                                      \
+    v1 = ROTL(v1, 13);                                                                             \
+    v1 ^= v0;                                                                                      \
+    v0 = ROTL(v0, 32);                                                                             \
+    v2 += v3;                                                                                      \
+    v3 = ROTL(v3, 16);                                                                             \
+    v3 ^= v2;                                                                                      \
+    v0 += v3;                                                                                      \
+    v3 = ROTL(v3, 21);                                                                             \
+    v3 ^= v0;                                                                                      \
+    v2 += v1;                                                                                      \
+    v1 = ROTL(v1, 17);                                                                             \
+    v1 ^= v2;                                                                                      \
+    v2 = ROTL(v2, 32);                                                                             \
+  } while (0)
+
+/* SipHash-1-3 of the 4-byte little-endian encoding of key under (k0, k1): the message is shorter
+ * than a block, so its one (final) block is the 4 bytes with the length in the top byte. */
+static uint64_t siphash13_u32(uint64_t k0, uint64_t k1, uint32_t key) {
+  uint64_t v0 = k0 ^ UINT64_C(0x736f6d6570736575);
+  uint64_t v1 = k1 ^ UINT64_C(0x646f72616e646f6d);
+  uint64_t v2 = k0 ^ UINT64_C(0x6c7967656e657261);
+  uint64_t v3 = k1 ^ UINT64_C(0x7465646279746573);
+  uint64_t b = ((uint64_t)4 << 56) | key;
+  v3 ^= b;
+  SIPROUND;
+  v0 ^= b;
+  v2 ^= 0xff;
+  SIPROUND;
+  SIPROUND;
+  SIPROUND;
+  return v0 ^ v1 ^ v2 ^ v3;
+}
+
+static size_t slot_of(const crpc__idmap *m, uint32_t key, size_t cap) {
+  return (size_t)(siphash13_u32(m->k0, m->k1, key) & (uint64_t)(cap - 1));
+}
+
+/* splitmix64: spreads the fallback key's inputs over all bits. */
+static uint64_t mix64(uint64_t x) {
+  x += UINT64_C(0x9e3779b97f4a7c15);
+  x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+  x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
+  return x ^ (x >> 31);
+}
+
+void crpc__idmap_init_key(crpc__idmap *m, uint64_t k0, uint64_t k1) {
+  m->slots = NULL;
+  m->cap = 0;
+  m->count = 0;
+  m->k0 = k0;
+  m->k1 = k1;
 }
 
 void crpc__idmap_init(crpc__idmap *m) {
+  uint64_t k[2];
+  /* Synchronous (no loop, no callback): getrandom(2) or /dev/urandom, a few hundred ns. */
+  if (uv_random(NULL, NULL, k, sizeof k, 0, NULL) != 0) {
+    uint64_t t = uv_hrtime();
+    k[0] = mix64(t ^ (uint64_t)(uintptr_t)m);
+    k[1] = mix64(k[0] ^ t);
+  }
+  crpc__idmap_init_key(m, k[0], k[1]);
+}
+
+void crpc__idmap_free(crpc__idmap *m) {
+  crpc__free(m->slots);
   m->slots = NULL;
   m->cap = 0;
   m->count = 0;
 }
 
-void crpc__idmap_free(crpc__idmap *m) {
-  crpc__free(m->slots);
-  crpc__idmap_init(m);
-}
-
-static void insert(crpc__idmap_slot *slots, size_t cap, uint32_t key, void *value) {
-  size_t i = slot_of(key, cap);
+static void insert(const crpc__idmap *m, crpc__idmap_slot *slots, size_t cap, uint32_t key,
+                   void *value) {
+  size_t i = slot_of(m, key, cap);
   while (slots[i].key) i = (i + 1) & (cap - 1);
   slots[i].key = key;
   slots[i].value = value;
@@ -28,7 +91,7 @@ static int resize(crpc__idmap *m, size_t cap) {
   crpc__idmap_slot *slots = crpc__calloc(cap, sizeof *slots);
   if (!slots) return -1;
   for (size_t i = 0; i < m->cap; i++)
-    if (m->slots[i].key) insert(slots, cap, m->slots[i].key, m->slots[i].value);
+    if (m->slots[i].key) insert(m, slots, cap, m->slots[i].key, m->slots[i].value);
   crpc__free(m->slots);
   m->slots = slots;
   m->cap = cap;
@@ -37,19 +100,28 @@ static int resize(crpc__idmap *m, size_t cap) {
 
 int crpc__idmap_put(crpc__idmap *m, uint32_t key, void *value) {
   if ((m->count + 1) * 4 > m->cap * 3 && resize(m, m->cap ? m->cap * 2 : 16) != 0) return -1;
-  insert(m->slots, m->cap, key, value);
+  insert(m, m->slots, m->cap, key, value);
   m->count++;
   return 0;
 }
 
 static size_t find(const crpc__idmap *m, uint32_t key) {
   if (!m->cap || !key) return SIZE_MAX;
-  size_t i = slot_of(key, m->cap);
+  size_t i = slot_of(m, key, m->cap);
   while (m->slots[i].key) {
     if (m->slots[i].key == key) return i;
     i = (i + 1) & (m->cap - 1);
   }
   return SIZE_MAX;
+}
+
+size_t crpc__idmap_probes(const crpc__idmap *m, uint32_t key) {
+  if (!m->cap) return 0;
+  size_t n = 1;
+  for (size_t i = slot_of(m, key, m->cap); m->slots[i].key && m->slots[i].key != key;
+       i = (i + 1) & (m->cap - 1))
+    n++;
+  return n;
 }
 
 void *crpc__idmap_get(const crpc__idmap *m, uint32_t key) {
@@ -61,7 +133,7 @@ static void remove_at(crpc__idmap *m, size_t i) {
   size_t mask = m->cap - 1;
   /* Backward-shift: pull later members of the probe run into the hole. */
   for (size_t j = (i + 1) & mask; m->slots[j].key; j = (j + 1) & mask) {
-    size_t home = slot_of(m->slots[j].key, m->cap);
+    size_t home = slot_of(m, m->slots[j].key, m->cap);
     /* Move j into the hole at i unless its home lies cyclically in (i, j]. */
     int stays = (i <= j) ? (i < home && home <= j) : (i < home || home <= j);
     if (!stays) {
