@@ -79,6 +79,7 @@ typedef struct answer {
   Itest__EchoReply *reply;
   int goaway;
   uint32_t goaway_code;
+  uint32_t goaway_last; /* last_call_id of the last GOAWAY */
 } answer;
 
 static int on_frame(void *ud, const crpc__frame *f) {
@@ -88,6 +89,7 @@ static int on_frame(void *ud, const crpc__frame *f) {
     assert_int_equal(crpc__goaway_decode(f, &g), 0);
     a->goaway = 1;
     a->goaway_code = g.code;
+    a->goaway_last = g.last_call_id;
     return 0;
   }
   if (f->type != CRPC__F_STATUS) return 0;
@@ -287,6 +289,127 @@ static void http_request_is_refused(void **state) {
   itest_server_stop(srv);
 }
 
+static int raw_start(const itest_transport *t, itest_server **srv, crpc__decoder *dec) {
+  *srv = itest_server_start(t, NULL);
+  int fd = raw_connect(itest_server_endpoint(*srv));
+  uint8_t preface[CRPC__PREFACE_LEN];
+  crpc__preface_encode(preface);
+  write_all(fd, preface, sizeof preface);
+  crpc__decoder_init(dec, 1u << 20, 1);
+  return fd;
+}
+
+static void send_goaway(int fd, uint32_t last_id, uint32_t code) {
+  uint8_t buf[CRPC__HDR_LEN + 64];
+  size_t n = crpc__goaway_size(4);
+  crpc__hdr_encode(buf, CRPC__F_GOAWAY, 0, 0, (uint32_t)n);
+  crpc__goaway_encode(buf + CRPC__HDR_LEN, last_id, code, "done", 4);
+  write_all(fd, buf, CRPC__HDR_LEN + n);
+}
+
+static void echo_ok(int fd, crpc__decoder *dec, uint32_t id, uint32_t seq) {
+  uint8_t msg[64];
+  size_t len;
+  good_request(msg, &len, seq);
+  send_call(fd, id, "itest.Echo/Echo", msg, len);
+  answer a;
+  read_answer(fd, dec, &a);
+  assert_int_equal(a.id, id);
+  assert_int_equal(a.code, CRPC_STATUS_OK);
+  assert_non_null(a.reply);
+  itest__echo_reply__free_unpacked(a.reply, NULL);
+}
+
+/* A client's GOAWAY NO_ERROR (PROTOCOL.md §6.7): its call in flight is still served, a CALL it
+ * sends after its GOAWAY is refused UNAVAILABLE without running, and the server closes the
+ * connection once no call is left. With no call in progress it closes at once. */
+static void client_goaway_closes_when_calls_end(void **state) {
+  itest_server *srv;
+  crpc__decoder dec;
+  int fd = raw_start(ITEST_TRANSPORT(state), &srv, &dec);
+  char buf[32];
+  Itest__EchoRequest req;
+  itest_req_init(&req, 1, buf, sizeof buf);
+  req.delay_ms = 300; /* still in progress when the GOAWAY and the next CALL arrive */
+  uint8_t msg[64];
+  size_t len = itest__echo_request__pack(&req, msg);
+  send_call(fd, 1, "itest.Echo/Echo", msg, len);
+  send_goaway(fd, 0, CRPC__GOAWAY_NO_ERROR);
+  size_t len3;
+  good_request(msg, &len3, 3);
+  send_call(fd, 3, "itest.Echo/Echo", msg, len3);
+  answer a;
+  read_answer(fd, &dec, &a);
+  assert_int_equal(a.id, 3);
+  assert_int_equal(a.code, CRPC_STATUS_UNAVAILABLE);
+  assert_null(a.reply);
+  read_answer(fd, &dec, &a);
+  assert_int_equal(a.id, 1);
+  assert_int_equal(a.code, CRPC_STATUS_OK);
+  assert_non_null(a.reply);
+  assert_int_equal(a.reply->seq, 1);
+  itest__echo_reply__free_unpacked(a.reply, NULL);
+  read_to_eof(fd, &dec, &a); /* fails the test unless the server closes */
+  assert_false(a.got);
+  crpc__decoder_free(&dec);
+  close(fd);
+
+  /* Nothing in progress: the GOAWAY closes the connection at once. */
+  fd = raw_connect(itest_server_endpoint(srv));
+  uint8_t preface[CRPC__PREFACE_LEN];
+  crpc__preface_encode(preface);
+  write_all(fd, preface, sizeof preface);
+  crpc__decoder_init(&dec, 1u << 20, 1);
+  echo_ok(fd, &dec, 1, 5);
+  send_goaway(fd, 0, CRPC__GOAWAY_NO_ERROR);
+  read_to_eof(fd, &dec, &a);
+  assert_false(a.got);
+  assert_false(a.goaway);
+  crpc__decoder_free(&dec);
+  close(fd);
+  itest_final fin;
+  itest_server_stop_get(srv, &fin);
+  assert_int_equal(fin.received, 2); /* call 1 of each connection; never the refused call 3 */
+}
+
+/* A malformed CALL is not processed (PROTOCOL.md §6.7, §10): the GOAWAY PROTOCOL_ERROR names the
+ * last well-formed CALL, whether the CALL's payload or its frame header is malformed. */
+static void malformed_call_is_not_processed(void **state) {
+  for (int shape = 0; shape < 2; shape++) {
+    itest_server *srv;
+    crpc__decoder dec;
+    int fd = raw_start(ITEST_TRANSPORT(state), &srv, &dec);
+    echo_ok(fd, &dec, 1, 1);
+    uint8_t msg[64];
+    size_t len;
+    good_request(msg, &len, 3);
+    const char *method = "itest.Echo/Echo";
+    size_t mlen = strlen(method);
+    size_t fixed = crpc__call_fixed_size(mlen, 0);
+    uint8_t frame[256];
+    crpc__hdr_encode(frame, CRPC__F_CALL, CRPC__FL_END | CRPC__FL_MESSAGE, 3,
+                     (uint32_t)(fixed + len));
+    uint8_t *p = crpc__call_fixed_encode(frame + CRPC__HDR_LEN, method, (uint16_t)mlen, 0, NULL, 0);
+    memcpy(p, msg, len);
+    if (shape == 0)
+      crpc__be32_put(frame + CRPC__HDR_LEN + 2 + mlen + 4, 1000); /* metadata_len overruns */
+    else
+      frame[6] = 1; /* reserved header byte */
+    write_all(fd, frame, CRPC__HDR_LEN + fixed + len);
+    answer a;
+    read_to_eof(fd, &dec, &a);
+    assert_true(a.goaway);
+    assert_int_equal(a.goaway_code, CRPC__GOAWAY_PROTOCOL_ERROR);
+    assert_false(a.got);
+    if (a.goaway_last != 1) fail_msg("shape %d: last_call_id %u, want 1", shape, a.goaway_last);
+    crpc__decoder_free(&dec);
+    close(fd);
+    itest_final fin;
+    itest_server_stop_get(srv, &fin);
+    assert_int_equal(fin.received, 1);
+  }
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN); /* the raw socket may be written after the server closed it */
   const struct CMUnitTest tests[] = {
@@ -294,6 +417,8 @@ int main(void) {
       ITEST_PER_TRANSPORT(server_enforces_deadline),
       ITEST_PER_TRANSPORT(wrong_call_id_parity_is_protocol_error),
       ITEST_PER_TRANSPORT(http_request_is_refused),
+      ITEST_PER_TRANSPORT(client_goaway_closes_when_calls_end),
+      ITEST_PER_TRANSPORT(malformed_call_is_not_processed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
