@@ -201,7 +201,13 @@ void crpc__sstream_on_half_close(crpc_server_call *sc) {
 
 void crpc__sstream_on_window(crpc_server_call *sc, uint32_t inc) {
   crpc__sstream *st = sc->stream;
-  if (!st || !crpc__flow_credit(&st->flow, inc) || !st->on_writable) return;
+  if (!st) return;
+  int rc = crpc__flow_credit(&st->flow, inc);
+  if (rc < 0) {
+    reject(sc, CRPC_STATUS_INTERNAL, "client's WINDOW took the flow-control window above 2^31-1");
+    return;
+  }
+  if (!rc || !st->on_writable) return;
   st->cb_depth++;
   st->on_writable(sc, st->user_data);
   if (!after_callback(sc)) pump(sc);

@@ -150,7 +150,14 @@ void crpc__stream_on_message(crpc_call *call, const crpc__frame *f) {
 
 void crpc__stream_on_window(crpc_call *call, uint32_t inc) {
   crpc__cstream *st = S(call);
-  if (!st || !crpc__flow_credit(&st->flow, inc)) return;
+  if (!st) return;
+  int rc = crpc__flow_credit(&st->flow, inc);
+  if (rc < 0) {
+    crpc__call_abandon(call, CRPC_STATUS_INTERNAL,
+                       "server's WINDOW took the flow-control window above 2^31-1");
+    return;
+  }
+  if (!rc) return;
   if (st->blocking) {
     crpc__waiter *w = st->waiter;
     if (w && w->result == 2) { /* a parked send: send it now */
