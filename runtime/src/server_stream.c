@@ -162,17 +162,19 @@ void crpc__sstream_on_message(crpc_server_call *sc, const crpc__frame *f) {
     reject(sc, CRPC_STATUS_RESOURCE_EXHAUSTED, "stream message larger than the server's maximum message size");
     return;
   }
+  /* Before the window (PROTOCOL.md §6.2): a second request is an error whatever the window, so
+   * the answer does not depend on when credit was returned. */
+  if (st->dispatched && wants_request(sc)) {
+    reject(sc, CRPC_STATUS_INTERNAL, "more than one request on a server-streaming call");
+    return;
+  }
   if (crpc__flow_receive(&st->flow, cost(len)) != 0) {
     reject(sc, CRPC_STATUS_RESOURCE_EXHAUSTED, "client sent past the flow-control window");
     return;
   }
   if (f->flags & CRPC__FL_END) st->remote_closed = 1;
-  if (!st->dispatched && wants_request(sc)) {
+  if (wants_request(sc)) { /* not dispatched yet: this is the request */
     take_request(sc, f->payload, len);
-    return;
-  }
-  if (wants_request(sc)) {
-    reject(sc, CRPC_STATUS_INTERNAL, "more than one request on a server-streaming call");
     return;
   }
   if (!st->flow.head && (st->auto_read || st->read_pending)) {
