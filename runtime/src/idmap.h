@@ -3,10 +3,10 @@
  * of calls never degrades. Grows at 3/4 load; a table over 1024 slots is released when it
  * empties, a smaller one is kept for the next calls.
  *
- * The peer chooses its call ids, so slots come from a keyed hash (SipHash-1-3) under a secret key
- * drawn for each table (crpc__idmap_init): whatever ids a peer picks, they spread like random
- * ones and a lookup examines a few slots on average (at most ~8.5 expected for a miss at 3/4
- * load), instead of one long probe run that every frame for an unknown id would scan. */
+ * The peer chooses its call ids, so slots come from a keyed hash under a secret key drawn for
+ * each table (crpc__idmap_init; idmap.c says which hash): whatever ids a peer picks, they spread
+ * like random ones and a lookup examines a few slots on average (about 8.5 expected for a miss
+ * at 3/4 load), instead of one long probe run that every frame for an unknown id would scan. */
 #ifndef CRPC_IDMAP_H
 #define CRPC_IDMAP_H
 
@@ -14,13 +14,15 @@
 #include <stdint.h>
 
 typedef struct crpc__idmap_slot {
-  uint32_t key; /* 0: empty */
+  uint32_t key;  /* 0: empty */
+  uint32_t hash; /* of key, kept (in what would be padding) so that deleting and growing never
+                    hash again */
   void *value;
 } crpc__idmap_slot;
 
 typedef struct crpc__idmap {
   crpc__idmap_slot *slots;
-  size_t cap; /* 0 or a power of two */
+  size_t cap; /* 0 or a power of two, at most 2^32 (slots are indexed by a 32-bit hash) */
   size_t count;
   uint64_t k0, k1; /* the hash key: secret, per table */
 } crpc__idmap;
