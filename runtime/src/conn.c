@@ -302,6 +302,13 @@ int crpc__conn_send_goaway(crpc__conn *c, uint32_t code, const char *text) {
   return 0;
 }
 
+/* Closes once the output queued by the end of this batch or loop turn has been written: what the
+ * caller is about to queue (a STATUS after untracking its call) still goes out first. */
+static void close_when_drained(crpc__conn *c) {
+  c->close_when_flushed = 1;
+  schedule_flush(c);
+}
+
 void crpc__conn_close_when_flushed(crpc__conn *c) {
   c->close_when_flushed = 1;
   if (c->state == CRPC__CONN_OPEN && !c->writing && c->out.len == 0)
@@ -378,10 +385,16 @@ static int handle_call(crpc__conn *c, const crpc__frame *f) {
     abort_with(c, CRPC__GOAWAY_PROTOCOL_ERROR, "CALL with an invalid call id");
     return -1;
   }
+  uint32_t prev_peer_id = c->last_peer_id;
   c->last_peer_id = f->call_id;
   if (c->sent_goaway && f->call_id > c->sent_goaway_last) {
     crpc__conn_send_status(c, f->call_id, CRPC_STATUS_UNAVAILABLE,
                            "server is shutting down; the call was not processed and is safe to retry");
+    return 0;
+  }
+  if (c->got_goaway) { /* the sender of a GOAWAY starts no new calls (PROTOCOL.md §6.7) */
+    crpc__conn_send_status(c, f->call_id, CRPC_STATUS_UNAVAILABLE,
+                           "CALL after the caller's own GOAWAY; the call was not processed");
     return 0;
   }
   if (f->oversized) {
@@ -391,6 +404,9 @@ static int handle_call(crpc__conn *c, const crpc__frame *f) {
   }
   crpc__call_hdr hdr;
   if (crpc__call_decode(f, &hdr) != 0) {
+    /* A malformed CALL is not processed: the GOAWAY's last_call_id is the CALL before it, as for
+     * a CALL whose frame header is malformed (PROTOCOL.md §6.7, §10). */
+    c->last_peer_id = prev_peer_id;
     abort_with(c, CRPC__GOAWAY_PROTOCOL_ERROR, "malformed CALL frame");
     return -1;
   }
@@ -465,6 +481,9 @@ static int handle_goaway(crpc__conn *c, const crpc__frame *f) {
   if (!c->got_goaway || g.last_call_id < c->goaway_last) c->goaway_last = g.last_call_id;
   c->got_goaway = 1;
   if (c->ctx->ops->on_goaway) c->ctx->ops->on_goaway(c, g.last_call_id, g.code);
+  /* Server side: the peer's calls in flight go on, and the connection closes once none is left
+   * (crpc__conn_untrack); at once when none is. Channels decide in their on_goaway. */
+  if (!c->is_client && c->state == CRPC__CONN_OPEN && c->calls.count == 0) close_when_drained(c);
   return 0;
 }
 
@@ -649,7 +668,13 @@ int crpc__conn_track(crpc__conn *c, uint32_t id, void *call) {
   return crpc__idmap_put(&c->calls, id, call) == 0 ? 0 : CRPC_ENOMEM;
 }
 
-void *crpc__conn_untrack(crpc__conn *c, uint32_t id) { return crpc__idmap_del(&c->calls, id); }
+void *crpc__conn_untrack(crpc__conn *c, uint32_t id) {
+  void *call = crpc__idmap_del(&c->calls, id);
+  /* The last call of a peer that sent GOAWAY ended: close once its STATUS is written (§6.7). */
+  if (call && c->got_goaway && !c->is_client && c->calls.count == 0 && c->state == CRPC__CONN_OPEN)
+    close_when_drained(c);
+  return call;
+}
 
 uint32_t crpc__conn_next_id(crpc__conn *c) {
   uint32_t id = c->next_id;

@@ -64,6 +64,8 @@ uint32_t crpc__flow_consumed(crpc__flow *f, size_t len) {
 }
 
 int crpc__flow_credit(crpc__flow *f, uint32_t inc) {
+  /* send_window <= CRPC__MAX_WINDOW always, so the comparison cannot overflow. */
+  if (f->send_window > CRPC__MAX_WINDOW - (int64_t)inc) return -1;
   int was_closed = f->send_window <= 0;
   f->send_window += inc;
   if (was_closed && f->send_window > 0 && f->blocked) {

@@ -11,6 +11,10 @@
 #include <stdint.h>
 
 #define CRPC__STREAM_WINDOW 65536 /* the protocol's initial window, both directions */
+/* The largest a window may become (PROTOCOL.md §6.8, as HTTP/2): a WINDOW frame that would take
+ * the sender's window above it is a flow-control error of its call. Receivers never grant past
+ * it: CRPC_OPT_STREAM_WINDOW is at most 2^30. */
+#define CRPC__MAX_WINDOW INT64_C(2147483647)
 
 typedef struct crpc__msg {
   struct crpc__msg *next;
@@ -48,7 +52,8 @@ static inline size_t crpc__flow_cost(size_t len) { return len + 12; }
 static inline int crpc__flow_can_send(const crpc__flow *f) { return f->send_window > 0; }
 /* We sent len bytes. */
 static inline void crpc__flow_sent(crpc__flow *f, size_t len) { f->send_window -= (int64_t)len; }
-/* A WINDOW frame granted inc: returns 1 when a refused writer should now be told. */
+/* A WINDOW frame granted inc: returns 1 when a refused writer should now be told, 0 otherwise,
+ * or -1 (the window unchanged) when it would take the window above CRPC__MAX_WINDOW. */
 int crpc__flow_credit(crpc__flow *f, uint32_t inc);
 
 #endif

@@ -18,7 +18,8 @@
 #include "server_call.h"
 
 static void on_goaway(crpc__conn *c, uint32_t last_id, uint32_t code) {
-  (void)c; /* a client going away only stops starting calls; its calls finish normally */
+  (void)c; /* a client going away starts no more calls; its calls finish normally, and conn.c
+              closes the connection once none is left */
   (void)last_id;
   (void)code;
 }

@@ -159,17 +159,19 @@ void crpc__sstream_on_message(crpc_server_call *sc, const crpc__frame *f) {
     reject(sc, CRPC_STATUS_RESOURCE_EXHAUSTED, "stream message larger than the server's maximum message size");
     return;
   }
+  /* Before the window (PROTOCOL.md §6.2): a second request is an error whatever the window, so
+   * the answer does not depend on when credit was returned. */
+  if (st->dispatched && wants_request(sc)) {
+    reject(sc, CRPC_STATUS_INTERNAL, "more than one request on a server-streaming call");
+    return;
+  }
   if (crpc__flow_receive(&st->flow, cost(len)) != 0) {
     reject(sc, CRPC_STATUS_RESOURCE_EXHAUSTED, "client sent past the flow-control window");
     return;
   }
   if (f->flags & CRPC__FL_END) st->remote_closed = 1;
-  if (!st->dispatched && wants_request(sc)) {
+  if (wants_request(sc)) { /* not dispatched yet: this is the request */
     take_request(sc, f->payload, len);
-    return;
-  }
-  if (wants_request(sc)) {
-    reject(sc, CRPC_STATUS_INTERNAL, "more than one request on a server-streaming call");
     return;
   }
   if (!st->flow.head && (st->auto_read || st->read_pending)) {
@@ -198,7 +200,13 @@ void crpc__sstream_on_half_close(crpc_server_call *sc) {
 
 void crpc__sstream_on_window(crpc_server_call *sc, uint32_t inc) {
   crpc__sstream *st = sc->stream;
-  if (!st || !crpc__flow_credit(&st->flow, inc) || !st->on_writable) return;
+  if (!st) return;
+  int rc = crpc__flow_credit(&st->flow, inc);
+  if (rc < 0) {
+    reject(sc, CRPC_STATUS_INTERNAL, "client's WINDOW took the flow-control window above 2^31-1");
+    return;
+  }
+  if (!rc || !st->on_writable) return;
   st->cb_depth++;
   st->on_writable(sc, st->user_data);
   if (!after_callback(sc)) pump(sc);

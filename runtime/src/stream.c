@@ -126,14 +126,16 @@ void crpc__stream_on_message(crpc_call *call, const crpc__frame *f) {
                        "response message larger than the client's maximum message size");
     return;
   }
-  if (crpc__flow_receive(&st->flow, cost(len)) != 0) {
-    crpc__call_abandon(call, CRPC_STATUS_RESOURCE_EXHAUSTED,
-                       "server sent past the stream's flow-control window");
-    return;
-  }
+  /* The method's contract before the window (PROTOCOL.md 6.2): a second response is wrong
+   * whatever credit the server had. */
   if (!(call->method->flags & CRPC_METHOD_SERVER_STREAMING) && st->responses++) {
     crpc__call_abandon(call, CRPC_STATUS_INTERNAL,
                        "server sent a second response on a client-streaming call");
+    return;
+  }
+  if (crpc__flow_receive(&st->flow, cost(len)) != 0) {
+    crpc__call_abandon(call, CRPC_STATUS_RESOURCE_EXHAUSTED,
+                       "server sent past the stream's flow-control window");
     return;
   }
   if (st->discard) { /* finishing: nobody will read it */
@@ -155,7 +157,14 @@ void crpc__stream_on_message(crpc_call *call, const crpc__frame *f) {
 
 void crpc__stream_on_window(crpc_call *call, uint32_t inc) {
   crpc__cstream *st = S(call);
-  if (!st || !crpc__flow_credit(&st->flow, inc)) return;
+  if (!st) return;
+  int rc = crpc__flow_credit(&st->flow, inc);
+  if (rc < 0) {
+    crpc__call_abandon(call, CRPC_STATUS_INTERNAL,
+                       "server's WINDOW took the flow-control window above 2^31-1");
+    return;
+  }
+  if (!rc) return;
   if (st->blocking) {
     crpc__waiter *w = st->waiter;
     if (w && w->result == 2) { /* a parked send: send it now */

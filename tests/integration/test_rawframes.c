@@ -14,6 +14,7 @@
 
 #include "frame.h"
 #include "harness.h"
+#include "../streaming/harness.h"
 
 /* Connects a blocking socket to a harness endpoint. */
 static int raw_connect(const char *ep) {
@@ -84,6 +85,9 @@ typedef struct answer {
   Itest__EchoReply *reply;
   int goaway;
   uint32_t goaway_code;
+  uint32_t goaway_last; /* last_call_id of the last GOAWAY */
+  int ping_acks;
+  int messages;         /* MESSAGE frames (a stream's responses) */
 } answer;
 
 static int on_frame(void *ud, const crpc__frame *f) {
@@ -93,8 +97,14 @@ static int on_frame(void *ud, const crpc__frame *f) {
     assert_int_equal(crpc__goaway_decode(f, &g), 0);
     a->goaway = 1;
     a->goaway_code = g.code;
+    a->goaway_last = g.last_call_id;
     return 0;
   }
+  if (f->type == CRPC__F_PING && (f->flags & CRPC__FL_ACK)) {
+    a->ping_acks++;
+    return CRPC__DEC_PAUSE;
+  }
+  if (f->type == CRPC__F_MESSAGE) a->messages++;
   if (f->type != CRPC__F_STATUS) return 0;
   crpc__status_hdr st;
   assert_int_equal(crpc__status_decode(f, &st), 0);
@@ -107,13 +117,13 @@ static int on_frame(void *ud, const crpc__frame *f) {
   return CRPC__DEC_PAUSE; /* one answer at a time */
 }
 
-/* Reads until one STATUS arrived (bounded: 10 s). */
-static void read_answer(int fd, crpc__decoder *dec, answer *a) {
+/* Reads until one STATUS arrived, or with pings set a PING ACK (bounded: 10 s). */
+static void read_until(int fd, crpc__decoder *dec, answer *a, int pings) {
   memset(a, 0, sizeof *a);
   int rc = crpc__decoder_feed(dec, NULL, 0, on_frame, a); /* frames kept from a pause */
   assert_true(rc >= 0);
   uint64_t until = itest_now_ms() + 10000;
-  while (!a->got) {
+  while (!a->got && !(pings && a->ping_acks)) {
     struct pollfd p = {fd, POLLIN, 0};
     int64_t left = (int64_t)(until - itest_now_ms());
     if (left <= 0 || poll(&p, 1, (int)left) <= 0) fail_msg("no answer within 10 s");
@@ -123,6 +133,11 @@ static void read_answer(int fd, crpc__decoder *dec, answer *a) {
     rc = crpc__decoder_feed(dec, buf, (size_t)n, on_frame, a);
     assert_true(rc >= 0);
   }
+}
+
+static void read_answer(int fd, crpc__decoder *dec, answer *a) {
+  read_until(fd, dec, a, 0);
+  if (!a->got) fail_msg("a PING ACK came where a STATUS was expected");
 }
 
 static void good_request(uint8_t *out, size_t *len, uint32_t seq) {
@@ -429,6 +444,378 @@ static void http_request_is_refused(void **state) {
   itest_server_stop(srv);
 }
 
+static int raw_start(const itest_transport *t, itest_server **srv, crpc__decoder *dec) {
+  *srv = itest_server_start(t, NULL);
+  int fd = raw_connect(itest_server_endpoint(*srv));
+  uint8_t preface[CRPC__PREFACE_LEN];
+  crpc__preface_encode(preface);
+  write_all(fd, preface, sizeof preface);
+  crpc__decoder_init(dec, 1u << 20, 1);
+  return fd;
+}
+
+static void send_goaway(int fd, uint32_t last_id, uint32_t code) {
+  uint8_t buf[CRPC__HDR_LEN + 64];
+  size_t n = crpc__goaway_size(4);
+  crpc__hdr_encode(buf, CRPC__F_GOAWAY, 0, 0, (uint32_t)n);
+  crpc__goaway_encode(buf + CRPC__HDR_LEN, last_id, code, "done", 4);
+  write_all(fd, buf, CRPC__HDR_LEN + n);
+}
+
+static void echo_ok(int fd, crpc__decoder *dec, uint32_t id, uint32_t seq) {
+  uint8_t msg[64];
+  size_t len;
+  good_request(msg, &len, seq);
+  send_call(fd, id, "itest.Echo/Echo", msg, len);
+  answer a;
+  read_answer(fd, dec, &a);
+  assert_int_equal(a.id, id);
+  assert_int_equal(a.code, CRPC_STATUS_OK);
+  assert_non_null(a.reply);
+  itest__echo_reply__free_unpacked(a.reply, NULL);
+}
+
+/* A client's GOAWAY NO_ERROR (PROTOCOL.md §6.7): its call in flight is still served, a CALL it
+ * sends after its GOAWAY is refused UNAVAILABLE without running, and the server closes the
+ * connection once no call is left. With no call in progress it closes at once. */
+static void client_goaway_closes_when_calls_end(void **state) {
+  itest_server *srv;
+  crpc__decoder dec;
+  int fd = raw_start(ITEST_TRANSPORT(state), &srv, &dec);
+  char buf[32];
+  Itest__EchoRequest req;
+  itest_req_init(&req, 1, buf, sizeof buf);
+  req.delay_ms = 300; /* still in progress when the GOAWAY and the next CALL arrive */
+  uint8_t msg[64];
+  size_t len = itest__echo_request__pack(&req, msg);
+  send_call(fd, 1, "itest.Echo/Echo", msg, len);
+  send_goaway(fd, 0, CRPC__GOAWAY_NO_ERROR);
+  size_t len3;
+  good_request(msg, &len3, 3);
+  send_call(fd, 3, "itest.Echo/Echo", msg, len3);
+  answer a;
+  read_answer(fd, &dec, &a);
+  assert_int_equal(a.id, 3);
+  assert_int_equal(a.code, CRPC_STATUS_UNAVAILABLE);
+  assert_null(a.reply);
+  read_answer(fd, &dec, &a);
+  assert_int_equal(a.id, 1);
+  assert_int_equal(a.code, CRPC_STATUS_OK);
+  assert_non_null(a.reply);
+  assert_int_equal(a.reply->seq, 1);
+  itest__echo_reply__free_unpacked(a.reply, NULL);
+  read_to_eof(fd, &dec, &a); /* fails the test unless the server closes */
+  assert_false(a.got);
+  crpc__decoder_free(&dec);
+  close(fd);
+
+  /* Nothing in progress: the GOAWAY closes the connection at once. */
+  fd = raw_connect(itest_server_endpoint(srv));
+  uint8_t preface[CRPC__PREFACE_LEN];
+  crpc__preface_encode(preface);
+  write_all(fd, preface, sizeof preface);
+  crpc__decoder_init(&dec, 1u << 20, 1);
+  echo_ok(fd, &dec, 1, 5);
+  send_goaway(fd, 0, CRPC__GOAWAY_NO_ERROR);
+  read_to_eof(fd, &dec, &a);
+  assert_false(a.got);
+  assert_false(a.goaway);
+  crpc__decoder_free(&dec);
+  close(fd);
+  itest_final fin;
+  itest_server_stop_get(srv, &fin);
+  assert_int_equal(fin.received, 2); /* call 1 of each connection; never the refused call 3 */
+}
+
+/* A malformed CALL is not processed (PROTOCOL.md §6.7, §10): the GOAWAY PROTOCOL_ERROR names the
+ * last well-formed CALL, whether the CALL's payload or its frame header is malformed. */
+static void malformed_call_is_not_processed(void **state) {
+  for (int shape = 0; shape < 2; shape++) {
+    itest_server *srv;
+    crpc__decoder dec;
+    int fd = raw_start(ITEST_TRANSPORT(state), &srv, &dec);
+    echo_ok(fd, &dec, 1, 1);
+    uint8_t msg[64];
+    size_t len;
+    good_request(msg, &len, 3);
+    const char *method = "itest.Echo/Echo";
+    size_t mlen = strlen(method);
+    size_t fixed = crpc__call_fixed_size(mlen, 0);
+    uint8_t frame[256];
+    crpc__hdr_encode(frame, CRPC__F_CALL, CRPC__FL_END | CRPC__FL_MESSAGE, 3,
+                     (uint32_t)(fixed + len));
+    uint8_t *p = crpc__call_fixed_encode(frame + CRPC__HDR_LEN, method, (uint16_t)mlen, 0, NULL, 0);
+    memcpy(p, msg, len);
+    if (shape == 0)
+      crpc__be32_put(frame + CRPC__HDR_LEN + 2 + mlen + 4, 1000); /* metadata_len overruns */
+    else
+      frame[6] = 1; /* reserved header byte */
+    write_all(fd, frame, CRPC__HDR_LEN + fixed + len);
+    answer a;
+    read_to_eof(fd, &dec, &a);
+    assert_true(a.goaway);
+    assert_int_equal(a.goaway_code, CRPC__GOAWAY_PROTOCOL_ERROR);
+    assert_false(a.got);
+    if (a.goaway_last != 1) fail_msg("shape %d: last_call_id %u, want 1", shape, a.goaway_last);
+    crpc__decoder_free(&dec);
+    close(fd);
+    itest_final fin;
+    itest_server_stop_get(srv, &fin);
+    assert_int_equal(fin.received, 1);
+  }
+}
+
+/* ---- Streams: a server of streamtest.StreamTest on its own thread ---------------------------- */
+
+typedef struct st_server {
+  crpc_server *srv;
+  uv_thread_t thread;
+  int port;
+  char endpoint[64];
+  st_counters counters;
+} st_server;
+
+static void st_server_thread(void *arg) { assert_int_equal(crpc_server_run(arg), 0); }
+
+static st_server *st_server_start(void) {
+  st_server *s = calloc(1, sizeof *s);
+  assert_non_null(s);
+  assert_int_equal(crpc_server_new(&s->srv, NULL), 0);
+  assert_int_equal(crpc_server_listen(s->srv, "tcp://127.0.0.1:0", &s->port), 0);
+  assert_int_equal(
+      streamtest__stream_test__crpc_register(s->srv, &st_service_handlers, &s->counters), 0);
+  snprintf(s->endpoint, sizeof s->endpoint, "tcp://127.0.0.1:%d", s->port);
+  assert_int_equal(uv_thread_create(&s->thread, st_server_thread, s->srv), 0);
+  return s;
+}
+
+static void st_server_stop(st_server *s) {
+  crpc_server_stop(s->srv);
+  assert_int_equal(uv_thread_join(&s->thread), 0);
+  crpc_server_close(s->srv, NULL, NULL);
+  free(s);
+}
+
+static void send_frame(int fd, uint8_t type, uint8_t flags, uint32_t id, const void *payload,
+                       size_t len) {
+  uint8_t *buf = malloc(CRPC__HDR_LEN + len + 1);
+  assert_non_null(buf);
+  crpc__hdr_encode(buf, type, flags, id, (uint32_t)len);
+  if (len) memcpy(buf + CRPC__HDR_LEN, payload, len);
+  write_all(fd, buf, CRPC__HDR_LEN + len);
+  free(buf);
+}
+
+/* A stream's CALL: no message, no END (flags 0), no metadata, no timeout. */
+static void send_stream_call(int fd, uint32_t id, const char *method) {
+  uint8_t p[256];
+  size_t mlen = strlen(method);
+  size_t n = crpc__call_fixed_size(mlen, 0);
+  crpc__call_fixed_encode(p, method, (uint16_t)mlen, 0, NULL, 0);
+  send_frame(fd, CRPC__F_CALL, 0, id, p, n);
+}
+
+static void send_window(int fd, uint32_t id, uint32_t inc) {
+  uint8_t p[4];
+  crpc__be32_put(p, inc);
+  send_frame(fd, CRPC__F_WINDOW, 0, id, p, 4);
+}
+
+static void send_ping(int fd) {
+  uint8_t p[CRPC__PING_LEN] = {1, 2, 3, 4, 5, 6, 7, 8};
+  send_frame(fd, CRPC__F_PING, 0, 0, p, sizeof p);
+}
+
+static int st_connect(st_server *s, crpc__decoder *dec) {
+  int fd = raw_connect(s->endpoint);
+  uint8_t preface[CRPC__PREFACE_LEN];
+  crpc__preface_encode(preface);
+  write_all(fd, preface, sizeof preface);
+  crpc__decoder_init(dec, 1u << 20, 1);
+  return fd;
+}
+
+/* A flood request: count responses of size bytes (the server stops at its window), and a
+ * payload of payload_len bytes. Returns the packed length. */
+static size_t flood_request(uint8_t **out, int count, int size, size_t payload_len) {
+  Streamtest__OutputRequest req = STREAMTEST__OUTPUT_REQUEST__INIT;
+  Streamtest__Blob blob = STREAMTEST__BLOB__INIT;
+  req.flood_count = count;
+  req.flood_size = size;
+  uint8_t *data = NULL;
+  if (payload_len) {
+    data = calloc(1, payload_len);
+    assert_non_null(data);
+    blob.data.data = data;
+    blob.data.len = payload_len;
+    req.payload = &blob;
+  }
+  size_t n = streamtest__output_request__get_packed_size(&req);
+  *out = malloc(n + 1);
+  assert_non_null(*out);
+  streamtest__output_request__pack(&req, *out);
+  free(data);
+  return n;
+}
+
+/* PROTOCOL.md §6.8: a window is at most 2^31-1. A client's WINDOW that takes the server's send
+ * window exactly to the maximum is accepted; one more byte of credit is a flow-control error of
+ * that call alone (STATUS INTERNAL, the connection goes on). The server's window is known
+ * exactly on a Sink call (client streaming: the server sends no message), and on a server
+ * stream blocked on its window a single maximal WINDOW overflows it. */
+static void window_past_maximum_ends_the_call(void **state) {
+  (void)state;
+  st_server *s = st_server_start();
+  crpc__decoder dec;
+  int fd = st_connect(s, &dec);
+  answer a;
+
+  send_stream_call(fd, 1, "streamtest.StreamTest/Sink"); /* the handler holds it */
+  send_window(fd, 1, UINT32_C(2147483647) - 65536);     /* to exactly 2^31-1 */
+  send_ping(fd);
+  read_until(fd, &dec, &a, 1);
+  assert_int_equal(a.ping_acks, 1);
+  assert_false(a.got); /* no STATUS: the call is alive */
+  send_window(fd, 1, 1);                                 /* one byte past the maximum */
+  read_answer(fd, &dec, &a);
+  assert_int_equal(a.id, 1);
+  assert_int_equal(a.code, CRPC_STATUS_INTERNAL);
+  assert_non_null(strstr(a.text, "2^31-1"));
+
+  /* A server stream writing as fast as its window allows, then one maximal WINDOW. */
+  uint8_t *req;
+  size_t len = flood_request(&req, 100000, 10, 0);
+  send_stream_call(fd, 3, "streamtest.StreamTest/StreamingOutput");
+  send_frame(fd, CRPC__F_MESSAGE, CRPC__FL_END, 3, req, len);
+  free(req);
+  send_ping(fd); /* answered once the request was read: the flood is under way */
+  read_until(fd, &dec, &a, 1);
+  assert_false(a.got);
+  send_window(fd, 3, UINT32_MAX);
+  read_answer(fd, &dec, &a);
+  assert_int_equal(a.id, 3);
+  assert_int_equal(a.code, CRPC_STATUS_INTERNAL);
+  assert_false(a.goaway);
+
+  /* The connection goes on. */
+  send_ping(fd);
+  read_until(fd, &dec, &a, 1);
+  assert_int_equal(a.ping_acks, 1);
+  crpc__decoder_free(&dec);
+  close(fd);
+  st_server_stop(s);
+}
+
+/* PROTOCOL.md §6.2: a second request on a server-streaming call is answered INTERNAL whatever
+ * the window, also when it was sent without window (here the client's first request, 70,000
+ * bytes, took its own window below zero and it sent the second before any credit came back):
+ * the second-request check comes first, so the answer does not depend on when the callee
+ * returned credit. */
+static void second_request_without_window_is_internal(void **state) {
+  (void)state;
+  st_server *s = st_server_start();
+  crpc__decoder dec;
+  int fd = st_connect(s, &dec);
+  answer a;
+  uint8_t *req;
+  size_t len = flood_request(&req, 100000, 10, 70000);
+  assert_true(len + 12 > 65536); /* the first request alone overdraws the initial window */
+  send_stream_call(fd, 1, "streamtest.StreamTest/StreamingOutput");
+  send_frame(fd, CRPC__F_MESSAGE, 0, 1, req, len);
+  send_frame(fd, CRPC__F_MESSAGE, 0, 1, NULL, 0); /* the second request, without window */
+  free(req);
+  read_answer(fd, &dec, &a);
+  assert_int_equal(a.id, 1);
+  assert_int_equal(a.code, CRPC_STATUS_INTERNAL);
+  assert_non_null(strstr(a.text, "more than one request"));
+  assert_false(a.goaway);
+  crpc__decoder_free(&dec);
+  close(fd);
+  st_server_stop(s);
+}
+
+/* A fake server on its own thread for the caller's side of a stream: it answers the client's
+ * CALL with a WINDOW of UINT32_MAX (past the 2^31-1 maximum, PROTOCOL.md §6.8), then reads until
+ * the client's CANCEL for that call (or EOF, bounded). */
+typedef struct fake_srv {
+  int lfd, port;
+  uv_thread_t thread;
+  uint32_t call_id;
+  int cancelled;
+} fake_srv;
+
+static int fake_frame(void *ud, const crpc__frame *f) {
+  fake_srv *fs = ud;
+  if (f->type == CRPC__F_CALL && !fs->call_id) fs->call_id = f->call_id;
+  if (f->type == CRPC__F_CANCEL && fs->call_id && f->call_id == fs->call_id) fs->cancelled = 1;
+  return 0;
+}
+
+static void fake_thread(void *arg) {
+  fake_srv *fs = arg;
+  int fd = accept(fs->lfd, NULL, NULL);
+  if (fd < 0) return;
+  uint8_t preface[CRPC__PREFACE_LEN];
+  crpc__preface_encode(preface);
+  write_all(fd, preface, sizeof preface);
+  crpc__decoder dec;
+  crpc__decoder_init(&dec, 1u << 20, 1);
+  int sent_window = 0;
+  uint64_t until = itest_now_ms() + 10000;
+  while (!fs->cancelled && itest_now_ms() < until) {
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    uint8_t buf[4096];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    if (crpc__decoder_feed(&dec, buf, (size_t)n, fake_frame, fs) < 0) break;
+    if (fs->call_id && !sent_window) {
+      uint8_t w[CRPC__HDR_LEN + 4];
+      crpc__hdr_encode(w, CRPC__F_WINDOW, 0, fs->call_id, 4);
+      crpc__be32_put(w + CRPC__HDR_LEN, UINT32_MAX);
+      write_all(fd, w, sizeof w);
+      sent_window = 1;
+    }
+  }
+  crpc__decoder_free(&dec);
+  close(fd);
+}
+
+/* The caller's side of §6.8: a callee's WINDOW that would take the client's send window above
+ * 2^31-1 ends the call with INTERNAL, and the client sends CANCEL. */
+static void client_window_past_maximum_cancels(void **state) {
+  (void)state;
+  fake_srv fs = {0};
+  fs.lfd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(bind(fs.lfd, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(listen(fs.lfd, 4), 0);
+  socklen_t al = sizeof a;
+  assert_int_equal(getsockname(fs.lfd, (struct sockaddr *)&a, &al), 0);
+  fs.port = ntohs(a.sin_port);
+  assert_int_equal(uv_thread_create(&fs.thread, fake_thread, &fs), 0);
+
+  char ep[64];
+  snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", fs.port);
+  crpc_channel *ch;
+  assert_int_equal(crpc_channel_new(&ch, NULL, ep), 0);
+  crpc_call_opts opts = {.timeout_ms = 5000};
+  crpc_stream *st;
+  assert_int_equal(crpc_channel_stream_open(ch, STREAMTEST__STREAM_TEST__SINK__METHOD, &opts, &st), 0);
+  crpc_status status = {0};
+  assert_int_equal(crpc_stream_finish_wait(st, &status), 0);
+  if (status.code != CRPC_STATUS_INTERNAL)
+    fail_msg("status %d (%s), want INTERNAL", (int)status.code,
+             status.message ? status.message : "");
+  assert_non_null(strstr(status.message, "2^31-1"));
+  crpc_status_reset(&status);
+  assert_int_equal(uv_thread_join(&fs.thread), 0);
+  assert_true(fs.cancelled);
+  crpc_channel_close(ch, NULL, NULL);
+  close(fs.lfd);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN); /* the raw socket may be written after the server closed it */
   const struct CMUnitTest tests[] = {
@@ -438,6 +825,11 @@ int main(void) {
       ITEST_PER_TRANSPORT(http_request_is_refused),
       ITEST_PER_TRANSPORT(status_texts_are_utf8),
       cmocka_unit_test(unary_needs_exactly_one_response),
+      ITEST_PER_TRANSPORT(client_goaway_closes_when_calls_end),
+      ITEST_PER_TRANSPORT(malformed_call_is_not_processed),
+      cmocka_unit_test(window_past_maximum_ends_the_call),
+      cmocka_unit_test(second_request_without_window_is_internal),
+      cmocka_unit_test(client_window_past_maximum_cancels),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

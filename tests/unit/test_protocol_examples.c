@@ -207,10 +207,45 @@ static void test_example2(void **state) {
   assert_null(s.message);
 }
 
+/* §11.4: a malformed CALL 3 (metadata_len overruns the frame) frames correctly but does not
+ * decode, and the GOAWAY that answers it names call 1, the last one processed (§6.7). */
+static void test_example4(void **state) {
+  (void)state;
+  const char *text = "malformed CALL frame";
+  bytes doc, enc = {0};
+  one o;
+  read_block("ex4-client-to-server", &doc);
+  encode_call(&enc, 3, "helloworld.Greeter/SayHello");
+  crpc__be32_put(enc.b + CRPC__HDR_LEN + 2 + strlen("helloworld.Greeter/SayHello") + 4, 1000);
+  assert_same(&doc, &enc, "ex4-client-to-server");
+  decode_block(&doc, 0, &o);
+  crpc__call_hdr c;
+  assert_int_equal(o.f.type, CRPC__F_CALL);
+  assert_int_equal(o.f.call_id, 3);
+  assert_int_not_equal(crpc__call_decode(&o.f, &c), 0);
+
+  read_block("ex4-server-to-client", &doc);
+  enc.len = 0;
+  size_t n = crpc__goaway_size(strlen(text));
+  crpc__hdr_encode(enc.b, CRPC__F_GOAWAY, 0, 0, (uint32_t)n);
+  crpc__goaway_encode(enc.b + CRPC__HDR_LEN, 1, CRPC__GOAWAY_PROTOCOL_ERROR, text,
+                      (uint32_t)strlen(text));
+  enc.len = CRPC__HDR_LEN + n;
+  assert_same(&doc, &enc, "ex4-server-to-client");
+  decode_block(&doc, 0, &o);
+  crpc__goaway g;
+  assert_int_equal(crpc__goaway_decode(&o.f, &g), 0);
+  assert_int_equal(g.last_call_id, 1);
+  assert_int_equal(g.code, CRPC__GOAWAY_PROTOCOL_ERROR);
+  assert_int_equal(g.text_len, strlen(text));
+  assert_memory_equal(g.text, text, g.text_len);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_example1),
       cmocka_unit_test(test_example2),
+      cmocka_unit_test(test_example4),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -56,7 +56,9 @@ extern "C" {
  *                        once. Unix-socket endpoints are served by the first loop only.
  * STREAM_WINDOW          bytes of stream messages this side lets a peer send on one call before
  *                        its application has read them (flow control; the protocol starts every
- *                        call at 65536, a larger value is granted at once).
+ *                        call at 65536, a larger value is granted at once). A window never
+ *                        exceeds 2^31-1 bytes (PROTOCOL.md 6.8): WINDOW frames from a peer that
+ *                        would raise one past that end the call with INTERNAL.
  * UNIX_SOCKET_MODE       permission bits (write them in octal: 0660, 0600) of the socket file a
  *                        server's unix:PATH endpoint creates, whatever the process umask; set
  *                        with chmod() after bind() and before listen(), so no client can connect
