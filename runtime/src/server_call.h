@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "arena.h"
+#include "conn.h"
 #include "crpc/server.h"
 #include "dlheap.h"
 #include "list.h"
@@ -30,6 +31,8 @@ typedef struct crpc__sstream {
   int cb_depth;        /* inside a user callback */
   int release_pending; /* finished inside a callback */
   crpc__arena scratch; /* decoded client messages, reset after each delivery */
+  crpc__wwait wwait;   /* waiting for the connection's output to drain (MAX_WRITE_BUFFER) */
+  crpc_server_call *call;
 } crpc__sstream;
 
 struct crpc_server_call {
