@@ -101,9 +101,10 @@ static void emit_stream_server(const gen_method *m, strbuf *out)
   strbuf_printf(out,
       "\n/* Server side of %s: sends msg to the client (crpc_server_call_write(); msg\n"
       " * is encoded before this returns and stays the caller's). Returns 0, CRPC_EAGAIN (the\n"
-      " * client's window is used up: nothing sent; the call's on_writable runs when a write may\n"
-      " * be retried), CRPC_ESTATE (cancelled: the client is gone), CRPC_ELIMIT (larger than\n"
-      " * MAX_SEND_MESSAGE_SIZE), CRPC_EINVAL (call finished, msg NULL), CRPC_ENOMEM. Write any\n"
+      " * client's window is used up, or MAX_WRITE_BUFFER is queued for its connection: nothing\n"
+      " * sent; the call's on_writable runs when a write may be retried), CRPC_ESTATE (cancelled:\n"
+      " * the client is gone), CRPC_ELIMIT (larger than MAX_SEND_MESSAGE_SIZE), CRPC_EINVAL (call\n"
+      " * finished, msg NULL), CRPC_ENOMEM. Write any\n"
       " * number, then end the call once with crpc_server_call_end() (or _fail). Loop thread only.",
       m->full_name);
   if (m->set_reader_fn == NULL)
@@ -169,8 +170,9 @@ static void emit_stream_async(const gen_method *m, strbuf *out)
   strbuf_printf(out,
       "\n/* Sends a request on a stream of %s started with\n * %s() (crpc_stream_write();\n"
       " * msg is encoded before this returns and stays the caller's). Returns 0, CRPC_EAGAIN (the\n"
-      " * window is used up: nothing sent, on_writable follows), CRPC_ESTATE (sending side closed,\n"
-      " * or the call ended), CRPC_ELIMIT, CRPC_EINVAL, CRPC_ENOMEM. Loop thread. */\n"
+      " * window is used up, or MAX_WRITE_BUFFER is queued for the connection: nothing sent,\n"
+      " * on_writable follows), CRPC_ESTATE (sending side closed, or the call ended), CRPC_ELIMIT,\n"
+      " * CRPC_EINVAL, CRPC_ENOMEM. Loop thread. */\n"
       "int %s(crpc_stream *s, const %s *msg);\n",
       m->full_name, m->stream_fn, m->write_fn, m->input_c);
 }
@@ -186,7 +188,8 @@ static void emit_stream_blocking(const gen_method *m, strbuf *out)
       m->full_name, m->finish_fn, m->open_fn);
   strbuf_printf(out,
       "\n/* Sends a request on a stream from\n * %s(), waiting while the window is used up\n"
-      " * (crpc_stream_send_wait(); msg stays the caller's). Returns 0, or CRPC_ESTATE (the call has\n"
+      " * or MAX_WRITE_BUFFER is queued for the connection (crpc_stream_send_wait(); msg stays the\n"
+      " * caller's). Returns 0, or CRPC_ESTATE (the call has\n"
       " * ended or the sending side is closed: finish the stream to learn the status), CRPC_ELIMIT,\n"
       " * CRPC_EINVAL, CRPC_ENOMEM. */\n"
       "int %s(crpc_stream *s, const %s *msg);\n",

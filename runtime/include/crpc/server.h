@@ -175,7 +175,8 @@ CRPC_EXTERN int crpc_server_call_stream_handlers(crpc_server_call *call,
  * cancelled), CRPC_EINVAL. */
 CRPC_EXTERN int crpc_server_call_read(crpc_server_call *call);
 /* Sends a message (of the method's output type; encoded before returning). 0, CRPC_EAGAIN (the
- * client's window is used up: not sent, on_writable follows), CRPC_ESTATE (cancelled: the client
+ * client's window is used up, or more than MAX_WRITE_BUFFER is queued for its connection, e.g.
+ * because it stopped reading: not sent, on_writable follows), CRPC_ESTATE (cancelled: the client
  * is gone), CRPC_ETYPE, CRPC_ELIMIT (larger than MAX_SEND_MESSAGE_SIZE), CRPC_EINVAL, CRPC_ENOMEM. */
 CRPC_EXTERN int crpc_server_call_write(crpc_server_call *call, const ProtobufCMessage *msg);
 /* Ends a streaming call with a status (OK allowed). message may be NULL. Returns 0 or
