@@ -13,7 +13,10 @@
  *                    window and stops reading: the channel's queue stays within the cap, the
  *                    write is refused with CRPC_EAGAIN, and on_writable follows once it reads.
  *  client_blocking   The same with crpc_stream_send_wait() on a private-loop channel: the
- *                    blocking writer waits (no CRPC_EAGAIN) and every message arrives in order.
+ *                    blocking writer waits instead of failing.
+ *  client_ping_flood A fake server floods a channel with PINGs and reads nothing: the answers
+ *                    queued stay within the cap (a PING is not answered past it), and a CALL
+ *                    from that peer past the cap closes the connection instead of being queued.
  *
  * Queued bytes are read with crpc__conn_queued() through crpc_testing (runtime/src). Server,
  * channels and raw sockets share one loop on the test's thread (the blocking client runs on a
@@ -549,6 +552,80 @@ static void test_client_async(void **state) {
   free(w);
 }
 
+/* A fake server that floods PINGs without reading, then starts a call: the channel, which keeps
+ * reading, must not queue an answer per PING past the cap, and closes the connection (GOAWAY
+ * ENHANCE_YOUR_CALM) on the CALL rather than queue its refusal. */
+#define FLOOD_PINGS 400000 /* 8 MiB of PINGs: far more answers than the kernel buffers hold */
+
+typedef struct flood {
+  cl_world *w;
+  crpc__conn *conn;
+  uint8_t *buf;
+  size_t len, off;
+  size_t peak;
+} flood;
+
+static int flood_sent(void *p) {
+  flood *fl = p;
+  while (fl->off < fl->len) {
+    ssize_t k = send(fl->w->f.fd, fl->buf + fl->off, fl->len - fl->off, MSG_NOSIGNAL);
+    if (k <= 0) break;
+    fl->off += (size_t)k;
+  }
+  size_t q = fl->conn->state == CRPC__CONN_OPEN ? crpc__conn_queued(fl->conn) : 0;
+  if (q > fl->peak) fl->peak = q;
+  return fl->off == fl->len || fl->w->done;
+}
+
+static int cl_is_done(void *p) { return ((cl_world *)p)->done > 0; }
+
+static void test_client_ping_flood(void **state) {
+  (void)state;
+  cl_world *w = calloc(1, sizeof *w);
+  assert_non_null(w);
+  st_env *e = &w->e;
+  assert_int_equal(uv_loop_init(&e->loop), 0);
+  assert_int_equal(uv_timer_init(&e->loop, &e->tick), 0);
+  fake_listen(&w->f);
+  snprintf(e->endpoint, sizeof e->endpoint, "tcp://127.0.0.1:%d", w->f.port);
+  assert_int_equal(crpc_channel_new(&e->ch, &e->loop, e->endpoint), 0);
+  assert_int_equal(crpc_channel_set_option(e->ch, CRPC_OPT_MAX_WRITE_BUFFER, CAP), 0);
+  assert_int_equal(streamtest__stream_test__full_duplex__stream(e->ch, NULL, &cl_handlers, w, &w->s),
+                   0);
+  fake_start(e, &w->f);
+  assert_true(st_run_until(e, cl_window_in, w, 10000));
+  flood fl = {w, ((crpc_call *)(void *)w->s)->conn, NULL, (size_t)FLOOD_PINGS * 20, 0, 0};
+  fl.buf = calloc(FLOOD_PINGS, 20);
+  assert_non_null(fl.buf);
+  for (size_t i = 0; i < FLOOD_PINGS; i++) crpc__hdr_encode(fl.buf + 20 * i, CRPC__F_PING, 0, 0, 8);
+  assert_true(st_run_until(e, flood_sent, &fl, 30000));
+  printf("ping flood: %d PINGs (%.2f MiB) sent to a channel by a peer that reads nothing; peak "
+         "%zu bytes (%.2f MiB) queued for it against MAX_WRITE_BUFFER %d\n",
+         FLOOD_PINGS, fl.len / 1048576.0, fl.peak, fl.peak / 1048576.0, CAP);
+  assert_int_equal(w->done, 0); /* the call goes on */
+  assert_true(fl.peak <= (size_t)CAP + CRPC__HDR_LEN + 8);
+  free(fl.buf);
+
+  /* Over the cap still (nothing was read): a CALL from the peer ends the connection. */
+  const char *method = "any.Service/Method";
+  uint8_t callbuf[128];
+  size_t ml = strlen(method);
+  size_t fixed = crpc__call_fixed_size(ml, 0);
+  crpc__call_fixed_encode(callbuf, method, (uint16_t)ml, 0, NULL, 0);
+  int fdfl = fcntl(w->f.fd, F_GETFL);
+  assert_int_equal(fcntl(w->f.fd, F_SETFL, fdfl & ~O_NONBLOCK), 0);
+  raw_frame(w->f.fd, CRPC__F_CALL, CRPC__FL_END, 2, callbuf, fixed);
+  assert_true(st_run_until(e, cl_is_done, w, 10000));
+  assert_int_equal(w->code, CRPC_STATUS_UNAVAILABLE);
+  fake_close(&w->f);
+  crpc_channel_close(e->ch, NULL, NULL);
+  e->ch = NULL;
+  uv_close((uv_handle_t *)&e->tick, NULL);
+  uv_run(&e->loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&e->loop), 0);
+  free(w);
+}
+
 /* Blocking: a helper thread sends BLOCKING_MSGS messages with send_wait on a private-loop channel
  * to the fake server, which reads nothing until the sender has stopped making progress, then
  * reads everything. With the cap the sender must wait (the kernel buffers of a 4 KiB receiver
@@ -653,6 +730,7 @@ int main(void) {
       cmocka_unit_test(test_server_broadcast),
       cmocka_unit_test(test_client_async),
       cmocka_unit_test(test_client_blocking),
+      cmocka_unit_test(test_client_ping_flood),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
