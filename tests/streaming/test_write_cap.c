@@ -137,7 +137,13 @@ static void response_init(Streamtest__OutputResponse *r, Streamtest__Blob *b, in
 
 /* ---- Server broadcast ------------------------------------------------------------------------- */
 
+#define GREEDY_EXTRA 128 /* messages each stalled stream writes in the greedy phase */
+#define MAX_WAKES 512
+
+typedef struct bc_world bc_world;
+
 typedef struct sub {
+  bc_world *w;
   crpc_server_call *call;
   int typed;        /* write with the generated send, else crpc_server_call_write() */
   int blocked;      /* refused with CRPC_EAGAIN, on_writable not seen yet */
@@ -145,9 +151,10 @@ typedef struct sub {
   int sent;         /* writes taken */
   int writable;     /* on_writable callbacks */
   size_t queued_at_writable; /* the connection's queue when on_writable ran */
+  int quota;        /* greedy phase: messages still to write */
 } sub;
 
-typedef struct bc_world {
+struct bc_world {
   st_env e;
   sub subs[NSUB];
   int nsubs;
@@ -155,13 +162,46 @@ typedef struct bc_world {
   crpc_stream *hs;
   int h_read, h_bad, h_done, h_writable;
   crpc_code h_code;
-} bc_world;
+  /* Greedy phase: each on_writable writes until refused; the wake-ups, in order, with the set of
+   * streams whose quota was done at that moment. */
+  int greedy;
+  int wake_log[MAX_WAKES];
+  unsigned wake_done[MAX_WAKES];
+  int nwakes;
+};
+
+static int sub_write(sub *s, int seq);
+
+/* Writes until refused or the quota is done. */
+static void greedy_write(sub *s) {
+  while (s->quota > 0) {
+    int rc = sub_write(s, s->sent);
+    if (rc == CRPC_EAGAIN) {
+      s->blocked = 1;
+      s->eagain++;
+      return;
+    }
+    assert_int_equal(rc, 0);
+    s->sent++;
+    s->quota--;
+    assert_true(crpc__conn_queued(s->call->conn) <= (size_t)CAP + MSG_SIZE + 64);
+  }
+}
 
 static void sub_writable(crpc_server_call *call, void *ud) {
   sub *s = ud;
   s->writable++;
   s->blocked = 0;
   s->queued_at_writable = crpc__conn_queued(call->conn);
+  bc_world *w = s->w;
+  if (!w->greedy) return;
+  assert_true(w->nwakes < MAX_WAKES);
+  unsigned done = 0;
+  for (int i = 0; i < STALLED_STREAMS; i++)
+    if (w->subs[i].quota == 0) done |= 1u << i;
+  w->wake_done[w->nwakes] = done;
+  w->wake_log[w->nwakes++] = (int)(s - w->subs);
+  greedy_write(s);
 }
 
 static void sub_cancelled(crpc_server_call *call, void *ud) {
@@ -176,6 +216,7 @@ static void on_streaming_output(crpc_server_call *call, const Streamtest__Output
   (void)req;
   assert_true(w->nsubs < NSUB);
   sub *s = &w->subs[w->nsubs];
+  s->w = w;
   s->call = call;
   s->typed = w->nsubs % 2 == 0;
   w->nsubs++;
@@ -259,6 +300,14 @@ static int stalled_all_writable(void *p) {
   d->read += raw_drain(d->fd, &d->eof);
   for (int i = 0; i < d->w->nsubs; i++)
     if (d->w->subs[i].eagain && !d->w->subs[i].writable) return 0;
+  return 1;
+}
+
+static int greedy_done(void *p) {
+  drain_wait *d = p;
+  d->read += raw_drain(d->fd, &d->eof);
+  for (int i = 0; i < STALLED_STREAMS; i++)
+    if (d->w->subs[i].quota > 0) return d->eof;
   return 1;
 }
 
@@ -378,7 +427,36 @@ static void test_server_broadcast(void **state) {
     assert_true(w->subs[i].queued_at_writable <= CAP / 2);
     /* And the write goes through now. */
     assert_int_equal(sub_write(&w->subs[i], w->subs[i].sent), 0);
+    w->subs[i].sent++;
   }
+
+  /* Fairness: every stalled stream now writes greedily (until refused, from on_writable too)
+   * while the client reads. Each must get its turns: between two wake-ups of one stream, every
+   * other stream still writing is woken. */
+  w->greedy = 1;
+  for (int i = 0; i < STALLED_STREAMS; i++) {
+    w->subs[i].quota = GREEDY_EXTRA;
+    greedy_write(&w->subs[i]);
+  }
+  assert_true(st_run_until(e, greedy_done, &d, 30000));
+  assert_false(d.eof);
+  printf("greedy phase: %d wake-ups:", w->nwakes);
+  for (int j = 0; j < w->nwakes; j++) printf(" %d", w->wake_log[j]);
+  printf("\n");
+  for (int j = 0; j < w->nwakes; j++) {
+    int x = w->wake_log[j], prev = -1;
+    for (int i = j - 1; i >= 0 && prev < 0; i--)
+      if (w->wake_log[i] == x) prev = i;
+    if (prev < 0) continue;
+    for (int y = 0; y < STALLED_STREAMS; y++) {
+      if (y == x || (w->wake_done[j] & (1u << y))) continue;
+      int seen = 0;
+      for (int i = prev + 1; i < j; i++) seen |= w->wake_log[i] == y;
+      if (!seen) fail_msg("stream %d woken twice (wake-ups %d and %d) while stream %d waited", x,
+                          prev, j, y);
+    }
+  }
+  for (int i = 0; i < STALLED_STREAMS; i++) assert_int_equal(w->subs[i].quota, 0);
 
   /* End every stream; the healthy client sees OK. */
   for (int i = 0; i < NSUB; i++) {
