@@ -101,15 +101,17 @@ static void emit_stream_server(const gen_method *m, strbuf *out)
   strbuf_printf(out,
       "\n/* Server side of %s: sends msg to the client (crpc_server_call_write(); msg\n"
       " * is encoded before this returns and stays the caller's). Returns 0, CRPC_EAGAIN (the\n"
-      " * client's window is used up, or MAX_WRITE_BUFFER is queued for its connection: nothing\n"
-      " * sent; the call's on_writable runs when a write may be retried), CRPC_ESTATE (cancelled:\n"
-      " * the client is gone), CRPC_ELIMIT (larger than MAX_SEND_MESSAGE_SIZE), CRPC_EINVAL (call\n"
-      " * finished, msg NULL), CRPC_ENOMEM. Write any\n"
+      " * client's window is used up: nothing sent; the call's on_writable runs when a write may\n"
+      " * be retried), CRPC_ESTATE (cancelled: the client is gone), CRPC_ELIMIT (larger than\n"
+      " * MAX_SEND_MESSAGE_SIZE), CRPC_EINVAL (call finished, msg NULL), CRPC_ENOMEM. Write any\n"
       " * number, then end the call once with crpc_server_call_end() (or _fail). Loop thread only.",
       m->full_name);
   if (m->set_reader_fn == NULL)
     strbuf_append(out,
         "\n * on_writable: crpc_server_call_stream_handlers(call, NULL, on_writable, user_data, 0).");
+  strbuf_append(out,
+      "\n * CRPC_EAGAIN (then on_writable) also while more than MAX_WRITE_BUFFER is queued for the\n"
+      " * client's connection, whichever call filled it.");
   strbuf_printf(out, " */\nint %s(crpc_server_call *call, const %s *msg);\n", m->send_fn,
                 m->output_c);
   if (m->set_reader_fn == NULL)
