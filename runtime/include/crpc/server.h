@@ -161,7 +161,10 @@ CRPC_EXTERN void crpc_server_call_on_cancel(crpc_server_call *call, crpc_server_
  * msg NULL once: the client closed its sending side, no more will come. */
 typedef void (*crpc_server_read_cb)(crpc_server_call *call, const ProtobufCMessage *msg,
                                     void *user_data);
-/* A write refused with CRPC_EAGAIN may now be retried. */
+/* A write refused with CRPC_EAGAIN may now be retried. A write is refused when the client's
+ * window is used up, and also, whichever call it is for, while more than MAX_WRITE_BUFFER is
+ * queued for the client's connection (it stopped reading): on_writable then runs once that queue
+ * has drained to half of it, for every call refused meanwhile, in turn. */
 typedef void (*crpc_server_writable_cb)(crpc_server_call *call, void *user_data);
 
 /* Sets the stream callbacks of a streaming call (either may be NULL). auto_read: deliver every
@@ -175,8 +178,7 @@ CRPC_EXTERN int crpc_server_call_stream_handlers(crpc_server_call *call,
  * cancelled), CRPC_EINVAL. */
 CRPC_EXTERN int crpc_server_call_read(crpc_server_call *call);
 /* Sends a message (of the method's output type; encoded before returning). 0, CRPC_EAGAIN (the
- * client's window is used up, or more than MAX_WRITE_BUFFER is queued for its connection, e.g.
- * because it stopped reading: not sent, on_writable follows), CRPC_ESTATE (cancelled: the client
+ * client's window is used up: not sent, on_writable follows), CRPC_ESTATE (cancelled: the client
  * is gone), CRPC_ETYPE, CRPC_ELIMIT (larger than MAX_SEND_MESSAGE_SIZE), CRPC_EINVAL, CRPC_ENOMEM. */
 CRPC_EXTERN int crpc_server_call_write(crpc_server_call *call, const ProtobufCMessage *msg);
 /* Ends a streaming call with a status (OK allowed). message may be NULL. Returns 0 or
