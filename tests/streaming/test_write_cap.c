@@ -114,6 +114,17 @@ static size_t raw_drain(int fd, int *eof) {
   }
 }
 
+/* The sending side's kernel buffer, fixed (no autotuning), so that what the kernel takes from a
+ * connection whose peer does not read is small and known whatever the host's tcp_wmem. */
+#define SEND_BUF 65536
+
+static void fix_sndbuf(crpc__conn *c) {
+  uv_os_fd_t fd;
+  assert_int_equal(uv_fileno((const uv_handle_t *)c->stream, &fd), 0);
+  int v = SEND_BUF;
+  assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v), 0);
+}
+
 /* ---- Messages --------------------------------------------------------------------------------- */
 
 static uint8_t *payload_bytes(void) {
@@ -350,6 +361,7 @@ static void test_server_broadcast(void **state) {
   assert_true(st_run_until(e, granted, w, 10000));
   crpc__conn *stalled = w->subs[0].call->conn;
   for (int i = 0; i < STALLED_STREAMS; i++) assert_ptr_equal(w->subs[i].call->conn, stalled);
+  fix_sndbuf(stalled);
 
   /* The healthy client: a loop channel whose window is never the limit either. */
   assert_int_equal(crpc_channel_new(&e->ch, &e->loop, e->endpoint), 0);
@@ -586,6 +598,7 @@ static void test_client_async(void **state) {
   assert_true(st_run_until(e, cl_window_in, w, 10000));
   crpc_call *call = (crpc_call *)(void *)w->s;
   crpc__conn *conn = call->conn;
+  fix_sndbuf(conn);
 
   /* Write until refused (bounded: the window alone would allow GRANT bytes). */
   st_outreq o;
@@ -673,6 +686,7 @@ static void test_client_ping_flood(void **state) {
   fake_start(e, &w->f);
   assert_true(st_run_until(e, cl_window_in, w, 10000));
   flood fl = {w, ((crpc_call *)(void *)w->s)->conn, NULL, (size_t)FLOOD_PINGS * 20, 0, 0};
+  fix_sndbuf(fl.conn);
   fl.buf = calloc(FLOOD_PINGS, 20);
   assert_non_null(fl.buf);
   for (size_t i = 0; i < FLOOD_PINGS; i++) crpc__hdr_encode(fl.buf + 20 * i, CRPC__F_PING, 0, 0, 8);
@@ -704,17 +718,31 @@ static void test_client_ping_flood(void **state) {
   free(w);
 }
 
-/* Blocking: a helper thread sends BLOCKING_MSGS messages with send_wait on a private-loop channel
- * to the fake server, which reads nothing until the sender has stopped making progress, then
- * reads everything. With the cap the sender must wait (the kernel buffers of a 4 KiB receiver
- * plus MAX_WRITE_BUFFER hold far less than BLOCKING_MSGS messages); without it every send_wait
- * returns at once. Either way no send_wait may fail. */
-#define BLOCKING_MSGS 256
+/* Blocking: a helper thread sends n messages with send_wait on a private-loop channel to the
+ * fake server, which reads nothing until the sender has stopped making progress, then reads
+ * everything. n is chosen so that the kernel buffers (a 4 KiB receiver, a sender autotuned up to
+ * tcp_wmem's maximum) plus MAX_WRITE_BUFFER hold far less: with the cap the sender must wait;
+ * without it every send_wait returns at once. Either way no send_wait may fail. */
+#define BLOCKING_MAX 4096
+
+static int blocking_count(void) {
+  long wmem_max = 4194304; /* Linux's default when /proc cannot say */
+  FILE *f = fopen("/proc/sys/net/ipv4/tcp_wmem", "r");
+  if (f) {
+    long lo, def, hi;
+    if (fscanf(f, "%ld %ld %ld", &lo, &def, &hi) == 3 && hi > 0) wmem_max = hi;
+    fclose(f);
+  }
+  long n = (wmem_max + 1048576 + CAP) / MSG_SIZE + 64;
+  if (n < 256) n = 256;
+  return n > BLOCKING_MAX ? BLOCKING_MAX : (int)n;
+}
 #define STILL_MS 300 /* no progress for this long: the sender is waiting */
 
 typedef struct bl_job {
   const char *endpoint;
-  int rcs[BLOCKING_MSGS];
+  int n;
+  int rcs[BLOCKING_MAX];
   int open_rc;
   atomic_int progress; /* send_wait calls returned 0 */
   crpc_status st;
@@ -731,7 +759,7 @@ static void bl_sender(void *p) {
   if (j->open_rc == 0) {
     st_outreq o;
     st_outreq_init(&o, NULL, 0, MSG_SIZE);
-    for (int i = 0; i < BLOCKING_MSGS; i++) {
+    for (int i = 0; i < j->n; i++) {
       j->rcs[i] = streamtest__stream_test__full_duplex__write_wait(s, &o.req);
       if (j->rcs[i] != 0) break;
       atomic_fetch_add(&j->progress, 1);
@@ -759,7 +787,8 @@ static void test_client_blocking(void **state) {
   assert_non_null(j);
   j->endpoint = endpoint;
   atomic_init(&j->progress, 0);
-  for (int i = 0; i < BLOCKING_MSGS; i++) j->rcs[i] = 1; /* not sent */
+  j->n = blocking_count();
+  for (int i = 0; i < j->n; i++) j->rcs[i] = 1; /* not sent */
   uv_thread_t t;
   assert_int_equal(uv_thread_create(&t, bl_sender, j), 0);
   fake_start(e, &f);
@@ -768,7 +797,7 @@ static void test_client_blocking(void **state) {
   uint64_t still_since = st_now_ms(), end = st_now_ms() + 10000;
   while (st_now_ms() < end) {
     now = atomic_load(&j->progress);
-    if (now == BLOCKING_MSGS) break;
+    if (now == j->n) break;
     if (now != last) {
       last = now;
       still_since = st_now_ms();
@@ -780,7 +809,7 @@ static void test_client_blocking(void **state) {
   int stalled_at = atomic_load(&j->progress);
   /* Now read everything, until the sender is done with its sends. */
   end = st_now_ms() + 30000;
-  while (atomic_load(&j->progress) < BLOCKING_MSGS && !f.eof && st_now_ms() < end) {
+  while (atomic_load(&j->progress) < j->n && !f.eof && st_now_ms() < end) {
     size_t k = raw_drain(f.fd, &f.eof);
     f.got += k;
     if (!k) sleep_ms(1);
@@ -790,11 +819,11 @@ static void test_client_blocking(void **state) {
   uv_thread_join(&t);
   printf("blocking client: the sender waited after %d of %d send_wait calls (%.2f MiB) while the "
          "server read nothing; all returned once it read (%zu bytes read)\n",
-         stalled_at, BLOCKING_MSGS, stalled_at * (double)MSG_SIZE / 1048576.0, f.got);
+         stalled_at, j->n, stalled_at * (double)MSG_SIZE / 1048576.0, f.got);
   assert_int_equal(j->open_rc, 0);
-  for (int i = 0; i < BLOCKING_MSGS; i++)
+  for (int i = 0; i < j->n; i++)
     if (j->rcs[i] != 0) fail_msg("send_wait %d returned %s", i, crpc_strerror(j->rcs[i]));
-  assert_true(stalled_at < BLOCKING_MSGS);
+  assert_true(stalled_at < j->n);
   crpc_status_reset(&j->st);
   free(j);
   uv_close((uv_handle_t *)&e->tick, NULL);
