@@ -47,7 +47,7 @@ extern "C" {
  *                        writes on that connection with CRPC_EAGAIN, whichever call makes them,
  *                        and runs on_writable once the queue has drained to half of it; a PING
  *                        is not answered past it. A call's final STATUS is never held back, so
- *                        the queue is at most this + one message + the STATUS of each call in
+ *                        the queue is at most this + one frame + the STATUS of each call in
  *                        progress (docs/guide.md, "Memory per connection").
  * KEEPALIVE_TIME_MS      a channel pings a connection silent for this long; 0: never.
  * KEEPALIVE_TIMEOUT_MS   ... and closes it (its calls fail UNAVAILABLE) without an answer by then.
