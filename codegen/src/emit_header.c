@@ -113,6 +113,9 @@ static void emit_stream_server(const gen_method *m, strbuf *out)
   if (m->set_reader_fn == NULL)
     strbuf_append(out,
         "\n * on_writable: crpc_server_call_stream_handlers(call, NULL, on_writable, user_data, 0).");
+  strbuf_append(out,
+      "\n * CRPC_EAGAIN (then on_writable) also while more than MAX_WRITE_BUFFER is queued for the\n"
+      " * client's connection, whichever call filled it.");
   strbuf_printf(out, " */\nint %s(crpc_server_call *call, const %s *msg);\n", m->send_fn,
                 m->output_c);
   if (m->set_reader_fn == NULL)
@@ -173,8 +176,9 @@ static void emit_stream_async(const gen_method *m, strbuf *out)
   strbuf_printf(out,
       "\n/* Sends a request on a stream of %s started with\n * %s() (crpc_stream_write();\n"
       " * msg is encoded before this returns and stays the caller's). Returns 0, CRPC_EAGAIN (the\n"
-      " * window is used up: nothing sent, on_writable follows), CRPC_ESTATE (sending side closed,\n"
-      " * or the call ended), CRPC_ELIMIT, CRPC_EINVAL, CRPC_ENOMEM. Loop thread. */\n"
+      " * window is used up, or MAX_WRITE_BUFFER is queued for the connection: nothing sent,\n"
+      " * on_writable follows), CRPC_ESTATE (sending side closed, or the call ended), CRPC_ELIMIT,\n"
+      " * CRPC_EINVAL, CRPC_ENOMEM. Loop thread. */\n"
       "int %s(crpc_stream *s, const %s *msg);\n",
       m->full_name, m->stream_fn, m->write_fn, m->input_c);
 }
@@ -190,7 +194,8 @@ static void emit_stream_blocking(const gen_method *m, strbuf *out)
       m->full_name, m->finish_fn, m->open_fn);
   strbuf_printf(out,
       "\n/* Sends a request on a stream from\n * %s(), waiting while the window is used up\n"
-      " * (crpc_stream_send_wait(); msg stays the caller's). Returns 0, or CRPC_ESTATE (the call has\n"
+      " * or MAX_WRITE_BUFFER is queued for the connection (crpc_stream_send_wait(); msg stays the\n"
+      " * caller's). Returns 0, or CRPC_ESTATE (the call has\n"
       " * ended or the sending side is closed: finish the stream to learn the status), CRPC_ELIMIT,\n"
       " * CRPC_EINVAL, CRPC_ENOMEM. */\n"
       "int %s(crpc_stream *s, const %s *msg);\n",

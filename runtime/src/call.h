@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 
 #include "arena.h"
+#include "conn.h"
 #include "crpc/channel.h"
 #include "crpc/stream.h"
 #include "dlheap.h"
@@ -33,6 +34,8 @@ typedef struct crpc__cstream {
   int ended;                /* blocking: the call completed; final holds the status */
   crpc_status final;
   atomic_int cancel_req;    /* blocking: crpc_stream_cancel_async() was called */
+  crpc__wwait wwait;        /* waiting for the connection's output to drain (MAX_WRITE_BUFFER) */
+  struct crpc_call *call;
 } crpc__cstream;
 
 struct crpc_call {

@@ -46,6 +46,7 @@ crpc__conn *crpc__conn_new(crpc__io_ctx *ctx, int is_client, const char *label) 
   crpc__list_init(&c->dirty_link);
   crpc__list_init(&c->held);
   crpc__list_init(&c->owner_link);
+  crpc__list_init(&c->wwaiters);
   uint8_t *p = crpc__outbuf_reserve(&c->out, CRPC__PREFACE_LEN);
   if (!p) {
     crpc__free(c->label);
@@ -100,6 +101,8 @@ void crpc__conn_close(crpc__conn *c, crpc_code code, const char *why) {
   if (c->state == CRPC__CONN_CLOSING) return;
   c->state = CRPC__CONN_CLOSING;
   crpc__list_remove(&c->dirty_link);
+  /* Waiting writers learn of the end through their calls' completion, below. */
+  while (!crpc__list_empty(&c->wwaiters)) crpc__list_remove(c->wwaiters.next);
   fail_calls(c, code, why);
   if (c->stream) {
     uv_read_stop(c->stream);
@@ -154,6 +157,39 @@ static void resume_reading(crpc__conn *c);
 
 size_t crpc__conn_queued(const crpc__conn *c) { return c->out.len + (c->writing ? c->wout.len : 0); }
 
+static int over_cap(const crpc__conn *c) {
+  return c->ctx->max_write && crpc__conn_queued(c) > c->ctx->max_write;
+}
+
+int crpc__conn_write_blocked(crpc__conn *c, crpc__wwait *w) {
+  if (!over_cap(c) && crpc__list_empty(&c->wwaiters)) return 0;
+  if (!crpc__list_linked(&w->link)) crpc__list_push_back(&c->wwaiters, &w->link);
+  return 1;
+}
+
+/* The output drained to half the cap: every writer waiting gets its turn, oldest first, until
+ * the output is over the cap again; those whose turn did not come keep their place at the front
+ * (a writer refused again during its turn waits at the back). */
+static void wake_writers(crpc__conn *c) {
+  if (c->waking) return;
+  c->waking = 1;
+  crpc__list round;
+  crpc__list_init(&round);
+  crpc__list_splice(&round, &c->wwaiters);
+  while (!crpc__list_empty(&round) && c->state == CRPC__CONN_OPEN && !over_cap(c)) {
+    crpc__wwait *w = CRPC__CONTAINER_OF(round.next, crpc__wwait, link);
+    crpc__list_remove(&w->link);
+    w->wake(w); /* may write, end its call, or close the connection */
+  }
+  if (c->state == CRPC__CONN_OPEN) {
+    crpc__list_splice(&round, &c->wwaiters); /* round = leftovers, then those refused again */
+    crpc__list_splice(&c->wwaiters, &round);
+  } else {
+    while (!crpc__list_empty(&round)) crpc__list_remove(round.next);
+  }
+  c->waking = 0;
+}
+
 /* After output left: close if asked to, or take reads up again once the peer caught up. */
 static void after_output(crpc__conn *c) {
   if (c->state != CRPC__CONN_OPEN) return;
@@ -161,7 +197,10 @@ static void after_output(crpc__conn *c) {
     crpc__conn_close(c, CRPC_STATUS_UNAVAILABLE, "connection closed after shutdown");
     return;
   }
-  if (c->read_paused && crpc__conn_queued(c) <= c->ctx->max_write / 2) resume_reading(c);
+  if (crpc__conn_queued(c) > c->ctx->max_write / 2) return;
+  if (!crpc__list_empty(&c->wwaiters)) wake_writers(c);
+  if (c->state == CRPC__CONN_OPEN && c->read_paused && crpc__conn_queued(c) <= c->ctx->max_write / 2)
+    resume_reading(c);
 }
 
 static void on_write(uv_write_t *req, int status) {
@@ -387,6 +426,13 @@ static int handle_call(crpc__conn *c, const crpc__frame *f) {
   }
   uint32_t prev_peer_id = c->last_peer_id;
   c->last_peer_id = f->call_id;
+  /* A channel keeps reading whatever it has queued (see crpc__conn_commit), so its answers to a
+   * peer that starts calls without reading them would pile up: past MAX_WRITE_BUFFER it goes.
+   * (A server stops reading instead and never gets here over the cap.) */
+  if (c->is_client && over_cap(c)) {
+    abort_with(c, CRPC__GOAWAY_ENHANCE_YOUR_CALM, "peer starts calls but does not read the answers");
+    return -1;
+  }
   if (c->sent_goaway && f->call_id > c->sent_goaway_last) {
     crpc__conn_send_status(c, f->call_id, CRPC_STATUS_UNAVAILABLE,
                            "server is shutting down; the call was not processed and is safe to retry");
@@ -464,6 +510,9 @@ static int handle_ping(crpc__conn *c, const crpc__frame *f) {
     return -1;
   }
   c->last_ping_at = now;
+  /* Answers to a peer that does not read would pile up (a channel never stops reading): past
+   * MAX_WRITE_BUFFER a PING goes unanswered. */
+  if (over_cap(c)) return 0;
   uint8_t *p = crpc__conn_reserve(c, CRPC__HDR_LEN + CRPC__PING_LEN);
   if (!p) return 0; /* the peer will ping again */
   crpc__hdr_encode(p, CRPC__F_PING, CRPC__FL_ACK, 0, CRPC__PING_LEN);

@@ -23,6 +23,14 @@
 typedef struct crpc__conn crpc__conn;
 typedef struct crpc__io_ctx crpc__io_ctx;
 
+/* A stream writer refused because its connection's output is over MAX_WRITE_BUFFER (embedded in
+ * the stream). It waits in the connection's list until the output drains to half the cap; then
+ * wake runs (once; a writer refused again waits again, at the back). */
+typedef struct crpc__wwait {
+  crpc__list link; /* in the connection's wwaiters while waiting; unlinked otherwise */
+  void (*wake)(struct crpc__wwait *w);
+} crpc__wwait;
+
 /* Hooks of the connection's owner. */
 typedef struct crpc__conn_ops {
   /* A validated CALL frame arrived (hdr decoded, id checked). NULL: answer UNIMPLEMENTED. */
@@ -93,6 +101,9 @@ struct crpc__conn {
   size_t nheld;
   crpc__list dirty_link;
   crpc__list owner_link; /* for the owner's list of connections */
+  crpc__list wwaiters;   /* stream writers waiting for the output to drain (crpc__wwait), oldest
+                            first */
+  int waking;            /* wwaiters are being woken */
   /* Server side: the method of the previous call (a connection mostly calls the same few), valid
    * while the registry's generation is unchanged. */
   const void *last_method;
@@ -129,6 +140,15 @@ int crpc__conn_holds_buffers(const crpc__conn *c);
 
 /* Bytes of output queued and not yet taken by the kernel. */
 size_t crpc__conn_queued(const crpc__conn *c);
+/* Stream writes (either side) go through this: 1 when the write must be refused with
+ * CRPC_EAGAIN because more than MAX_WRITE_BUFFER is queued for the peer, or other writers are
+ * already waiting for it to drain (they go first). w is then queued to be woken once the output
+ * has drained to half the cap (it keeps its place when it waits already). 0: write. */
+int crpc__conn_write_blocked(crpc__conn *c, crpc__wwait *w);
+/* Stops waiting (the stream is going away); harmless when not waiting. */
+static inline void crpc__wwait_cancel(crpc__wwait *w) {
+  if (w->link.next) crpc__list_remove(&w->link);
+}
 /* Output: reserve n bytes, write a frame there, commit. Commit schedules a flush in this loop
  * turn. reserve returns NULL when out of memory. */
 uint8_t *crpc__conn_reserve(crpc__conn *c, size_t n);

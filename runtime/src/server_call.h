@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "arena.h"
+#include "conn.h"
 #include "crpc/server.h"
 #include "dlheap.h"
 #include "list.h"
@@ -33,6 +34,8 @@ typedef struct crpc__sstream {
   int cb_depth;        /* inside a user callback */
   int responded;       /* a message was written (a client-streaming call's one response) */
   crpc__arena scratch; /* decoded client messages, reset after each delivery */
+  crpc__wwait wwait;   /* waiting for the connection's output to drain (MAX_WRITE_BUFFER) */
+  crpc_server_call *call;
 } crpc__sstream;
 
 struct crpc_server_call {

@@ -11,7 +11,10 @@
 
 #define cost crpc__flow_cost
 
+static void on_conn_writable(crpc__wwait *w);
+
 void crpc__sstream_free(crpc__sstream *st) {
+  crpc__wwait_cancel(&st->wwait);
   crpc__flow_free(&st->flow);
   crpc__arena_destroy(&st->scratch);
   crpc__free(st);
@@ -120,6 +123,9 @@ int crpc__sstream_begin(crpc_server_call *sc, const crpc__frame *f, const crpc__
   }
   crpc__flow_init(&st->flow, (uint64_t)sc->srv->opt[CRPC_OPT_STREAM_WINDOW]);
   crpc__arena_init(&st->scratch);
+  crpc__list_init(&st->wwait.link);
+  st->wwait.wake = on_conn_writable;
+  st->call = sc;
   sc->stream = st;
   send_window(sc, crpc__flow_initial_grant(&st->flow));
   if (h->message) {
@@ -212,6 +218,16 @@ void crpc__sstream_on_window(crpc_server_call *sc, uint32_t inc) {
   if (!after_callback(sc)) pump(sc);
 }
 
+/* The connection's output drained after a write was refused for MAX_WRITE_BUFFER. */
+static void on_conn_writable(crpc__wwait *w) {
+  crpc__sstream *st = CRPC__CONTAINER_OF(w, crpc__sstream, wwait);
+  crpc_server_call *sc = st->call;
+  if (sc->finished || sc->cancelled || !st->on_writable) return;
+  st->cb_depth++;
+  st->on_writable(sc, st->user_data);
+  if (!after_callback(sc)) pump(sc);
+}
+
 /* ---- API ----------------------------------------------------------------------------------- */
 
 int crpc_gen_server_stream_handlers(crpc_server_call *call, crpc_server_read_cb adapter,
@@ -265,6 +281,7 @@ int crpc_server_call_write(crpc_server_call *call, const ProtobufCMessage *msg) 
   }
   size_t len = protobuf_c_message_get_packed_size(msg);
   if (len > (uint64_t)call->srv->opt[CRPC_OPT_MAX_SEND_MESSAGE_SIZE]) return CRPC_ELIMIT;
+  if (crpc__conn_write_blocked(c, &st->wwait)) return CRPC_EAGAIN; /* MAX_WRITE_BUFFER queued */
   if (crpc__conn_send_message(c, call->id, msg, len) != 0) return CRPC_ENOMEM;
   crpc__flow_sent(&st->flow, cost(len));
   st->responded = 1;

@@ -15,16 +15,21 @@
 static crpc_call *call_of(crpc_stream *s) { return (crpc_call *)(void *)s; }
 static crpc_stream *stream_of(crpc_call *c) { return (crpc_stream *)(void *)c; }
 
+static void on_conn_writable(crpc__wwait *w);
+
 static crpc__cstream *cstream_new(crpc_channel *ch) {
   crpc__cstream *st = crpc__calloc(1, sizeof *st);
   if (!st) return NULL;
   crpc__flow_init(&st->flow, (uint64_t)ch->opt[CRPC_OPT_STREAM_WINDOW]);
   crpc__arena_init(&st->scratch);
   atomic_init(&st->cancel_req, 0);
+  crpc__list_init(&st->wwait.link);
+  st->wwait.wake = on_conn_writable;
   return st;
 }
 
 void crpc__stream_free(crpc__cstream *st) {
+  crpc__wwait_cancel(&st->wwait);
   crpc__flow_free(&st->flow);
   crpc__arena_destroy(&st->scratch);
   crpc__free(st->saved);
@@ -37,6 +42,7 @@ static void send_window(crpc_call *call, uint32_t inc) {
 }
 
 void crpc__stream_started(crpc_call *call) {
+  S(call)->call = call;
   send_window(call, crpc__flow_initial_grant(&S(call)->flow));
 }
 
@@ -168,8 +174,38 @@ void crpc__stream_on_window(crpc_call *call, uint32_t inc) {
   if (st->blocking) {
     crpc__waiter *w = st->waiter;
     if (w && w->result == 2) { /* a parked send: send it now */
+      int wrc = crpc_stream_write(stream_of(call), w->msg_in);
+      if (wrc == CRPC_EAGAIN) return; /* refused by MAX_WRITE_BUFFER now: still parked */
       st->waiter = NULL;
-      w->result = crpc_stream_write(stream_of(call), w->msg_in);
+      w->result = wrc;
+      crpc__waiter_signal(call->ch, w);
+    }
+    return;
+  }
+  st->cb_depth++;
+  if (st->h.on_writable) st->h.on_writable(stream_of(call), call->user_data);
+  st->cb_depth--;
+  if (call->done) {
+    if (st->release_pending && st->cb_depth == 0) crpc__call_release(call);
+    return;
+  }
+  pump(call);
+}
+
+/* The connection's output drained after a write was refused for MAX_WRITE_BUFFER: as a WINDOW
+ * would, a parked blocking send is retried (and stays parked when refused again), an async
+ * stream's on_writable runs. */
+static void on_conn_writable(crpc__wwait *ww) {
+  crpc__cstream *st = CRPC__CONTAINER_OF(ww, crpc__cstream, wwait);
+  crpc_call *call = st->call;
+  if (call->done || st->ended || !call->conn) return;
+  if (st->blocking) {
+    crpc__waiter *w = st->waiter;
+    if (w && w->result == 2) {
+      int rc = crpc_stream_write(stream_of(call), w->msg_in);
+      if (rc == CRPC_EAGAIN) return;
+      st->waiter = NULL;
+      w->result = rc;
       crpc__waiter_signal(call->ch, w);
     }
     return;
@@ -295,6 +331,7 @@ int crpc_stream_write(crpc_stream *s, const ProtobufCMessage *msg) {
   }
   size_t len = protobuf_c_message_get_packed_size(msg);
   if (len > (uint64_t)call->ch->opt[CRPC_OPT_MAX_SEND_MESSAGE_SIZE]) return CRPC_ELIMIT;
+  if (crpc__conn_write_blocked(call->conn, &st->wwait)) return CRPC_EAGAIN; /* MAX_WRITE_BUFFER */
   if (crpc__conn_send_message(call->conn, call->id, msg, len) != 0) return CRPC_ENOMEM;
   crpc__flow_sent(&st->flow, cost(len));
   return 0;

@@ -30,7 +30,7 @@ extern "C" {
   X(ETYPE, -20010, "message type does not match the method")                                 \
   X(ERESOLVE, -20011, "host name could not be resolved")                                     \
   X(ELIMIT, -20012, "a configured limit was reached")                                        \
-  X(EAGAIN, -20013, "stream flow-control window used up: wait until writable")
+  X(EAGAIN, -20013, "stream flow-control window or connection output buffer full: wait until writable")
 
 typedef enum crpc_errno {
 #define CRPC_ERRNO_GEN_(name, value, msg) CRPC_##name = (value),

@@ -43,7 +43,12 @@ extern "C" {
  * MAX_WRITE_BUFFER       bytes queued for a peer that does not read. Past it a server stops
  *                        reading from that peer (takes no new calls) until the queue drains; a
  *                        channel keeps reading (the responses are what frees the server) and
- *                        fails new calls RESOURCE_EXHAUSTED instead.
+ *                        fails new calls RESOURCE_EXHAUSTED instead. Either side refuses stream
+ *                        writes on that connection with CRPC_EAGAIN, whichever call makes them,
+ *                        and runs on_writable once the queue has drained to half of it; a PING
+ *                        is not answered past it. A call's final STATUS is never held back, so
+ *                        the queue is at most this + one frame + the STATUS of each call in
+ *                        progress (docs/guide.md, "Memory per connection").
  * KEEPALIVE_TIME_MS      a channel pings a connection silent for this long; 0: never.
  * KEEPALIVE_TIMEOUT_MS   ... and closes it (its calls fail UNAVAILABLE) without an answer by then.
  * MIN_PING_INTERVAL_MS   a server counts a PING sooner than this after the previous one as a

@@ -177,7 +177,10 @@ CRPC_EXTERN void crpc_server_call_on_cancel(crpc_server_call *call, crpc_server_
  * msg NULL once: the client closed its sending side, no more will come. */
 typedef void (*crpc_server_read_cb)(crpc_server_call *call, const ProtobufCMessage *msg,
                                     void *user_data);
-/* A write refused with CRPC_EAGAIN may now be retried. */
+/* A write refused with CRPC_EAGAIN may now be retried. A write is refused when the client's
+ * window is used up, and also, whichever call it is for, while more than MAX_WRITE_BUFFER is
+ * queued for the client's connection (it stopped reading): on_writable then runs once that queue
+ * has drained to half of it, for every call refused meanwhile, in turn. */
 typedef void (*crpc_server_writable_cb)(crpc_server_call *call, void *user_data);
 
 /* Sets the stream callbacks of a streaming call (either may be NULL). auto_read: deliver every

@@ -5,7 +5,9 @@
  * receiver's CRPC_OPT_STREAM_WINDOW) sent but not yet read by the other side's application, plus
  * one message; so a fast sender cannot grow a slow receiver's memory, and one slow stream never
  * holds up the other calls on its connection. A write that would exceed the window is refused
- * with CRPC_EAGAIN and the writer is told when it may write again.
+ * with CRPC_EAGAIN and the writer is told when it may write again; so is any stream write on a
+ * connection with more than CRPC_OPT_MAX_WRITE_BUFFER queued for a peer that is not reading (the
+ * writer is told once the queue has drained to half of it), whichever call it is for.
  *
  * Reading is explicit: crpc_stream_read() asks for the next message, and on_read delivers it.
  * Messages that arrived before they were asked for wait (within the window). Set auto_read to
@@ -60,7 +62,8 @@ CRPC_EXTERN int crpc_channel_stream(crpc_channel *ch, const crpc_method_desc *me
                                     crpc_stream **out);
 
 /* Sends msg (of method->input; encoded before returning, stays the caller's). Returns 0,
- * CRPC_EAGAIN (the window is used up: nothing sent, on_writable follows), CRPC_ESTATE (sending
+ * CRPC_EAGAIN (the window is used up, or MAX_WRITE_BUFFER is queued for the connection: nothing
+ * sent, on_writable follows), CRPC_ESTATE (sending
  * side closed, or the call ended), CRPC_ELIMIT (larger than MAX_SEND_MESSAGE_SIZE: not sent, the
  * call goes on), CRPC_ETYPE, CRPC_EINVAL, CRPC_ENOMEM. Loop thread. */
 CRPC_EXTERN int crpc_stream_write(crpc_stream *s, const ProtobufCMessage *msg);
@@ -86,7 +89,8 @@ CRPC_EXTERN void crpc_stream_cancel(crpc_stream *s);
  * from several threads on one channel. */
 CRPC_EXTERN int crpc_channel_stream_open(crpc_channel *ch, const crpc_method_desc *method,
                                          const crpc_call_opts *opts, crpc_stream **out);
-/* Sends msg, waiting while the window is used up. 0, or CRPC_ESTATE when the call has ended or
+/* Sends msg, waiting while the window is used up or MAX_WRITE_BUFFER is queued for the
+ * connection (never CRPC_EAGAIN). 0, or CRPC_ESTATE when the call has ended or
  * the sending side is closed (finish the stream to learn the status), CRPC_ELIMIT (too large:
  * not sent), CRPC_ETYPE, CRPC_EINVAL, CRPC_ENOMEM. */
 CRPC_EXTERN int crpc_stream_send_wait(crpc_stream *s, const ProtobufCMessage *msg);
