@@ -38,10 +38,7 @@ function(read_masked var file)
 endfunction()
 
 # ---- 1. standalone -------------------------------------------------------------------------------
-# tests/bench/RESULTS.md is a record of runs made with a benchmark runner kept outside the
-# repository (tests/bench/run.sh says so); it is exempt until that runner is part of the tree.
 set(_standalone ${_md} ${_headers})
-list(REMOVE_ITEM _standalone tests/bench/RESULTS.md)
 foreach(_f ${_standalone})
   read_masked(_t "${ROOT}/${_f}")
   foreach(_outside "../shared" "DESIGN.md")
