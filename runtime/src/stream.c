@@ -161,44 +161,11 @@ void crpc__stream_on_message(crpc_call *call, const crpc__frame *f) {
   else pump(call);
 }
 
-void crpc__stream_on_window(crpc_call *call, uint32_t inc) {
-  crpc__cstream *st = S(call);
-  if (!st) return;
-  int rc = crpc__flow_credit(&st->flow, inc);
-  if (rc < 0) {
-    crpc__call_abandon(call, CRPC_STATUS_INTERNAL,
-                       "server's WINDOW took the flow-control window above 2^31-1");
-    return;
-  }
-  if (!rc) return;
-  if (st->blocking) {
-    crpc__waiter *w = st->waiter;
-    if (w && w->result == 2) { /* a parked send: send it now */
-      int wrc = crpc_stream_write(stream_of(call), w->msg_in);
-      if (wrc == CRPC_EAGAIN) return; /* refused by MAX_WRITE_BUFFER now: still parked */
-      st->waiter = NULL;
-      w->result = wrc;
-      crpc__waiter_signal(call->ch, w);
-    }
-    return;
-  }
-  st->cb_depth++;
-  if (st->h.on_writable) st->h.on_writable(stream_of(call), call->user_data);
-  st->cb_depth--;
-  if (call->done) {
-    if (st->release_pending && st->cb_depth == 0) crpc__call_release(call);
-    return;
-  }
-  pump(call);
-}
-
-/* The connection's output drained after a write was refused for MAX_WRITE_BUFFER: as a WINDOW
- * would, a parked blocking send is retried (and stays parked when refused again), an async
+/* The stream may write again (its window opened, or the connection's output drained): a parked
+ * blocking send is sent now (and stays parked when MAX_WRITE_BUFFER refuses it again), an async
  * stream's on_writable runs. */
-static void on_conn_writable(crpc__wwait *ww) {
-  crpc__cstream *st = CRPC__CONTAINER_OF(ww, crpc__cstream, wwait);
-  crpc_call *call = st->call;
-  if (call->done || st->ended || !call->conn) return;
+static void became_writable(crpc_call *call) {
+  crpc__cstream *st = S(call);
   if (st->blocking) {
     crpc__waiter *w = st->waiter;
     if (w && w->result == 2) {
@@ -218,6 +185,26 @@ static void on_conn_writable(crpc__wwait *ww) {
     return;
   }
   pump(call);
+}
+
+void crpc__stream_on_window(crpc_call *call, uint32_t inc) {
+  crpc__cstream *st = S(call);
+  if (!st) return;
+  int rc = crpc__flow_credit(&st->flow, inc);
+  if (rc < 0) {
+    crpc__call_abandon(call, CRPC_STATUS_INTERNAL,
+                       "server's WINDOW took the flow-control window above 2^31-1");
+    return;
+  }
+  if (rc) became_writable(call);
+}
+
+/* The connection's output drained after a write was refused for MAX_WRITE_BUFFER. */
+static void on_conn_writable(crpc__wwait *ww) {
+  crpc__cstream *st = CRPC__CONTAINER_OF(ww, crpc__cstream, wwait);
+  crpc_call *call = st->call;
+  if (call->done || st->ended || !call->conn) return;
+  became_writable(call);
 }
 
 /* The status is delivered only after every message that arrived before it has been read. */
