@@ -81,6 +81,12 @@ int crpc__arena_adopt(crpc__arena *a, void *block) {
   return 0;
 }
 
+size_t crpc__arena_footprint(const crpc__arena *a) {
+  size_t n = 0;
+  for (const crpc__arena_chunk *c = a->chunks; c; c = c->next) n += sizeof *c + c->size;
+  return n;
+}
+
 void crpc__arena_reset(crpc__arena *a) {
   /* The list lives in the arena's own blocks: walk it before they go. */
   for (crpc__arena_owned *o = a->owned; o; o = o->next) free(o->block);

@@ -30,6 +30,9 @@ void *crpc__arena_alloc(crpc__arena *a, size_t n);
 /* The arena takes block (malloc'd) and frees it with everything else, so that a decoded message
  * may point into it. 0, or -1 when out of memory (block is then still the caller's). */
 int crpc__arena_adopt(crpc__arena *a, void *block);
+/* Heap bytes the arena holds for what was allocated since its last reset: its chunks in use
+ * (headers included), not the inline block, the spare or adopted blocks. */
+size_t crpc__arena_footprint(const crpc__arena *a);
 /* Forgets every allocation; keeps one block of at most CRPC__ARENA_KEEP bytes as the spare. */
 void crpc__arena_reset(crpc__arena *a);
 /* Releases everything. */
