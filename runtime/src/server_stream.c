@@ -38,9 +38,10 @@ static ProtobufCMessage *decode(crpc_server_call *sc, const uint8_t *data, size_
   return m && crpc__decode_budget_check(&arena->budget) == 0 ? m : NULL;
 }
 
-/* Ends the call for a message that decode() refused (arena: the one it decoded into). */
-static void reject_undecodable(crpc_server_call *sc, const crpc__arena *arena, const char *what) {
-  if (arena->budget.over)
+/* Ends the call for a message that decode() refused: over the budget (`over`, read from the
+ * arena it decoded into) or not decodable. */
+static void reject_undecodable(crpc_server_call *sc, int over, const char *what) {
+  if (over)
     reject(sc, CRPC_STATUS_RESOURCE_EXHAUSTED,
            "stream message decodes to more memory than the server's MAX_DECODE_RATIO allows");
   else
@@ -62,8 +63,9 @@ static int deliver(crpc_server_call *sc, const uint8_t *data, size_t len) {
   crpc__sstream *st = sc->stream;
   ProtobufCMessage *msg = decode(sc, data, len, &st->scratch);
   if (!msg) {
-    reject_undecodable(sc, &st->scratch, "stream message does not decode as the method's input type");
+    int over = st->scratch.budget.over;
     crpc__arena_reset(&st->scratch);
+    reject_undecodable(sc, over, "stream message does not decode as the method's input type");
     return 1;
   }
   st->cb_depth++;
@@ -118,7 +120,8 @@ static int wants_request(const crpc_server_call *sc) {
 static void take_request(crpc_server_call *sc, const uint8_t *data, size_t len) {
   ProtobufCMessage *req = decode(sc, data, len, &sc->arena);
   if (!req) {
-    reject_undecodable(sc, &sc->arena, "request does not decode as the method's input type");
+    reject_undecodable(sc, sc->arena.budget.over,
+                       "request does not decode as the method's input type");
     return;
   }
   sc->request = req;
