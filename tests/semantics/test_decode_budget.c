@@ -291,7 +291,8 @@ static void up_read(crpc_server_call *call, const ProtobufCMessage *msg, void *u
     return;
   }
   Sem__EchoReply reply = SEM__ECHO_REPLY__INIT;
-  assert_int_equal(crpc_server_call_reply(call, &reply.base), 0);
+  assert_int_equal(crpc_server_call_write(call, &reply.base), 0);
+  assert_int_equal(crpc_server_call_end(call, CRPC_STATUS_OK, NULL), 0);
 }
 
 static void up_cancel(crpc_server_call *call, void *ud) {
@@ -381,17 +382,17 @@ static void blocking_down_run(void *p) {
 }
 
 /* A client stream message over the budget ends the call at the server (RESOURCE_EXHAUSTED, the
- * handler told through on_cancel, the message never delivered); a server stream message over the
- * budget ends it at the client, async and blocking. */
-static void test_stream_messages(void **state) {
+ * handler told through on_cancel, the message never delivered). The record outlives the test's
+ * frame: should an assertion fail, the stream still ends (on_done) when the teardown closes the
+ * channel. */
+static void test_stream_to_server(void **state) {
   sem_env *e = *state;
   budget_env b;
   env_start(e, &b);
   assert_int_equal(crpc_server_register(e->srv, &stream_service, &no_impl, &b), 0);
   crpc_channel *ch = sem_channel(e, NULL, NULL, 0);
-
-  /* Client to server. */
-  stream_rec up = {0};
+  static stream_rec up;
+  memset(&up, 0, sizeof up);
   crpc_stream_handlers h = {rec_read, NULL, rec_done, 1};
   crpc_stream *s = NULL;
   assert_int_equal(crpc_channel_stream(ch, &stream_methods[0], NULL, &h, &up, &s), 0);
@@ -405,10 +406,21 @@ static void test_stream_messages(void **state) {
     fail_msg("client stream message: %s: %s", crpc_code_name(up.code), up.message);
   assert_int_equal(b.up_msgs, 0);
   sem_wait_count(e, &b.up_cancels, 1, 5000, "on_cancel of the refused stream");
+  sem_channel_close(e, ch);
+  free(b.hostile);
+}
 
-  /* Server to client, async. */
-  stream_rec down = {0};
-  s = NULL;
+/* A server stream message over the budget ends the call at the client, async and blocking. */
+static void test_stream_to_client(void **state) {
+  sem_env *e = *state;
+  budget_env b;
+  env_start(e, &b);
+  assert_int_equal(crpc_server_register(e->srv, &stream_service, &no_impl, &b), 0);
+  crpc_channel *ch = sem_channel(e, NULL, NULL, 0);
+  static stream_rec down;
+  memset(&down, 0, sizeof down);
+  crpc_stream_handlers h = {rec_read, NULL, rec_done, 1};
+  crpc_stream *s = NULL;
   assert_int_equal(crpc_channel_stream(ch, &stream_methods[1], NULL, &h, &down, &s), 0);
   Sem__EchoRequest small = SEM__ECHO_REQUEST__INIT;
   assert_int_equal(crpc_stream_write(s, &small.base), 0);
@@ -418,13 +430,13 @@ static void test_stream_messages(void **state) {
     fail_msg("server stream message: %s: %s", crpc_code_name(down.code), down.message);
   assert_int_equal(down.reads, 0);
 
-  /* Server to client, blocking: the receive learns the end, finish the status. */
+  /* Blocking: the receive learns the end (0), finish the status. */
   blocking_down j = {.endpoint = e->endpoint};
   sem_in_thread(e, blocking_down_run, &j, 30000);
   assert_int_equal(j.rc, 0);
-  assert_int_equal(j.recv, 0);
   if (j.st.code != CRPC_STATUS_RESOURCE_EXHAUSTED)
     fail_msg("blocking stream: %s: %s", crpc_code_name(j.st.code), j.st.message ? j.st.message : "");
+  assert_int_equal(j.recv, 0);
   crpc_status_reset(&j.st);
   assert_int_equal(b.down_calls, 2);
   sem_channel_close(e, ch);
@@ -437,7 +449,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_held_calls_within_bound, sem_setup, sem_teardown),
       cmocka_unit_test_setup_teardown(test_few_unknown_fields, sem_setup, sem_teardown),
       cmocka_unit_test_setup_teardown(test_hostile_response, sem_setup, sem_teardown),
-      cmocka_unit_test_setup_teardown(test_stream_messages, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_stream_to_server, sem_setup, sem_teardown),
+      cmocka_unit_test_setup_teardown(test_stream_to_client, sem_setup, sem_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
