@@ -115,6 +115,7 @@ void crpc__decode_budget_arm(crpc__decode_budget *b, size_t len, unsigned factor
   b->held = 0;
   b->spent = 0;
   b->over = 0;
+  b->nomem = 0;
   b->held_max = sat_add(sat_mul(len, factor), CRPC__DECODE_SLACK);
   b->spent_max = sat_add(b->held_max, sat_add(sat_mul(len, CRPC__DECODE_SCRATCH), CRPC__DECODE_SLACK));
 }
@@ -123,6 +124,7 @@ static void budget_disarm(crpc__decode_budget *b) {
   b->held = 0;
   b->spent = 0;
   b->over = 0;
+  b->nomem = 0;
   b->held_max = SIZE_MAX;
   b->spent_max = SIZE_MAX;
 }
@@ -159,12 +161,15 @@ static void *pb_alloc(void *ud, size_t n) {
       crpc__free(p);
       p = NULL;
     }
+    if (!p) a->budget.nomem = 1;
     return p;
   }
   /* A bump allocation; when it does not fit, what is left of the current block is lost too. */
   size_t r = round_up(n ? n : 1);
   if (budget_take(&a->budget, r <= a->left ? r : r + a->left) != 0) return NULL;
-  return crpc__arena_alloc(a, n);
+  void *p = crpc__arena_alloc(a, n);
+  if (!p) a->budget.nomem = 1;
+  return p;
 }
 
 static void pb_free(void *ud, void *p) {
@@ -275,6 +280,7 @@ static void *heap_alloc(void *ud, size_t n) {
     crpc__free(p);
     p = NULL;
   }
+  if (!p) h->budget.nomem = 1;
   return p;
 }
 

@@ -48,7 +48,8 @@ typedef struct crpc__bigset {
 typedef struct crpc__decode_budget {
   size_t held, held_max;
   size_t spent, spent_max;
-  int over; /* an allocation was refused for the budget (not for lack of memory) */
+  int over;  /* an allocation was refused for the budget (not for lack of memory) */
+  int nomem; /* an allocation failed for lack of memory */
 } crpc__decode_budget;
 
 typedef struct crpc__arena {

@@ -192,10 +192,13 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
     int over = sc->arena.budget.over;
     crpc__scall_release(sc);
     char text[CRPC__MAX_METHOD_LEN + 160];
-    snprintf(text, sizeof text,
-             over ? "%.*s: request decodes to more memory than the server's MAX_DECODE_RATIO allows"
-                  : "%.*s: request does not decode as %s",
-             (int)h->method_len, h->method, e->method->input->name);
+    if (over)
+      snprintf(text, sizeof text,
+               "%.*s: request decodes to more memory than the server's MAX_DECODE_RATIO allows",
+               (int)h->method_len, h->method);
+    else
+      snprintf(text, sizeof text, "%.*s: request does not decode as %s", (int)h->method_len,
+               h->method, e->method->input->name);
     crpc__conn_send_status(c, id, over ? CRPC_STATUS_RESOURCE_EXHAUSTED : CRPC_STATUS_INTERNAL, text);
     return;
   }
