@@ -108,16 +108,20 @@ static void bigset_clear(crpc__bigset *s, int free_blocks) {
 
 /* ---- Budget ------------------------------------------------------------------------------------ */
 
-static size_t sat_add(size_t a, size_t b) { return a > SIZE_MAX - b ? SIZE_MAX : a + b; }
-static size_t sat_mul(size_t a, size_t b) { return b && a > SIZE_MAX / b ? SIZE_MAX : a * b; }
+/* len * k + c, saturating at SIZE_MAX. */
+static size_t budget_of(size_t len, uint64_t k, uint64_t c) {
+  uint64_t v = len <= UINT32_MAX && k <= UINT32_MAX ? (uint64_t)len * k : UINT64_MAX;
+  v = v > UINT64_MAX - c ? UINT64_MAX : v + c;
+  return v > SIZE_MAX ? SIZE_MAX : (size_t)v;
+}
 
 void crpc__decode_budget_arm(crpc__decode_budget *b, size_t len, unsigned factor) {
   b->held = 0;
   b->spent = 0;
   b->over = 0;
   b->nomem = 0;
-  b->held_max = sat_add(sat_mul(len, factor), CRPC__DECODE_SLACK);
-  b->spent_max = sat_add(b->held_max, sat_add(sat_mul(len, CRPC__DECODE_SCRATCH), CRPC__DECODE_SLACK));
+  b->held_max = budget_of(len, factor, CRPC__DECODE_SLACK);
+  b->spent_max = budget_of(len, (uint64_t)factor + CRPC__DECODE_SCRATCH, 2 * CRPC__DECODE_SLACK);
 }
 
 static void budget_disarm(crpc__decode_budget *b) {
@@ -166,7 +170,14 @@ static void *pb_alloc(void *ud, size_t n) {
   }
   /* A bump allocation; when it does not fit, what is left of the current block is lost too. */
   size_t r = round_up(n ? n : 1);
-  if (budget_take(&a->budget, r <= a->left ? r : r + a->left) != 0) return NULL;
+  if (r <= a->left) { /* the usual case, as crpc__arena_alloc would do it */
+    if (budget_take(&a->budget, r) != 0) return NULL;
+    void *p = a->cur;
+    a->cur += r;
+    a->left -= r;
+    return p;
+  }
+  if (budget_take(&a->budget, r + a->left) != 0) return NULL;
   void *p = crpc__arena_alloc(a, n);
   if (!p) a->budget.nomem = 1;
   return p;
