@@ -110,7 +110,7 @@ static void bigset_clear(crpc__bigset *s, int free_blocks) {
 
 /* len * k + c, saturating at SIZE_MAX. */
 static size_t budget_of(size_t len, uint64_t k, uint64_t c) {
-  uint64_t v = len <= UINT32_MAX && k <= UINT32_MAX ? (uint64_t)len * k : UINT64_MAX;
+  uint64_t v = (uint64_t)len <= UINT32_MAX && k <= UINT32_MAX ? (uint64_t)len * k : UINT64_MAX;
   v = v > UINT64_MAX - c ? UINT64_MAX : v + c;
   return v > SIZE_MAX ? SIZE_MAX : (size_t)v;
 }
