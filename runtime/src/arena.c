@@ -108,22 +108,6 @@ static void bigset_clear(crpc__bigset *s, int free_blocks) {
 
 /* ---- Budget ------------------------------------------------------------------------------------ */
 
-/* len * k + c, saturating at SIZE_MAX. */
-static size_t budget_of(size_t len, uint64_t k, uint64_t c) {
-  uint64_t v = (uint64_t)len <= UINT32_MAX && k <= UINT32_MAX ? (uint64_t)len * k : UINT64_MAX;
-  v = v > UINT64_MAX - c ? UINT64_MAX : v + c;
-  return v > SIZE_MAX ? SIZE_MAX : (size_t)v;
-}
-
-void crpc__decode_budget_arm(crpc__decode_budget *b, size_t len, unsigned factor) {
-  b->held = 0;
-  b->spent = 0;
-  b->over = 0;
-  b->nomem = 0;
-  b->held_max = budget_of(len, factor, CRPC__DECODE_SLACK);
-  b->spent_max = budget_of(len, (uint64_t)factor + CRPC__DECODE_SCRATCH, 2 * CRPC__DECODE_SLACK);
-}
-
 static void budget_disarm(crpc__decode_budget *b) {
   b->held = 0;
   b->spent = 0;
@@ -144,12 +128,6 @@ static int budget_take(crpc__decode_budget *b, size_t n) {
   b->held += n; /* held <= spent <= spent_max: cannot wrap */
   b->spent += n;
   return 0;
-}
-
-int crpc__decode_budget_check(crpc__decode_budget *b) {
-  if (b->held <= b->held_max) return 0;
-  b->over = 1;
-  return -1;
 }
 
 static void budget_give(crpc__decode_budget *b, size_t n) { b->held -= n < b->held ? n : b->held; }

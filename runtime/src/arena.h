@@ -23,6 +23,7 @@
 #define CRPC_ARENA_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <protobuf-c/protobuf-c.h>
 
@@ -80,11 +81,32 @@ void crpc__arena_reset(crpc__arena *a);
 /* Releases everything. */
 void crpc__arena_destroy(crpc__arena *a);
 
-/* Arms b for decoding one message of `len` wire bytes with the given factor (counts from 0). */
-void crpc__decode_budget_arm(crpc__decode_budget *b, size_t len, unsigned factor);
+/* len * k + c, saturating at SIZE_MAX. */
+static inline size_t crpc__budget_of(size_t len, uint64_t k, uint64_t c) {
+  uint64_t v = (uint64_t)len <= UINT32_MAX && k <= UINT32_MAX ? (uint64_t)len * k : UINT64_MAX;
+  v = v > UINT64_MAX - c ? UINT64_MAX : v + c;
+  return v > SIZE_MAX ? SIZE_MAX : (size_t)v;
+}
+
+/* Arms b for decoding one message of `len` wire bytes with the given factor (counts from 0).
+ * Inline, as the check below: every decode runs them. */
+static inline void crpc__decode_budget_arm(crpc__decode_budget *b, size_t len, unsigned factor) {
+  b->held = 0;
+  b->spent = 0;
+  b->over = 0;
+  b->nomem = 0;
+  b->held_max = crpc__budget_of(len, factor, CRPC__DECODE_SLACK);
+  b->spent_max =
+      crpc__budget_of(len, (uint64_t)factor + CRPC__DECODE_SCRATCH, 2 * CRPC__DECODE_SLACK);
+}
+
 /* After protobuf-c returned a message decoded under b: 0 when what it keeps is within the
  * budget, else -1 with b->over set (the caller then refuses the message). */
-int crpc__decode_budget_check(crpc__decode_budget *b);
+static inline int crpc__decode_budget_check(crpc__decode_budget *b) {
+  if (b->held <= b->held_max) return 0;
+  b->over = 1;
+  return -1;
+}
 /* Arms the arena's pb allocator: see crpc__decode_budget_arm. */
 static inline void crpc__arena_budget(crpc__arena *a, size_t len, unsigned factor) {
   crpc__decode_budget_arm(&a->budget, len, factor);
