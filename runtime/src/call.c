@@ -133,31 +133,50 @@ static const char *decode_result(crpc_call *call, const crpc__result *r, int for
     }
   }
   if (r->code != CRPC_STATUS_OK || call->stream) return NULL;
+  /* Decoding is budgeted (arena.h): the arena's allocator, or a budgeted malloc for the caller. */
+  unsigned ratio = (unsigned)ch->opt[CRPC_OPT_MAX_DECODE_RATIO];
+  size_t wire = r->msg_len + (r->frame && r->frame->tail ? r->frame->length - r->frame->head_len : 0);
+  crpc__heap_pb heap;
+  crpc__decode_budget *budget = &call->arena.budget;
+  if (for_user) {
+    crpc__heap_pb_init(&heap, wire, ratio);
+    budget = &heap.budget;
+  } else {
+    crpc__arena_budget(&call->arena, wire, ratio);
+  }
+  const char *why = NULL;
   if (r->frame && r->frame->tail) { /* received split where a large value begins */
-    if (crpc__unpack_split(call->method->output, for_user ? NULL : &call->arena, r->msg,
+    if (crpc__unpack_split(call->method->output, for_user ? NULL : &call->arena,
+                           for_user ? &heap.pb : NULL, r->msg,
                            r->msg_len, r->dec, r->frame,
-                           (unsigned)ch->opt[CRPC_OPT_MAX_NESTING_DEPTH], resp) != 0) {
-      st->code = CRPC_STATUS_INTERNAL;
-      return "response does not decode as the method's output type (or nests too deep)";
+                           (unsigned)ch->opt[CRPC_OPT_MAX_NESTING_DEPTH], resp) != 0)
+      why = "response does not decode as the method's output type (or nests too deep)";
+  } else if (crpc__pb_depth_check(call->method->output, r->msg, r->msg_len,
+                                  (unsigned)ch->opt[CRPC_OPT_MAX_NESTING_DEPTH]) != 0) {
+    why = "response nests deeper than MAX_NESTING_DEPTH or is malformed";
+  } else {
+    if (for_user || !r->frame || !r->dec)
+      *resp = protobuf_c_message_unpack(call->method->output, for_user ? &heap.pb : &call->arena.pb,
+                                        r->msg_len, r->msg);
+    else /* the response lives in the arena: a large bytes field may stay where it was read */
+      *resp = crpc__unpack_lend(call->method->output, &call->arena, r->msg_len, r->msg,
+                                r->dec, r->frame);
+    if (!*resp) why = "response does not decode as the method's output type";
+  }
+  if (*resp && crpc__decode_budget_check(budget) != 0) {
+    if (for_user) protobuf_c_message_free_unpacked(*resp, &heap.pb);
+    *resp = NULL; /* else it stays in the arena until the call is released */
+    why = "over"; /* replaced below */
+  }
+  if (why) {
+    st->code = CRPC_STATUS_INTERNAL;
+    if (budget->over) {
+      st->code = CRPC_STATUS_RESOURCE_EXHAUSTED;
+      why = "response decodes to more memory than MAX_DECODE_RATIO allows";
     }
-    return NULL;
   }
-  if (crpc__pb_depth_check(call->method->output, r->msg, r->msg_len,
-                           (unsigned)ch->opt[CRPC_OPT_MAX_NESTING_DEPTH]) != 0) {
-    st->code = CRPC_STATUS_INTERNAL;
-    return "response nests deeper than MAX_NESTING_DEPTH or is malformed";
-  }
-  if (for_user || !r->frame || !r->dec)
-    *resp = protobuf_c_message_unpack(call->method->output, for_user ? NULL : &call->arena.pb,
-                                      r->msg_len, r->msg);
-  else /* the response lives in the arena: a large bytes field may stay where it was read */
-    *resp = crpc__unpack_lend(call->method->output, &call->arena, r->msg_len, r->msg,
-                              r->dec, r->frame);
-  if (!*resp) {
-    st->code = CRPC_STATUS_INTERNAL;
-    return "response does not decode as the method's output type";
-  }
-  return NULL;
+  if (for_user) crpc__heap_pb_done(&heap);
+  return why;
 }
 
 /* The single exit of every call (stream.c also finishes calls with a saved status). */

@@ -200,15 +200,23 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
            h->method_len);
     return;
   }
+  crpc__arena_budget(&sc->arena, h->message_len, (unsigned)srv->opt[CRPC_OPT_MAX_DECODE_RATIO]);
   sc->request = crpc__unpack_lend(e->method->input, &sc->arena, h->message_len, h->message,
                                   &c->dec, f);
+  if (sc->request && crpc__decode_budget_check(&sc->arena.budget) != 0) sc->request = NULL;
   if (!sc->request) {
+    int over = sc->arena.budget.over;
     crpc__scall_release(sc);
     quoted_name q;
     char text[sizeof q.s + 160];
-    snprintf(text, sizeof text, "%s: request does not decode as %s",
-             quote_name(&q, h->method, h->method_len), e->method->input->name);
-    crpc__conn_send_status(c, id, CRPC_STATUS_INTERNAL, text);
+    if (over)
+      snprintf(text, sizeof text,
+               "%s: request decodes to more memory than the server's MAX_DECODE_RATIO allows",
+               quote_name(&q, h->method, h->method_len));
+    else
+      snprintf(text, sizeof text, "%s: request does not decode as %s",
+               quote_name(&q, h->method, h->method_len), e->method->input->name);
+    crpc__conn_send_status(c, id, over ? CRPC_STATUS_RESOURCE_EXHAUSTED : CRPC_STATUS_INTERNAL, text);
     return;
   }
   if (admit(sc, c, id, h) == 0) crpc__scall_dispatch(sc, sc->request);

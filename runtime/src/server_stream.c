@@ -36,7 +36,19 @@ static ProtobufCMessage *decode(crpc_server_call *sc, const uint8_t *data, size_
   const ProtobufCMessageDescriptor *in = sc->entry->method->input;
   if (crpc__pb_depth_check(in, data, len, (unsigned)sc->srv->opt[CRPC_OPT_MAX_NESTING_DEPTH]) != 0)
     return NULL;
-  return protobuf_c_message_unpack(in, &arena->pb, len, data);
+  crpc__arena_budget(arena, len, (unsigned)sc->srv->opt[CRPC_OPT_MAX_DECODE_RATIO]);
+  ProtobufCMessage *m = protobuf_c_message_unpack(in, &arena->pb, len, data);
+  return m && crpc__decode_budget_check(&arena->budget) == 0 ? m : NULL;
+}
+
+/* Ends the call for a message that decode() refused: over the budget (`over`, read from the
+ * arena it decoded into) or not decodable. */
+static void reject_undecodable(crpc_server_call *sc, int over, const char *what) {
+  if (over)
+    reject(sc, CRPC_STATUS_RESOURCE_EXHAUSTED,
+           "stream message decodes to more memory than the server's MAX_DECODE_RATIO allows");
+  else
+    reject(sc, CRPC_STATUS_INTERNAL, what);
 }
 
 /* Runs a user callback; returns 1 when the call was finished inside it (and is now released). */
@@ -51,8 +63,9 @@ static int deliver(crpc_server_call *sc, const uint8_t *data, size_t len) {
   crpc__sstream *st = sc->stream;
   ProtobufCMessage *msg = decode(sc, data, len, &st->scratch);
   if (!msg) {
+    int over = st->scratch.budget.over;
     crpc__arena_reset(&st->scratch);
-    reject(sc, CRPC_STATUS_INTERNAL, "stream message does not decode as the method's input type");
+    reject_undecodable(sc, over, "stream message does not decode as the method's input type");
     return 1;
   }
   st->cb_depth++;
@@ -107,7 +120,8 @@ static int wants_request(const crpc_server_call *sc) {
 static void take_request(crpc_server_call *sc, const uint8_t *data, size_t len) {
   ProtobufCMessage *req = decode(sc, data, len, &sc->arena);
   if (!req) {
-    reject(sc, CRPC_STATUS_INTERNAL, "request does not decode as the method's input type");
+    reject_undecodable(sc, sc->arena.budget.over,
+                       "request does not decode as the method's input type");
     return;
   }
   sc->request = req;

@@ -217,7 +217,8 @@ static int count_number(const uint8_t *p, size_t len, uint64_t number) {
 }
 
 /* The general path for a split message: put it back together and let protobuf-c decode it. */
-static int unsplit(const ProtobufCMessageDescriptor *desc, crpc__arena *arena, const uint8_t *head,
+static int unsplit(const ProtobufCMessageDescriptor *desc, crpc__arena *arena,
+                   ProtobufCAllocator *heap, const uint8_t *head,
                    size_t head_len, const uint8_t *tail, size_t tail_len, unsigned max_depth,
                    ProtobufCMessage **out) {
   size_t len = head_len + tail_len;
@@ -227,13 +228,13 @@ static int unsplit(const ProtobufCMessageDescriptor *desc, crpc__arena *arena, c
   memcpy(all + head_len, tail, tail_len);
   *out = crpc__pb_depth_check(desc, all, len, max_depth) != 0
              ? NULL
-             : protobuf_c_message_unpack(desc, arena ? &arena->pb : NULL, len, all);
+             : protobuf_c_message_unpack(desc, arena ? &arena->pb : heap, len, all);
   if (!arena) free(all);
   return *out ? 0 : -1;
 }
 
 int crpc__unpack_split(const ProtobufCMessageDescriptor *desc, crpc__arena *arena,
-                       const uint8_t *head, size_t head_len, crpc__decoder *dec,
+                       ProtobufCAllocator *heap, const uint8_t *head, size_t head_len, crpc__decoder *dec,
                        const crpc__frame *f, unsigned max_depth, ProtobufCMessage **out) {
   *out = NULL;
   const uint8_t *tail = f->tail;
@@ -256,14 +257,14 @@ int crpc__unpack_split(const ProtobufCMessageDescriptor *desc, crpc__arena *aren
   }
   const ProtobufCFieldDescriptor *fd = found ? lendable(desc, key >> 3) : NULL;
   if (!fd || n > tail_len)
-    return unsplit(desc, arena, head, head_len, tail, tail_len, max_depth, out);
+    return unsplit(desc, arena, heap, head, head_len, tail, tail_len, max_depth, out);
   size_t bytes_len = (size_t)n;
   const uint8_t *suffix = tail + bytes_len;
   size_t suffix_len = tail_len - bytes_len;
   size_t rest_len = key_at + suffix_len;
   if (rest_len > CRPC__LEND_REST || count_number(head, key_at, key >> 3) != 0 ||
       count_number(suffix, suffix_len, key >> 3) != 0)
-    return unsplit(desc, arena, head, head_len, tail, tail_len, max_depth, out);
+    return unsplit(desc, arena, heap, head, head_len, tail, tail_len, max_depth, out);
 
   uint8_t *rest = arena ? crpc__arena_alloc(arena, rest_len) : malloc(rest_len ? rest_len : 1);
   if (!rest) return -1;
@@ -271,14 +272,14 @@ int crpc__unpack_split(const ProtobufCMessageDescriptor *desc, crpc__arena *aren
   memcpy(rest + key_at, suffix, suffix_len);
   ProtobufCMessage *m = NULL;
   if (crpc__pb_depth_check(desc, rest, rest_len, max_depth) == 0)
-    m = protobuf_c_message_unpack(desc, arena ? &arena->pb : NULL, rest_len, rest);
+    m = protobuf_c_message_unpack(desc, arena ? &arena->pb : heap, rest_len, rest);
   if (!arena) free(rest);
   if (!m) return -1;
   /* The value becomes the field's own block: the arena's, or the caller's with the message. */
   uint8_t *block = crpc__decoder_take_tail(dec, f);
   if (!block || (arena && crpc__arena_adopt(arena, block) != 0)) {
     if (block) free(block); /* not reached in practice: the frame is the one being delivered */
-    protobuf_c_message_free_unpacked(m, arena ? &arena->pb : NULL);
+    protobuf_c_message_free_unpacked(m, arena ? &arena->pb : heap);
     return -1;
   }
   set_field(m, fd, block, bytes_len);

@@ -38,11 +38,13 @@ size_t crpc__lend_split_point(const ProtobufCMessageDescriptor *desc, const uint
  * part in the frame's head, which normally ends where the large value starts; the rest is in
  * f->tail. When the message qualifies the tail is taken from the decoder and becomes the field's
  * block (adopted by arena, or with arena NULL, allocated with malloc like the rest of the message,
- * which is then the caller's to free with protobuf_c_message_free_unpacked(m, NULL)); otherwise
+ * which is then the caller's to free with protobuf_c_message_free_unpacked(m, NULL));
+ * protobuf-c allocates from arena's pb, or with arena NULL from `heap` (a malloc allocator such as
+ * crpc__heap_pb's; NULL: protobuf-c's default); otherwise
  * the parts are joined and decoded as usual. The nesting depth is checked as
  * crpc__pb_depth_check does. 0 with *out set, or -1 (malformed, too deep, out of memory). */
 int crpc__unpack_split(const ProtobufCMessageDescriptor *desc, crpc__arena *arena,
-                       const uint8_t *head, size_t head_len, crpc__decoder *dec,
+                       ProtobufCAllocator *heap, const uint8_t *head, size_t head_len, crpc__decoder *dec,
                        const crpc__frame *f, unsigned max_depth, ProtobufCMessage **out);
 
 /* The scan on its own, for tests: 1 when data (a message of type desc) has a field that qualifies,

@@ -625,7 +625,7 @@ static int split_cb(void *ud, const crpc__frame *f) {
   s->got = (ProtobufCMessage *)&s->got; /* must be overwritten */
   fail_nth = s->fail_nth;
   fail_hit = 0;
-  s->rc = crpc__unpack_split(s->desc, s->arena, f->payload + s->prefix, f->head_len - s->prefix, d,
+  s->rc = crpc__unpack_split(s->desc, s->arena, NULL, f->payload + s->prefix, f->head_len - s->prefix, d,
                              f, s->max_depth, &s->got);
   s->fail_hit = fail_hit;
   fail_nth = 0;
@@ -1969,7 +1969,7 @@ static int chain_cb(void *ud, const crpc__frame *f) {
   assert_non_null(st.message);
   assert_true(st.message + st.message_len == f->payload + f->head_len);
   c->tail = f->tail;
-  c->rc = crpc__unpack_split(&lend__big__descriptor, c->arena, st.message, st.message_len,
+  c->rc = crpc__unpack_split(&lend__big__descriptor, c->arena, NULL, st.message, st.message_len,
                              c->dec, f, 0, &c->got);
   c->taken = c->dec->tail_taken;
   return 0;

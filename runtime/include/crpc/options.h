@@ -34,6 +34,14 @@ extern "C" {
  *                        direction; more fails the call with RESOURCE_EXHAUSTED.
  * MAX_NESTING_DEPTH      message nesting levels of an incoming protobuf message; deeper is refused
  *                        before protobuf-c decodes it (whose recursion has no limit): INTERNAL.
+ * MAX_DECODE_RATIO       memory that decoding one incoming message (request, stream message or
+ *                        response) may take, as a multiple of its size on the wire: what the
+ *                        decoded message keeps stays within RATIO x size + 64 KiB, and what
+ *                        protobuf-c allocates in all, counting what it frees again before it
+ *                        returns, within (RATIO + 32) x size + 128 KiB. Past either the message
+ *                        is refused and its call fails with RESOURCE_EXHAUSTED. Ordinary messages
+ *                        decode to at most a few times their size; shapes such as thousands of
+ *                        empty sub-messages or 2-byte unknown fields take 20x or more.
  * HANDSHAKE_TIMEOUT_MS   a server closes a connection whose preface has not arrived by then.
  * IDLE_TIMEOUT_MS        a server closes (GOAWAY IDLE) a connection with no call in progress and
  *                        nothing received for this long; 0: never.
@@ -80,6 +88,7 @@ extern "C" {
   X(MAX_CONNECTIONS, 10000, 1, 1048576, CRPC_OPT_SERVER)                                    \
   X(MAX_METADATA_SIZE, 8192, 0, 16777216, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)                \
   X(MAX_NESTING_DEPTH, 64, 1, 1024, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)                      \
+  X(MAX_DECODE_RATIO, 16, 1, 1024, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)                       \
   X(HANDSHAKE_TIMEOUT_MS, 10000, 1, 86400000, CRPC_OPT_SERVER)                               \
   X(IDLE_TIMEOUT_MS, 300000, 0, 86400000, CRPC_OPT_SERVER)                                   \
   X(STALL_TIMEOUT_MS, 20000, 1, 86400000, CRPC_OPT_SERVER)                                   \
