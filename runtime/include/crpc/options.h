@@ -76,7 +76,9 @@ extern "C" {
  *                        server's unix:PATH endpoint creates, whatever the process umask; set
  *                        with chmod() after bind() and before listen(), so no client can connect
  *                        while the file still has the umask's mode. 0: the umask decides.
- *                        Abstract sockets (unix:@NAME) have no file and ignore it. */
+ *                        Abstract sockets (unix:@NAME) have no file and ignore it.
+ *
+ * An option's number (its place in this list) is part of the ABI: new options go at the end. */
 #define CRPC_OPTION_MAP(X)                                                                   \
   X(MAX_RECV_MESSAGE_SIZE, 4194304, 0, 2147483647, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)       \
   X(MAX_SEND_MESSAGE_SIZE, 4194304, 0, 2147483647, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)       \
@@ -88,7 +90,6 @@ extern "C" {
   X(MAX_CONNECTIONS, 10000, 1, 1048576, CRPC_OPT_SERVER)                                    \
   X(MAX_METADATA_SIZE, 8192, 0, 16777216, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)                \
   X(MAX_NESTING_DEPTH, 64, 1, 1024, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)                      \
-  X(MAX_DECODE_RATIO, 16, 1, 1024, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)                       \
   X(HANDSHAKE_TIMEOUT_MS, 10000, 1, 86400000, CRPC_OPT_SERVER)                               \
   X(IDLE_TIMEOUT_MS, 300000, 0, 86400000, CRPC_OPT_SERVER)                                   \
   X(STALL_TIMEOUT_MS, 20000, 1, 86400000, CRPC_OPT_SERVER)                                   \
@@ -98,7 +99,8 @@ extern "C" {
   X(MIN_PING_INTERVAL_MS, 1000, 0, 86400000, CRPC_OPT_SERVER)                               \
   X(STREAM_WINDOW, 65536, 65536, 1073741824, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)            \
   X(LOOPS, 1, 1, 64, CRPC_OPT_SERVER)                                                        \
-  X(UNIX_SOCKET_MODE, 0, 0, 0777, CRPC_OPT_SERVER)
+  X(UNIX_SOCKET_MODE, 0, 0, 0777, CRPC_OPT_SERVER)                                           \
+  X(MAX_DECODE_RATIO, 16, 1, 1024, CRPC_OPT_CHANNEL | CRPC_OPT_SERVER)
 
 typedef enum crpc_option {
 #define CRPC_OPTION_GEN_(name, def, lo, hi, who) CRPC_OPT_##name,
