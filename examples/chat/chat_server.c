@@ -329,7 +329,10 @@ static void on_line(crpc_server_call *call, const Chat__Line *msg, void *user_da
     leave(p, CRPC_STATUS_OK, NULL);
   } else if (p->name[0] == '\0') {
     join(p, msg);
-  } else if (msg->text != NULL && strlen(msg->text) <= TEXT_MAX_LEN) {
+  } else if (msg->text != NULL && strlen(msg->text) > TEXT_MAX_LEN) {
+    /* Not relayed, and its sender is told so: nothing is dropped without a word. */
+    (void)deliver(p, "*", "your line was not sent: a line is at most 4096 bytes");
+  } else if (msg->text != NULL) {
     notice_flush(); /* who joined or left before this line is told first (p may fall behind) */
     if (!p->gone)
       broadcast(p, p->name, msg->text);

@@ -260,6 +260,7 @@ static int slow_settled(void *arg) {
 }
 
 static int is_done(void *arg) { return ((member *)arg)->done; }
+static int is_done_or_lines(void *arg) { return ((member *)arg)->done || ((member *)arg)->lines > 0; }
 static int heard_silent_left(void *arg) { return strstr(((member *)arg)->notices, "silent left") != NULL; }
 
 static void silent_participant_dropped(void **state) {
@@ -304,6 +305,39 @@ static void silent_participant_dropped(void **state) {
   close_channels(chs, 3);
 }
 
+static int heard_too_long(void *arg) {
+  return strstr(((member *)arg)->notices, "your line was not sent") != NULL;
+}
+
+/* A line past the server's 4,096 bytes is not relayed, and its sender is told (not dropped
+ * without a word); the next line goes through. */
+static void long_line_refused_with_notice(void **state) {
+  (void)state;
+  crpc_channel *cl = channel(), *ct = channel();
+  member_join(cl, &listener, "listener", 1);
+  member_join(ct, &talker, "talker", 1);
+  many l = {&listener, 1}, t = {&talker, 1};
+  assert_true(run_until(settled, &l, 10000));
+  assert_true(run_until(settled, &t, 10000));
+  static char text[4097 + 1];
+  memset(text, 'y', 4097);
+  text[4097] = '\0';
+  Chat__Line line = CHAT__LINE__INIT;
+  line.from = (char *)"talker";
+  line.text = text;
+  assert_int_equal(chat__room__talk__write(talker.s, &line), 0);
+  if (!run_until(heard_too_long, &talker, 10000))
+    fail_msg("the sender of a 4,097-byte line was not told: %s", talker.notices);
+  /* then an ordinary line (the listener checks it is line 0 of LINE_LEN bytes) */
+  talker.sent = 0;
+  talker_send(&talker);
+  assert_true(run_until(is_done_or_lines, &listener, 10000));
+  assert_true(listener.lines >= 1);
+  assert_int_equal(listener.out_of_order, 0); /* the long line never reached it */
+  crpc_channel *chs[] = {cl, ct};
+  close_channels(chs, 2);
+}
+
 static int setup(void **state) {
   (void)state;
   server_start();
@@ -320,6 +354,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(per_connection_cap, setup, teardown),
       cmocka_unit_test_setup_teardown(silent_participant_dropped, setup, teardown),
+      cmocka_unit_test_setup_teardown(long_line_refused_with_notice, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
