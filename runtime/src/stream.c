@@ -267,7 +267,15 @@ int crpc__stream_on_status(crpc_call *call, const crpc__status_hdr *h) {
   crpc__conn *conn = call->conn;
   call->conn = NULL;
   if (conn) crpc__channel_call_removed(call->ch, conn);
-  if (st->blocking) wake_reader(call);
+  if (st->blocking) {
+    wake_reader(call);
+    crpc__waiter *w = st->waiter;
+    if (w && w->result == 2) { /* a parked send: no credit can come for a call ended on the wire */
+      st->waiter = NULL;
+      w->result = CRPC_ESTATE;
+      crpc__waiter_signal(call->ch, w);
+    }
+  }
   return 1;
 }
 

@@ -17,6 +17,9 @@
  *  client_ping_flood A fake server floods a channel with PINGs and reads nothing: the answers
  *                    queued stay within the cap (a PING is not answered past it), and a CALL
  *                    from that peer past the cap closes the connection instead of being queued.
+ *  client_blocking_status_while_parked  A blocking send parked for credit when the server ends
+ *                    the call with a message still unread: the send returns CRPC_ESTATE at once
+ *                    and finish reports the server's status.
  *
  * Queued bytes are read with crpc__conn_queued() through crpc_testing (runtime/src). Server,
  * channels and raw sockets share one loop on the test's thread (the blocking client runs on a
@@ -832,12 +835,107 @@ static void test_client_blocking(void **state) {
   free(e);
 }
 
+
+/* A blocking send parked (window used up) when the server ends the call while one of its
+ * messages is still unread: the STATUS is kept for the reads, and the parked send must return
+ * CRPC_ESTATE at once (stream.h: the call has ended), not wait for credit that can never come
+ * (the call is gone from the wire) until a deadline. The call has a deadline only so that the
+ * test ends either way; the result tells which happened: the finish reports the server's OK, not
+ * DEADLINE_EXCEEDED. */
+#define PARK_DEADLINE_MS 3000
+
+typedef struct park_job {
+  const char *endpoint;
+  int rcs[3];
+  int open_rc;
+  atomic_int progress; /* send_wait calls returned (any result) */
+  crpc_status st;
+} park_job;
+
+static void park_sender(void *p) {
+  park_job *j = p;
+  crpc_channel *ch;
+  j->open_rc = -1;
+  if (crpc_channel_new(&ch, NULL, j->endpoint) != 0) return;
+  crpc_call_opts opts = {.timeout_ms = PARK_DEADLINE_MS};
+  crpc_stream *s;
+  j->open_rc = streamtest__stream_test__full_duplex__open(ch, &opts, &s);
+  if (j->open_rc == 0) {
+    st_outreq o;
+    st_outreq_init(&o, NULL, 0, MSG_SIZE);
+    for (int i = 0; i < 3; i++) { /* two fit the initial window of 65536; the third parks */
+      j->rcs[i] = streamtest__stream_test__full_duplex__write_wait(s, &o.req);
+      atomic_fetch_add(&j->progress, 1);
+      if (j->rcs[i] != 0) break;
+    }
+    st_outreq_free(&o);
+    streamtest__stream_test__full_duplex__finish(s, &j->st);
+  }
+  crpc_channel_close(ch, NULL, NULL);
+}
+
+static void test_client_blocking_status_while_parked(void **state) {
+  (void)state;
+  fake f;
+  fake_listen(&f);
+  char endpoint[64];
+  snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", f.port);
+  park_job *j = calloc(1, sizeof *j);
+  assert_non_null(j);
+  j->endpoint = endpoint;
+  atomic_init(&j->progress, 0);
+  uv_thread_t t;
+  assert_int_equal(uv_thread_create(&t, park_sender, j), 0);
+  /* Accept; answer the preface, grant nothing beyond the protocol's 65536. */
+  uint64_t end = st_now_ms() + 10000;
+  while (!fake_accepted(&f) && st_now_ms() < end) sleep_ms(1);
+  assert_true(f.fd >= 0);
+  uint8_t preface[CRPC__PREFACE_LEN];
+  crpc__preface_encode(preface);
+  int fl = fcntl(f.fd, F_GETFL);
+  assert_int_equal(fcntl(f.fd, F_SETFL, fl & ~O_NONBLOCK), 0);
+  raw_send_all(f.fd, preface, sizeof preface);
+  set_nonblock(f.fd);
+  /* The two sends that fit have returned; give the third time to park (not needed for the
+   * result: a send after the STATUS is CRPC_ESTATE as well). */
+  while (atomic_load(&j->progress) < 2 && st_now_ms() < end) {
+    f.got += raw_drain(f.fd, &f.eof);
+    sleep_ms(1);
+  }
+  assert_int_equal(atomic_load(&j->progress), 2);
+  sleep_ms(200);
+  f.got += raw_drain(f.fd, &f.eof);
+  /* One response (an empty OutputResponse), unread by the client, then STATUS OK. */
+  fcntl(f.fd, F_SETFL, fl & ~O_NONBLOCK);
+  raw_frame(f.fd, CRPC__F_MESSAGE, 0, 1, NULL, 0);
+  uint8_t stp[16] = {0}; /* code OK, no text, no metadata, no details */
+  raw_frame(f.fd, CRPC__F_STATUS, 0, 1, stp, sizeof stp);
+  set_nonblock(f.fd);
+  end = st_now_ms() + 10000;
+  while (atomic_load(&j->progress) < 3 && st_now_ms() < end) {
+    f.got += raw_drain(f.fd, &f.eof);
+    sleep_ms(1);
+  }
+  uv_thread_join(&t);
+  fake_close(&f);
+  printf("parked send_wait returned %s; finish: %s \"%s\"\n", crpc_strerror(j->rcs[2]),
+         crpc_code_name(j->st.code), j->st.message ? j->st.message : "");
+  assert_int_equal(j->open_rc, 0);
+  assert_int_equal(j->rcs[0], 0);
+  assert_int_equal(j->rcs[1], 0);
+  assert_int_equal(j->rcs[2], CRPC_ESTATE);
+  assert_int_equal(j->st.code, CRPC_STATUS_OK); /* the server's status, not the deadline */
+  crpc_status_reset(&j->st);
+  free(j);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_server_broadcast),
       cmocka_unit_test(test_client_async),
       cmocka_unit_test(test_client_blocking),
       cmocka_unit_test(test_client_ping_flood),
+      cmocka_unit_test(test_client_blocking_status_while_parked),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
