@@ -41,6 +41,7 @@ crpc__conn *crpc__conn_new(crpc__io_ctx *ctx, int is_client, const char *label) 
   crpc__decoder_init(&c->dec, lim > UINT32_MAX ? UINT32_MAX : (uint32_t)lim, 1);
   c->dec.stats = ctx->split_stats;
   crpc__idmap_init(&c->calls);
+  crpc__idmap_set_own(&c->calls, is_client ? 1u : 0u); /* our call ids: odd on the client */
   crpc__outbuf_init(&c->out);
   crpc__outbuf_init(&c->wout);
   crpc__list_init(&c->dirty_link);

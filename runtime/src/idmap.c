@@ -10,12 +10,23 @@
  * secret keys through the first multiply's upper half, which a peer neither sees nor can
  * compute; about 10 instructions. (SipHash-1-3 was measured at ~95 more per operation, several
  * hundred per call on each side, for a lookup that already examines only a few slots.) */
-static uint32_t hash_of(const crpc__idmap *m, uint32_t key) {
+static uint32_t keyed_hash(const crpc__idmap *m, uint32_t key) {
   uint64_t x = ((uint64_t)key ^ m->k0) * (m->k1 | 1u);
   x ^= x >> 32;
   x *= UINT64_C(0xd6e8feb86659fd93);
   x ^= x >> 32;
   return (uint32_t)x;
+}
+
+/* The ids this side starts calls with (crpc__idmap_set_own) come from its own counter, in
+ * sequence, so the peer chooses none of them: they take Fibonacci hashing, whose low bits put
+ * ids in sequence on distinct slots (no probe run at all), and which costs one multiply. The
+ * peer still chooses which of our ids it names in a frame, but can only land on the runs our
+ * own ids and its keyed ones form, which stay short. W2 (64 calls in flight on a client):
+ * ~120 instructions per call less than the keyed hash, on the client. */
+static uint32_t hash_of(const crpc__idmap *m, uint32_t key) {
+  if ((key & 1u) == m->own_parity) return key * UINT32_C(2654435761);
+  return keyed_hash(m, key);
 }
 
 /* splitmix64: spreads the fallback key's inputs over all bits. */
@@ -32,7 +43,10 @@ void crpc__idmap_init_key(crpc__idmap *m, uint64_t k0, uint64_t k1) {
   m->count = 0;
   m->k0 = k0;
   m->k1 = k1;
+  m->own_parity = 2; /* none until crpc__idmap_set_own */
 }
+
+void crpc__idmap_set_own(crpc__idmap *m, uint32_t parity) { m->own_parity = parity & 1u; }
 
 void crpc__idmap_init(crpc__idmap *m) {
   uint64_t k[2];

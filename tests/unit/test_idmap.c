@@ -108,6 +108,45 @@ static void adversarial_ids_cost_like_sequential(void **state) {
   check_key(&m, "random key");
 }
 
+/* Odd ids solved against Fibonacci hashing, what a table uses for its own ids: all share the low
+ * 13 bits of their hash, so each names one slot of any table of up to 8192 slots. */
+static uint32_t golden_odd_unknown(uint32_t j) {
+  return inv_golden() * ((((uint32_t)OPEN + 1 + (j % 100000)) << 13) | 1u);
+}
+
+/* A table whose odd ids are its own (a client's: crpc__idmap_set_own): its own ids in sequence
+ * cost one or two probes, and neither a peer naming odd ids solved against their unkeyed hash
+ * nor a peer choosing its even ids against the keyed one makes any lookup long. */
+static void own_ids_unkeyed_peer_ids_keyed(void **state) {
+  (void)state;
+  crpc__idmap m;
+  crpc__idmap_init_key(&m, UINT64_C(0x9e3779b97f4a7c15), UINT64_C(0xbf58476d1ce4e5b9));
+  crpc__idmap_set_own(&m, 1);
+  cost own = measure(&m, seq_open, seq_unknown);
+  cost own_attacked = measure(&m, seq_open, golden_odd_unknown);
+  cost peer = measure(&m, old_open, old_unknown); /* even: the peer's, keyed */
+  printf("# own ids: sequential %.2f/%zu, attacked %.2f/%zu; peer ids solved against the old "
+         "hash %.2f/%zu\n", own.avg, own.max, own_attacked.avg, own_attacked.max, peer.avg,
+         peer.max);
+  assert_true(own.avg <= 2.0 && own.max <= 2);
+  assert_true(own_attacked.avg <= 2.0 && own_attacked.max <= 2);
+  assert_true(peer.avg <= 8.0 && peer.max <= 64);
+  /* both kinds in one table: the peer's keyed ids among ours */
+  static int dummy;
+  for (uint32_t i = 0; i < OPEN / 2; i++) {
+    assert_int_equal(crpc__idmap_put(&m, seq_open(i), &dummy), 0);
+    assert_int_equal(crpc__idmap_put(&m, old_open(i), &dummy), 0);
+  }
+  size_t worst = 0;
+  for (uint32_t j = 0; j < PROBES; j++) {
+    size_t n = crpc__idmap_probes(&m, golden_odd_unknown(j));
+    if (n > worst) worst = n;
+  }
+  printf("# mixed table, odd ids solved against the unkeyed hash: at most %zu probes\n", worst);
+  assert_true(worst <= 64);
+  crpc__idmap_free(&m);
+}
+
 /* Two tables get different keys (a peer that learnt one table's layout learnt nothing else). */
 static void tables_get_their_own_keys(void **state) {
   (void)state;
@@ -166,6 +205,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(adversarial_ids_cost_like_sequential),
       cmocka_unit_test(tables_get_their_own_keys),
+      cmocka_unit_test(own_ids_unkeyed_peer_ids_keyed),
       cmocka_unit_test(churn_matches_a_plain_array),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
