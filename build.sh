@@ -155,7 +155,7 @@ cmd_test_release() {
 }
 
 cmd_test_clang() {
-  cmd_deps clang
+  cmd_deps clang libclang-rt-dev # the intsan test (tests/fuzz) links clang's UBSan runtime
   # The libFuzzer programs are .ci/run's own step; the replay of their corpora runs here too.
   CC=clang build_and_test build-clang "" -- -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCRPC_FUZZ=OFF
 }
