@@ -292,3 +292,30 @@ void crpc__heap_pb_done(crpc__heap_pb *h) {
   crpc__free(h->big.slots);
   memset(&h->big, 0, sizeof h->big);
 }
+
+static int fail_reason(const crpc__decode_budget *b) {
+  return b->over ? CRPC__DECODE_OVER : b->nomem ? CRPC__DECODE_NOMEM : CRPC__DECODE_BAD;
+}
+
+ProtobufCMessage *crpc__unpack_budgeted(const ProtobufCMessageDescriptor *desc, crpc__arena *arena,
+                                        unsigned factor, size_t len, const uint8_t *data,
+                                        int *why) {
+  ProtobufCMessage *m;
+  if (!arena) {
+    crpc__heap_pb h;
+    crpc__heap_pb_init(&h, len, factor);
+    m = protobuf_c_message_unpack(desc, &h.pb, len, data);
+    if (m && crpc__decode_budget_check(&h.budget) != 0) {
+      protobuf_c_message_free_unpacked(m, &h.pb);
+      m = NULL;
+    }
+    *why = fail_reason(&h.budget);
+    crpc__heap_pb_done(&h);
+    return m;
+  }
+  crpc__arena_budget(arena, len, factor);
+  m = protobuf_c_message_unpack(desc, &arena->pb, len, data);
+  if (m && crpc__decode_budget_check(&arena->budget) != 0) m = NULL;
+  *why = fail_reason(&arena->budget);
+  return m;
+}

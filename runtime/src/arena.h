@@ -124,4 +124,15 @@ void crpc__heap_pb_init(crpc__heap_pb *h, size_t len, unsigned factor);
 /* Forgets the blocks (they are the message's, or freed), releasing the set. */
 void crpc__heap_pb_done(crpc__heap_pb *h);
 
+/* Why crpc__unpack_budgeted returned NULL. */
+enum crpc__decode_fail { CRPC__DECODE_BAD, CRPC__DECODE_OVER, CRPC__DECODE_NOMEM };
+
+/* Unpacks `len` bytes of `data` as `desc` within the budget of `factor`: into `arena` (released
+ * with it), or, when arena is NULL, onto the heap for the caller, who frees the message with
+ * protobuf_c_message_free_unpacked(m, NULL). NULL when the bytes do not decode, when they are
+ * over the budget, or when memory ran out; *why (enum crpc__decode_fail) says which. */
+ProtobufCMessage *crpc__unpack_budgeted(const ProtobufCMessageDescriptor *desc, crpc__arena *arena,
+                                        unsigned factor, size_t len, const uint8_t *data,
+                                        int *why);
+
 #endif

@@ -31,20 +31,21 @@ static void reject(crpc_server_call *sc, crpc_code code, const char *why) {
   crpc__server_call_detach(sc);
 }
 
+/* Decodes into `arena` within the MAX_DECODE_RATIO budget; on failure *why (enum
+ * crpc__decode_fail) says why. */
 static ProtobufCMessage *decode(crpc_server_call *sc, const uint8_t *data, size_t len,
-                                crpc__arena *arena) {
+                                crpc__arena *arena, int *why) {
   const ProtobufCMessageDescriptor *in = sc->entry->method->input;
+  *why = CRPC__DECODE_BAD;
   if (crpc__pb_depth_check(in, data, len, (unsigned)sc->srv->opt[CRPC_OPT_MAX_NESTING_DEPTH]) != 0)
     return NULL;
-  crpc__arena_budget(arena, len, (unsigned)sc->srv->opt[CRPC_OPT_MAX_DECODE_RATIO]);
-  ProtobufCMessage *m = protobuf_c_message_unpack(in, &arena->pb, len, data);
-  return m && crpc__decode_budget_check(&arena->budget) == 0 ? m : NULL;
+  return crpc__unpack_budgeted(in, arena, (unsigned)sc->srv->opt[CRPC_OPT_MAX_DECODE_RATIO], len,
+                               data, why);
 }
 
-/* Ends the call for a message that decode() refused: over the budget (`over`, read from the
- * arena it decoded into) or not decodable. */
-static void reject_undecodable(crpc_server_call *sc, int over, const char *what) {
-  if (over)
+/* Ends the call for a message that decode() refused, for the reason it gave. */
+static void reject_undecodable(crpc_server_call *sc, int why, const char *what) {
+  if (why == CRPC__DECODE_OVER)
     reject(sc, CRPC_STATUS_RESOURCE_EXHAUSTED,
            "stream message decodes to more memory than the server's MAX_DECODE_RATIO allows");
   else
@@ -61,11 +62,11 @@ static int after_callback(crpc_server_call *sc) {
 
 static int deliver(crpc_server_call *sc, const uint8_t *data, size_t len) {
   crpc__sstream *st = sc->stream;
-  ProtobufCMessage *msg = decode(sc, data, len, &st->scratch);
+  int why;
+  ProtobufCMessage *msg = decode(sc, data, len, &st->scratch, &why);
   if (!msg) {
-    int over = st->scratch.budget.over;
     crpc__arena_reset(&st->scratch);
-    reject_undecodable(sc, over, "stream message does not decode as the method's input type");
+    reject_undecodable(sc, why, "stream message does not decode as the method's input type");
     return 1;
   }
   st->cb_depth++;
@@ -118,10 +119,10 @@ static int wants_request(const crpc_server_call *sc) {
 }
 
 static void take_request(crpc_server_call *sc, const uint8_t *data, size_t len) {
-  ProtobufCMessage *req = decode(sc, data, len, &sc->arena);
+  int why;
+  ProtobufCMessage *req = decode(sc, data, len, &sc->arena, &why);
   if (!req) {
-    reject_undecodable(sc, sc->arena.budget.over,
-                       "request does not decode as the method's input type");
+    reject_undecodable(sc, why, "request does not decode as the method's input type");
     return;
   }
   sc->request = req;

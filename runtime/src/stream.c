@@ -73,38 +73,17 @@ static void pump(crpc_call *call) {
   }
 }
 
-/* Why decode() failed. */
-enum { DECODE_BAD, DECODE_OVER, DECODE_NOMEM };
-
 /* Decodes one message into the scratch arena (async) or the heap (blocking), within the
- * MAX_DECODE_RATIO budget (arena.h); on failure *why says why. */
+ * MAX_DECODE_RATIO budget (arena.h); on failure *why (enum crpc__decode_fail) says why. */
 static ProtobufCMessage *decode(crpc_call *call, const uint8_t *data, size_t len, int heap,
                                 int *why) {
   crpc_channel *ch = call->ch;
-  *why = DECODE_BAD;
+  *why = CRPC__DECODE_BAD;
   if (crpc__pb_depth_check(call->method->output, data, len,
                            (unsigned)ch->opt[CRPC_OPT_MAX_NESTING_DEPTH]) != 0)
     return NULL;
-  unsigned ratio = (unsigned)ch->opt[CRPC_OPT_MAX_DECODE_RATIO];
-  ProtobufCMessage *m;
-  if (heap) {
-    crpc__heap_pb h;
-    crpc__heap_pb_init(&h, len, ratio);
-    m = protobuf_c_message_unpack(call->method->output, &h.pb, len, data);
-    if (m && crpc__decode_budget_check(&h.budget) != 0) {
-      protobuf_c_message_free_unpacked(m, &h.pb);
-      m = NULL;
-    }
-    *why = h.budget.over ? DECODE_OVER : h.budget.nomem ? DECODE_NOMEM : DECODE_BAD;
-    crpc__heap_pb_done(&h);
-  } else {
-    crpc__arena_budget(&S(call)->scratch, len, ratio);
-    m = protobuf_c_message_unpack(call->method->output, &S(call)->scratch.pb, len, data);
-    if (m && crpc__decode_budget_check(&S(call)->scratch.budget) != 0) m = NULL;
-    const crpc__decode_budget *b = &S(call)->scratch.budget;
-    *why = b->over ? DECODE_OVER : b->nomem ? DECODE_NOMEM : DECODE_BAD;
-  }
-  return m;
+  return crpc__unpack_budgeted(call->method->output, heap ? NULL : &S(call)->scratch,
+                               (unsigned)ch->opt[CRPC_OPT_MAX_DECODE_RATIO], len, data, why);
 }
 
 #define OVER_BUDGET "response message decodes to more memory than the client's MAX_DECODE_RATIO allows"
@@ -116,7 +95,7 @@ static int deliver(crpc_call *call, const uint8_t *data, size_t len) {
   ProtobufCMessage *msg = decode(call, data, len, 0, &why);
   if (!msg) {
     crpc__arena_reset(&st->scratch);
-    if (why == DECODE_OVER)
+    if (why == CRPC__DECODE_OVER)
       crpc__call_abandon(call, CRPC_STATUS_RESOURCE_EXHAUSTED, OVER_BUDGET);
     else
       crpc__call_abandon(call, CRPC_STATUS_INTERNAL,
@@ -144,14 +123,14 @@ static void wake_reader(crpc_call *call) {
   if (!m) return;
   int why;
   w->response = decode(call, m->data, m->len, 1, &why);
-  if (!w->response && why == DECODE_OVER) {
+  if (!w->response && why == CRPC__DECODE_OVER) {
     /* The call ends here; the parked receive learns it (0) and finish reports the status. */
     crpc__free(m);
     crpc__call_abandon(call, CRPC_STATUS_RESOURCE_EXHAUSTED, OVER_BUDGET);
     return;
   }
   st->waiter = NULL;
-  w->result = w->response ? 1 : why == DECODE_NOMEM ? CRPC_ENOMEM : CRPC_EINVAL;
+  w->result = w->response ? 1 : why == CRPC__DECODE_NOMEM ? CRPC_ENOMEM : CRPC_EINVAL;
   send_window(call, crpc__flow_consumed(&st->flow, cost(m->len)));
   crpc__free(m);
   crpc__waiter_signal(call->ch, w);
