@@ -50,6 +50,16 @@ static void write_all(int fd, const uint8_t *p, size_t n) {
   }
 }
 
+/* Connects to ep as a raw client: the preface sent, dec ready for the server's frames. */
+static int raw_open(const char *ep, crpc__decoder *dec) {
+  int fd = raw_connect(ep);
+  uint8_t preface[CRPC__PREFACE_LEN];
+  crpc__preface_encode(preface);
+  write_all(fd, preface, sizeof preface);
+  crpc__decoder_init(dec, 1u << 20, 1);
+  return fd;
+}
+
 /* Sends a unary CALL (flags END|MESSAGE) of `method` with message bytes msg. */
 static void send_call_n(int fd, uint32_t id, const char *method, size_t mlen, const uint8_t *msg,
                         size_t msg_len, uint32_t timeout_ms);
@@ -149,12 +159,8 @@ static void good_request(uint8_t *out, size_t *len, uint32_t seq) {
 
 static void garbage_request_then_good_call(void **state) {
   itest_server *srv = itest_server_start(ITEST_TRANSPORT(state), NULL);
-  int fd = raw_connect(itest_server_endpoint(srv));
-  uint8_t preface[CRPC__PREFACE_LEN];
-  crpc__preface_encode(preface);
-  write_all(fd, preface, sizeof preface);
   crpc__decoder dec;
-  crpc__decoder_init(&dec, 1u << 20, 1);
+  int fd = raw_open(itest_server_endpoint(srv), &dec);
 
   const struct {
     const uint8_t *bytes;
@@ -211,12 +217,8 @@ static void garbage_request_then_good_call(void **state) {
  * handler's text that is not UTF-8 has each ill-formed sequence replaced with U+FFFD. */
 static void status_texts_are_utf8(void **state) {
   itest_server *srv = itest_server_start(ITEST_TRANSPORT(state), NULL);
-  int fd = raw_connect(itest_server_endpoint(srv));
-  uint8_t preface[CRPC__PREFACE_LEN];
-  crpc__preface_encode(preface);
-  write_all(fd, preface, sizeof preface);
   crpc__decoder dec;
-  crpc__decoder_init(&dec, 1u << 20, 1);
+  int fd = raw_open(itest_server_endpoint(srv), &dec);
   uint8_t msg[128];
   size_t len;
   good_request(msg, &len, 1);
@@ -361,12 +363,8 @@ static void read_to_eof(int fd, crpc__decoder *dec, answer *a) {
  * server itself, and the handler sees the call cancelled. */
 static void server_enforces_deadline(void **state) {
   itest_server *srv = itest_server_start(ITEST_TRANSPORT(state), NULL);
-  int fd = raw_connect(itest_server_endpoint(srv));
-  uint8_t preface[CRPC__PREFACE_LEN];
-  crpc__preface_encode(preface);
-  write_all(fd, preface, sizeof preface);
   crpc__decoder dec;
-  crpc__decoder_init(&dec, 1u << 20, 1);
+  int fd = raw_open(itest_server_endpoint(srv), &dec);
   char buf[32];
   Itest__EchoRequest req;
   itest_req_init(&req, 1, buf, sizeof buf);
@@ -395,12 +393,8 @@ static void server_enforces_deadline(void **state) {
 /* A CALL with the accepting side's parity is a protocol error: GOAWAY PROTOCOL_ERROR, close. */
 static void wrong_call_id_parity_is_protocol_error(void **state) {
   itest_server *srv = itest_server_start(ITEST_TRANSPORT(state), NULL);
-  int fd = raw_connect(itest_server_endpoint(srv));
-  uint8_t preface[CRPC__PREFACE_LEN];
-  crpc__preface_encode(preface);
-  write_all(fd, preface, sizeof preface);
   crpc__decoder dec;
-  crpc__decoder_init(&dec, 1u << 20, 1);
+  int fd = raw_open(itest_server_endpoint(srv), &dec);
   uint8_t msg[64];
   size_t len;
   good_request(msg, &len, 1);
@@ -446,12 +440,7 @@ static void http_request_is_refused(void **state) {
 
 static int raw_start(const itest_transport *t, itest_server **srv, crpc__decoder *dec) {
   *srv = itest_server_start(t, NULL);
-  int fd = raw_connect(itest_server_endpoint(*srv));
-  uint8_t preface[CRPC__PREFACE_LEN];
-  crpc__preface_encode(preface);
-  write_all(fd, preface, sizeof preface);
-  crpc__decoder_init(dec, 1u << 20, 1);
-  return fd;
+  return raw_open(itest_server_endpoint(*srv), dec);
 }
 
 static void send_goaway(int fd, uint32_t last_id, uint32_t code) {
@@ -510,11 +499,7 @@ static void client_goaway_closes_when_calls_end(void **state) {
   close(fd);
 
   /* Nothing in progress: the GOAWAY closes the connection at once. */
-  fd = raw_connect(itest_server_endpoint(srv));
-  uint8_t preface[CRPC__PREFACE_LEN];
-  crpc__preface_encode(preface);
-  write_all(fd, preface, sizeof preface);
-  crpc__decoder_init(&dec, 1u << 20, 1);
+  fd = raw_open(itest_server_endpoint(srv), &dec);
   echo_ok(fd, &dec, 1, 5);
   send_goaway(fd, 0, CRPC__GOAWAY_NO_ERROR);
   read_to_eof(fd, &dec, &a);
@@ -627,12 +612,7 @@ static void send_ping(int fd) {
 }
 
 static int st_connect(st_server *s, crpc__decoder *dec) {
-  int fd = raw_connect(s->endpoint);
-  uint8_t preface[CRPC__PREFACE_LEN];
-  crpc__preface_encode(preface);
-  write_all(fd, preface, sizeof preface);
-  crpc__decoder_init(dec, 1u << 20, 1);
-  return fd;
+  return raw_open(s->endpoint, dec);
 }
 
 /* A flood request: count responses of size bytes (the server stops at its window), and a

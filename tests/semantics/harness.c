@@ -515,6 +515,20 @@ int sem_raw_next(sem_raw *r, size_t *pos, crpc__frame *f) {
   return 1;
 }
 
+int sem_raw_find_status(sem_raw *r, uint32_t id, uint32_t *code) {
+  sem_raw_pump(r);
+  size_t pos = 0;
+  crpc__frame f;
+  while (sem_raw_next(r, &pos, &f)) {
+    if (f.type != CRPC__F_STATUS || f.call_id != id) continue;
+    crpc__status_hdr sh;
+    assert_int_equal(crpc__status_decode(&f, &sh), 0);
+    *code = sh.code;
+    return 1;
+  }
+  return 0;
+}
+
 void sem_fake_open(sem_fake *f) {
   memset(f, 0, sizeof *f);
   f->fd = socket(AF_INET, SOCK_STREAM, 0);

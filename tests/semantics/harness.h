@@ -193,6 +193,9 @@ void sem_raw_send_goaway(sem_raw *r, uint32_t last_id, uint32_t code, const char
  * frame (payload points into r->in, valid until the next pump) when a whole frame is there, else
  * 0. Asserts the peer's preface is right. */
 int sem_raw_next(sem_raw *r, size_t *pos, crpc__frame *f);
+/* Pumps r, then looks for a STATUS of call `id` among what it has read: 1 with *code set when
+ * there is one, else 0. */
+int sem_raw_find_status(sem_raw *r, uint32_t id, uint32_t *code);
 
 /* A fake server: a listening socket on 127.0.0.1 that the test drives by hand. */
 #define SEM_FAKE_MAX_CONNS 8

@@ -109,15 +109,8 @@ typedef struct status_wait {
 
 static int status_for(void *p) {
   status_wait *w = p;
-  sem_raw_pump(w->r);
-  size_t pos = 0;
-  crpc__frame f;
-  while (sem_raw_next(w->r, &pos, &f)) {
-    if (f.type != CRPC__F_STATUS || f.call_id != w->id) continue;
-    crpc__status_hdr sh;
-    assert_int_equal(crpc__status_decode(&f, &sh), 0);
+  if (sem_raw_find_status(w->r, w->id, &w->code)) {
     w->found = 1;
-    w->code = sh.code;
     return 1;
   }
   return w->b && w->b->n > 0;

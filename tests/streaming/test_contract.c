@@ -364,6 +364,24 @@ typedef struct cancel_job {
   int errors;    /* API calls that failed */
 } cancel_job;
 
+/* Cancels s with crpc_stream_cancel_async(), then finishes it, and counts the outcome in j. */
+static void cancel_then_finish(cancel_job *j, crpc_stream *s)
+{
+  crpc_status status;
+
+  crpc_stream_cancel_async(s);
+  if (streamtest__stream_test__streaming_input__finish(s, &status) != 0) {
+    j->errors++;
+    return;
+  }
+  j->tries++;
+  if (status.code != CRPC_STATUS_CANCELLED)
+    j->wrong++;
+  if (status.code == CRPC_STATUS_OK)
+    j->ok++;
+  crpc_status_reset(&status);
+}
+
 /* StreamingInput's server answers OK as soon as the client half-closes. The client cancels, then
  * finishes: the cancel was asked for before the finish, so it must win over the server's OK,
  * whether finish sends the half-close or the client sent it before the cancel (the server's OK
@@ -380,7 +398,6 @@ static void cancel_then_finish_job(void *arg)
   }
   for (int i = 0; i < CANCEL_TRIES && st_now_ms() < end; i++) {
     crpc_stream *s;
-    crpc_status status;
 
     if (streamtest__stream_test__streaming_input__open(ch, NULL, &s) != 0) {
       j->errors++;
@@ -399,17 +416,7 @@ static void cancel_then_finish_job(void *arg)
       if (crpc_stream_close_send(s) != 0)
         j->errors++;
     }
-    crpc_stream_cancel_async(s);
-    if (streamtest__stream_test__streaming_input__finish(s, &status) != 0) {
-      j->errors++;
-      continue;
-    }
-    j->tries++;
-    if (status.code != CRPC_STATUS_CANCELLED)
-      j->wrong++;
-    if (status.code == CRPC_STATUS_OK)
-      j->ok++;
-    crpc_status_reset(&status);
+    cancel_then_finish(j, s);
   }
   crpc_channel_close(ch, NULL, NULL);
 }
@@ -490,7 +497,6 @@ static void cancel_after_unread_ok_job(void *arg)
   for (int i = 0; i < CANCEL_TRIES && st_now_ms() < end; i++) {
     int before = atomic_load(&g_answered.count);
     crpc_stream *s;
-    crpc_status status;
 
     if (streamtest__stream_test__streaming_input__open(ch, NULL, &s) != 0) {
       j->errors++;
@@ -500,17 +506,7 @@ static void cancel_after_unread_ok_job(void *arg)
       j->errors++;
     while (atomic_load(&g_answered.count) == before && st_now_ms() < end)
       uv_sleep(1);
-    crpc_stream_cancel_async(s);
-    if (streamtest__stream_test__streaming_input__finish(s, &status) != 0) {
-      j->errors++;
-      continue;
-    }
-    j->tries++;
-    if (status.code != CRPC_STATUS_CANCELLED)
-      j->wrong++;
-    if (status.code == CRPC_STATUS_OK)
-      j->ok++;
-    crpc_status_reset(&status);
+    cancel_then_finish(j, s);
   }
   crpc_channel_close(ch, NULL, NULL);
 }

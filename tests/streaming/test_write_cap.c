@@ -584,8 +584,9 @@ static int cl_drained_writable(void *p) {
   return w->writable > 0;
 }
 
-static void test_client_async(void **state) {
-  (void)state;
+/* A channel with MAX_WRITE_BUFFER = CAP and an async FullDuplex stream to the fake server, which
+ * has granted the stream its window. */
+static cl_world *cl_open(void) {
   cl_world *w = calloc(1, sizeof *w);
   assert_non_null(w);
   st_env *e = &w->e;
@@ -599,6 +600,13 @@ static void test_client_async(void **state) {
                    0);
   fake_start(e, &w->f);
   assert_true(st_run_until(e, cl_window_in, w, 10000));
+  return w;
+}
+
+static void test_client_async(void **state) {
+  (void)state;
+  cl_world *w = cl_open();
+  st_env *e = &w->e;
   crpc_call *call = (crpc_call *)(void *)w->s;
   crpc__conn *conn = call->conn;
   fix_sndbuf(conn);
@@ -675,19 +683,8 @@ static int cl_is_done(void *p) { return ((cl_world *)p)->done > 0; }
 
 static void test_client_ping_flood(void **state) {
   (void)state;
-  cl_world *w = calloc(1, sizeof *w);
-  assert_non_null(w);
+  cl_world *w = cl_open();
   st_env *e = &w->e;
-  assert_int_equal(uv_loop_init(&e->loop), 0);
-  assert_int_equal(uv_timer_init(&e->loop, &e->tick), 0);
-  fake_listen(&w->f);
-  snprintf(e->endpoint, sizeof e->endpoint, "tcp://127.0.0.1:%d", w->f.port);
-  assert_int_equal(crpc_channel_new(&e->ch, &e->loop, e->endpoint), 0);
-  assert_int_equal(crpc_channel_set_option(e->ch, CRPC_OPT_MAX_WRITE_BUFFER, CAP), 0);
-  assert_int_equal(streamtest__stream_test__full_duplex__stream(e->ch, NULL, &cl_handlers, w, &w->s),
-                   0);
-  fake_start(e, &w->f);
-  assert_true(st_run_until(e, cl_window_in, w, 10000));
   flood fl = {w, ((crpc_call *)(void *)w->s)->conn, NULL, (size_t)FLOOD_PINGS * 20, 0, 0};
   fix_sndbuf(fl.conn);
   fl.buf = calloc(FLOOD_PINGS, 20);
