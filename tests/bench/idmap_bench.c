@@ -1,4 +1,4 @@
-/* idmap-bench: nanoseconds per call-table lookup (runtime/src/idmap.c) for the shape of issue 12,
+/* idmap-bench: nanoseconds per call-table lookup (runtime/src/base/idmap.c) for the shape of issue 12,
  * item 2: 4,000 calls open with ids a peer chose, then 150,000 frames (CANCELs) for ids the table
  * does not hold, each a lookup. Sequential ids against ids = 1 mod 2^20 and ids solved against the
  * former fixed-multiplier hash. Prints one line per shape; no assertion (tests/unit/test_idmap.c
@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "idmap.h"
+#include "base/idmap.h"
 
 #define OPEN 4000
 #define FRAMES 150000

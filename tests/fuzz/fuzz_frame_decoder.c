@@ -1,4 +1,4 @@
-/* Fuzz target: the streaming frame decoder and every payload decoder (runtime/src/frame.c).
+/* Fuzz target: the streaming frame decoder and every payload decoder (runtime/src/wire/frame.c).
  *
  * Input layout (so that the fuzzer controls the cuts as well as the bytes):
  *   byte 0      config: bit 0 want_preface; bits 1-2 pause mode (0 never, 1 every frame, 2 every
@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frame.h"
+#include "wire/frame.h"
 #include "fuzz.h"
 
 static const uint32_t max_table[8] = {0, 1, 11, 64, 1000, 16384, 70000, UINT32_MAX};

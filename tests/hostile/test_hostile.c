@@ -41,7 +41,7 @@
 
 #include "hostile.crpc.h"
 #include "peers.h"
-#include "server_internal.h"
+#include "server/server.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define HOSTILE_ASAN 1

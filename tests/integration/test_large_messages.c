@@ -22,8 +22,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "channel_internal.h" /* crpc_channel.io: where its decoders count splits */
-#include "frame.h"            /* crpc__split_stats */
+#include "client/channel.h" /* crpc_channel.io: where its decoders count splits */
+#include "wire/frame.h"            /* crpc__split_stats */
 #include "harness.h"
 #include "large.crpc.h"
 

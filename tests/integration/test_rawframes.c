@@ -1,4 +1,4 @@
-/* Hand-made frames over a raw socket (codec from runtime/src/frame.h): a CALL whose request does
+/* Hand-made frames over a raw socket (codec from runtime/src/wire/frame.h): a CALL whose request does
  * not decode is answered INTERNAL and the connection stays usable for the next call; an unknown
  * method is answered UNIMPLEMENTED with the recommended text. */
 #include <arpa/inet.h>
@@ -12,7 +12,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "frame.h"
+#include "wire/frame.h"
 #include "harness.h"
 #include "../streaming/harness.h"
 

@@ -24,7 +24,7 @@
 
 #include <crpc/crpc.h>
 
-#include "frame.h"
+#include "wire/frame.h"
 #include "sem.crpc.h"
 
 /* ---- Time and waits ------------------------------------------------------------------------- */

@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "arena.h"
+#include "base/arena.h"
 #include "harness.h"
-#include "server_call.h"
+#include "server/call.h"
 
 #define RATIO 16u /* the option's default */
 #define BIG (4u << 20)

@@ -19,7 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "frame.h"
+#include "wire/frame.h"
 
 #define WAIT_MS 20000
 

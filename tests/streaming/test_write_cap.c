@@ -36,11 +36,11 @@
 #include <unistd.h>
 #include <fcntl.h>
 
-#include "call.h"
-#include "conn.h"
-#include "frame.h"
+#include "client/call.h"
+#include "conn/conn.h"
+#include "wire/frame.h"
 #include "harness.h"
-#include "server_call.h"
+#include "server/call.h"
 
 #define CAP (256 * 1024)
 #define MSG_SIZE (32 * 1024)

@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "arena.h"
+#include "base/arena.h"
 #include "budget.pb-c.h"
 #include "crpc/options.h"
 

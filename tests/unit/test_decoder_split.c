@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "frame.h"
+#include "wire/frame.h"
 
 #define MAXP (16u << 20)
 

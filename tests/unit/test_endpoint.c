@@ -9,7 +9,7 @@
 #include <cmocka.h>
 
 #include "crpc/error.h"
-#include "endpoint.h"
+#include "transport/endpoint.h"
 
 static void check_tcp(const char *s, const char *host, int port, int v6, const char *canon) {
   crpc__endpoint ep;

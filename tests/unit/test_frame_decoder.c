@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "frame.h"
+#include "wire/frame.h"
 
 #define MAXP 64 /* max_payload of most decoders here: small, so oversize is cheap to test */
 

@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "frame.h"
+#include "wire/frame.h"
 
 #define MAXP 4096u /* max_payload of the decoders here */
 #define BIG 2048   /* room for the largest frame built here */

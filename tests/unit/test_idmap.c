@@ -1,4 +1,4 @@
-/* The call table (runtime/src/idmap.c) against ids a hostile peer chooses.
+/* The call table (runtime/src/base/idmap.c) against ids a hostile peer chooses.
  *
  * The peer picks its call ids, so the table must not let it choose which slots they land in:
  * with a fixed hash, ids = 1 mod 2^20 (or ids solved against the hash) all share one probe run,
@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "idmap.h"
+#include "base/idmap.h"
 
 #define OPEN 4000     /* calls in progress on the connection */
 #define PROBES 150000 /* frames for unknown ids */

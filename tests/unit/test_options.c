@@ -8,7 +8,7 @@
 #include <cmocka.h>
 
 #include "crpc/error.h"
-#include "options_internal.h"
+#include "base/options.h"
 
 #define C CRPC_OPT_CHANNEL
 #define S CRPC_OPT_SERVER

@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "pbdepth.h"
+#include "wire/pbdepth.h"
 #include "pbdepth.pb-c.h"
 
 #define NODE (&pbdepth__node__descriptor)

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "frame.h"
+#include "wire/frame.h"
 
 #ifndef CRPC_PROTOCOL_MD
 #error "CRPC_PROTOCOL_MD must name runtime/PROTOCOL.md"

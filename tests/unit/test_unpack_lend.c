@@ -26,12 +26,12 @@
 
 #include <cmocka.h>
 
-#include "arena.h"
-#include "frame.h"
+#include "base/arena.h"
+#include "wire/frame.h"
 #include "lend.pb-c.h"
 #include "lend3.pb-c.h"
-#include "pbdepth.h"
-#include "unpack_lend.h"
+#include "wire/pbdepth.h"
+#include "wire/unpack_lend.h"
 
 #define MAXP (16u << 20) /* decoder limit: larger than any message here */
 

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "utf8.h"
+#include "base/utf8.h"
 
 /* Reference: the length of the well-formed sequence at p, by decoding and range checks. */
 static size_t ref_seq(const uint8_t *p, size_t n) {

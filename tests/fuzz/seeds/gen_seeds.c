@@ -4,12 +4,12 @@
  *
  *   gen_seeds OUT_DIR      writes OUT_DIR/{frame_decoder,server_conn,client_conn}/seed-*
  *
- * Frames are built with the codec's own encoders (runtime/src/frame.c). */
+ * Frames are built with the codec's own encoders (runtime/src/wire/frame.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "frame.h"
+#include "wire/frame.h"
 
 typedef struct buf {
   uint8_t b[8192];

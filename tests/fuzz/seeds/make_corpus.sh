@@ -14,7 +14,7 @@ for t in frame_decoder server_conn client_conn plugin; do
 done
 
 # Frames and connections: built with the codec's own encoders.
-${CC:-cc} -std=c11 -O1 -I"$root/runtime/src" "$fuzz/seeds/gen_seeds.c" "$root/runtime/src/frame.c" \
+${CC:-cc} -std=c11 -O1 -I"$root/runtime/src" "$fuzz/seeds/gen_seeds.c" "$root/runtime/src/wire/frame.c" \
   -o "$tmp/gen_seeds"
 "$tmp/gen_seeds" "$fuzz/corpus"
 

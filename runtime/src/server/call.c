@@ -1,0 +1,481 @@
+/* Server calls: decode, dispatch to the handler, and the handler's single finish. */
+#include "server/call.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "crpc/error.h"
+#include "wire/metadata.h"
+#include "wire/pbdepth.h"
+#include "server/server.h"
+#include "wire/unpack_lend.h"
+#include "base/utf8.h"
+
+#define CRPC__SCALL_POOL_MAX 64
+
+static crpc_server_call *scall_alloc(crpc_server *srv) {
+  crpc_server_call *sc;
+  if (!crpc__list_empty(&srv->pool)) {
+    sc = CRPC__CONTAINER_OF(srv->pool.next, crpc_server_call, link);
+    crpc__list_remove(&sc->link);
+    srv->npool--;
+  } else {
+    sc = crpc__malloc(sizeof *sc);
+    if (!sc) return NULL;
+    crpc__arena_init(&sc->arena);
+  }
+  sc->srv = srv;
+  sc->conn = NULL;
+  sc->id = 0;
+  sc->entry = NULL;
+  sc->request = NULL;
+  sc->md = NULL;
+  sc->md_count = 0;
+  crpc__outbuf_init(&sc->trailers);
+  sc->trailers_counted = 0;
+  crpc__dl_node_init(&sc->dl);
+  sc->on_cancel = NULL;
+  sc->cancel_ud = NULL;
+  sc->cancelled = 0;
+  sc->finished = 0;
+  sc->dispatched = 0;
+  sc->cb_depth = 0;
+  sc->release_pending = 0;
+  sc->stream = NULL;
+  sc->held_on = NULL;
+  crpc__list_init(&sc->hlink);
+  crpc__list_init(&sc->link);
+  return sc;
+}
+
+static void unhold(crpc_server_call *sc) {
+  if (!sc->held_on) return;
+  crpc__list_remove(&sc->hlink);
+  sc->held_on->nheld--;
+  sc->held_on = NULL;
+}
+
+void crpc__server_call_forget(crpc__conn *c, void *p) {
+  crpc_server_call *sc = p;
+  if (!sc->held_on && !sc->cancelled) {
+    sc->held_on = c;
+    crpc__list_push_back(&c->held, &sc->hlink);
+    c->nheld++;
+  }
+  crpc__server_call_detach(sc);
+}
+
+void crpc__server_calls_unhold(crpc__conn *c) {
+  while (!crpc__list_empty(&c->held))
+    unhold(CRPC__CONTAINER_OF(c->held.next, crpc_server_call, hlink));
+}
+
+void crpc__scall_release(crpc_server_call *sc) {
+  crpc_server *srv = sc->srv;
+  unhold(sc);
+  if (sc->stream) {
+    crpc__sstream_free(sc->stream);
+    sc->stream = NULL;
+  }
+  crpc__list_remove(&sc->link);
+  crpc__dlheap_remove(&srv->deadlines, &sc->dl);
+  crpc__outbuf_free(&sc->trailers);
+  crpc__arena_reset(&sc->arena);
+  if (srv->npool < CRPC__SCALL_POOL_MAX && !srv->closing) {
+    crpc__list_push_back(&srv->pool, &sc->link);
+    srv->npool++;
+  } else {
+    crpc__arena_destroy(&sc->arena);
+    crpc__free(sc);
+  }
+}
+
+void crpc__server_calls_free(crpc_server *srv) {
+  crpc__list *lists[] = {&srv->pool, &srv->calls};
+  for (size_t i = 0; i < 2; i++) {
+    while (!crpc__list_empty(lists[i])) {
+      crpc_server_call *sc = CRPC__CONTAINER_OF(lists[i]->next, crpc_server_call, link);
+      crpc__list_remove(&sc->link);
+      if (sc->stream) crpc__sstream_free(sc->stream);
+      crpc__outbuf_free(&sc->trailers);
+      crpc__arena_destroy(&sc->arena);
+      crpc__free(sc);
+    }
+  }
+  srv->npool = 0;
+  srv->ncalls = 0;
+}
+
+static void *arena_fn(void *ud, size_t n) { return crpc__arena_alloc(ud, n); }
+static void scall_finish(crpc_server_call *sc, crpc_code code, const char *text,
+                         const ProtobufCMessage *resp, const uint8_t *details, size_t details_len);
+static void arm_deadline(crpc_server *srv);
+static void arm_call_deadline(crpc_server_call *sc, uint32_t timeout_ms);
+static int admit(crpc_server_call *sc, crpc__conn *c, uint32_t id, const crpc__call_hdr *h);
+
+/* A method name as the client sent it, fit for a status text (PROTOCOL.md §6.4): any bytes may
+ * come, so what is not printable ASCII (and a backslash) is written as \xHH. */
+typedef struct quoted_name {
+  char s[4 * CRPC__MAX_METHOD_LEN + 1];
+} quoted_name;
+
+static const char *quote_name(quoted_name *q, const char *name, size_t name_len) {
+  crpc__quote_bytes(name, name_len, q->s, sizeof q->s);
+  return q->s;
+}
+
+/* Answers the CALL with a status whose text is fmt with the quoted method name for its %s. */
+static void refuse(crpc__conn *c, uint32_t id, crpc_code code, const char *fmt, const char *name,
+                   size_t name_len) {
+  quoted_name q;
+  char text[sizeof q.s + 128];
+  snprintf(text, sizeof text, fmt, quote_name(&q, name, name_len));
+  crpc__conn_send_status(c, id, code, text);
+}
+
+void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_hdr *h) {
+  crpc_server *srv = c->ctx->owner;
+  uint32_t id = f->call_id;
+  if (srv->closing) {
+    refuse(c, id, CRPC_STATUS_UNAVAILABLE, "%s: server is closing", h->method, h->method_len);
+    return;
+  }
+  const crpc__reg_entry *e = c->last_method;
+  if (!e || c->last_method_gen != srv->reg.gen || e->name_len != h->method_len ||
+      memcmp(e->method->full_name, h->method, h->method_len) != 0) {
+    e = crpc__registry_find(&srv->reg, h->method, h->method_len);
+    c->last_method = e;
+    c->last_method_gen = srv->reg.gen;
+  }
+  if (!e) {
+    refuse(c, id, CRPC_STATUS_UNIMPLEMENTED, "unknown method %s", h->method, h->method_len);
+    return;
+  }
+  int streaming = (e->method->flags & (CRPC_METHOD_CLIENT_STREAMING | CRPC_METHOD_SERVER_STREAMING)) != 0;
+  if (!e->method->dispatch) {
+    refuse(c, id, CRPC_STATUS_UNIMPLEMENTED, "%s: no handler dispatch for this method",
+           h->method, h->method_len);
+    return;
+  }
+  if (!h->message && !streaming) {
+    refuse(c, id, CRPC_STATUS_INTERNAL, "%s: unary call without a request message", h->method,
+           h->method_len);
+    return;
+  }
+  if (c->calls.count + c->nheld >= (size_t)srv->opt[CRPC_OPT_MAX_CALLS_PER_CONN]) {
+    refuse(c, id, CRPC_STATUS_RESOURCE_EXHAUSTED,
+           "%s: too many calls in progress on this connection", h->method, h->method_len);
+    return;
+  }
+  crpc_server_call *sc = scall_alloc(srv);
+  if (!sc) {
+    refuse(c, id, CRPC_STATUS_RESOURCE_EXHAUSTED, "%s: server out of memory", h->method,
+           h->method_len);
+    return;
+  }
+  int mrc = h->metadata_len == 0
+                ? 0
+                : crpc__md_decode(h->metadata, h->metadata_len,
+                                  (size_t)srv->opt[CRPC_OPT_MAX_METADATA_SIZE], arena_fn,
+                                  &sc->arena, &sc->md, &sc->md_count);
+  if (mrc != 0) {
+    crpc__scall_release(sc);
+    refuse(c, id, CRPC_STATUS_RESOURCE_EXHAUSTED,
+           mrc == CRPC__MD_TOO_BIG ? "%s: request metadata exceeds the server's MAX_METADATA_SIZE"
+                                   : "%s: server out of memory",
+           h->method, h->method_len);
+    return;
+  }
+  sc->entry = e;
+  if (streaming) {
+    if (admit(sc, c, id, h) == 0) crpc__sstream_begin(sc, f, h); /* dispatches when it can */
+    return;
+  }
+  if (crpc__pb_depth_check(e->method->input, h->message, h->message_len,
+                           (unsigned)srv->opt[CRPC_OPT_MAX_NESTING_DEPTH]) != 0) {
+    crpc__scall_release(sc);
+    refuse(c, id, CRPC_STATUS_INTERNAL,
+           "%s: request nests deeper than MAX_NESTING_DEPTH or is malformed", h->method,
+           h->method_len);
+    return;
+  }
+  crpc__arena_budget(&sc->arena, h->message_len, (unsigned)srv->opt[CRPC_OPT_MAX_DECODE_RATIO]);
+  sc->request = crpc__unpack_lend(e->method->input, &sc->arena, h->message_len, h->message,
+                                  &c->dec, f);
+  if (sc->request && crpc__decode_budget_check(&sc->arena.budget) != 0) sc->request = NULL;
+  if (!sc->request) {
+    int over = sc->arena.budget.over;
+    crpc__scall_release(sc);
+    quoted_name q;
+    char text[sizeof q.s + 160];
+    if (over)
+      snprintf(text, sizeof text,
+               "%s: request decodes to more memory than the server's MAX_DECODE_RATIO allows",
+               quote_name(&q, h->method, h->method_len));
+    else
+      snprintf(text, sizeof text, "%s: request does not decode as %s",
+               quote_name(&q, h->method, h->method_len), e->method->input->name);
+    crpc__conn_send_status(c, id, over ? CRPC_STATUS_RESOURCE_EXHAUSTED : CRPC_STATUS_INTERNAL, text);
+    return;
+  }
+  if (admit(sc, c, id, h) == 0) crpc__scall_dispatch(sc, sc->request);
+}
+
+/* The call joins the connection's table and the server's list, and its deadline starts. */
+static int admit(crpc_server_call *sc, crpc__conn *c, uint32_t id, const crpc__call_hdr *h) {
+  crpc_server *srv = sc->srv;
+  if (crpc__conn_track(c, id, sc) != 0) {
+    crpc__scall_release(sc);
+    refuse(c, id, CRPC_STATUS_RESOURCE_EXHAUSTED, "%s: server out of memory", h->method,
+           h->method_len);
+    return -1;
+  }
+  sc->conn = c;
+  sc->id = id;
+  crpc__list_push_back(&srv->calls, &sc->link);
+  srv->ncalls++;
+  arm_call_deadline(sc, h->timeout_ms);
+  return 0;
+}
+
+int crpc__scall_settle(crpc_server_call *sc) {
+  if (!sc->release_pending || sc->cb_depth || (sc->stream && sc->stream->cb_depth)) return 0;
+  crpc__scall_release(sc);
+  return 1;
+}
+
+void crpc__scall_dispatch(crpc_server_call *sc, const ProtobufCMessage *request) {
+  const crpc__reg_entry *e = sc->entry;
+  sc->dispatched = 1;
+  sc->cb_depth++; /* a finish inside the handler keeps the handle valid until it returns */
+  e->method->dispatch(sc, request, e->impl, e->user_data);
+  sc->cb_depth--;
+  crpc__scall_settle(sc);
+}
+
+static void arm_call_deadline(crpc_server_call *sc, uint32_t timeout_ms) {
+  crpc_server *srv = sc->srv;
+  if (!timeout_ms) return;
+  sc->dl.deadline = uv_now(srv->loop) + timeout_ms;
+  if (crpc__dlheap_push(&srv->deadlines, &sc->dl) == 0 && crpc__dlheap_top(&srv->deadlines) == &sc->dl)
+    arm_deadline(srv);
+}
+
+void crpc__server_call_detach(void *p) {
+  crpc_server_call *sc = p;
+  if (sc->cancelled || sc->finished) return;
+  sc->conn = NULL;
+  sc->cancelled = 1;
+  crpc__dlheap_remove(&sc->srv->deadlines, &sc->dl);
+  if (!sc->dispatched) {
+    /* No handler ever saw it (a server-streaming call whose request never came, or whose stream
+     * could not even be set up): nobody else can finish it. */
+    scall_finish(sc, CRPC_STATUS_CANCELLED, NULL, NULL, NULL, 0);
+    return;
+  }
+  crpc_server_cancel_cb cb = sc->on_cancel;
+  sc->on_cancel = NULL;
+  if (!cb) return;
+  sc->cb_depth++;
+  cb(sc, sc->cancel_ud); /* may finish the call: released below, or by an outer callback */
+  sc->cb_depth--;
+  crpc__scall_settle(sc);
+}
+
+static void on_deadline(uv_timer_t *t) { crpc__server_expire(t->data); }
+
+static void arm_deadline(crpc_server *srv) {
+  crpc__dl_node *top = crpc__dlheap_top(&srv->deadlines);
+  if (!top) {
+    uv_timer_stop(&srv->deadline_timer);
+    return;
+  }
+  uint64_t now = uv_now(srv->loop);
+  uv_timer_start(&srv->deadline_timer, on_deadline, top->deadline > now ? top->deadline - now : 0, 0);
+}
+
+void crpc__server_expire(crpc_server *srv) {
+  uint64_t now = uv_now(srv->loop);
+  crpc__dl_node *top;
+  while ((top = crpc__dlheap_top(&srv->deadlines)) != NULL && top->deadline <= now) {
+    crpc_server_call *sc = CRPC__CONTAINER_OF(top, crpc_server_call, dl);
+    crpc__dlheap_remove(&srv->deadlines, top);
+    /* The callee answers DEADLINE_EXCEEDED at the deadline (PROTOCOL.md); a later reply from the
+     * handler is dropped. */
+    crpc__conn *c = sc->conn;
+    if (c && crpc__conn_untrack(c, sc->id)) {
+      crpc__conn_send_status(c, sc->id, CRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
+      crpc__server_call_forget(c, sc);
+    } else {
+      crpc__server_call_detach(sc);
+    }
+  }
+  if (!srv->closing) arm_deadline(srv);
+}
+
+/* The text of a STATUS (PROTOCOL.md §6.4): at most CRPC__MAX_STATUS_TEXT bytes of UTF-8, cut
+ * between characters. Text that is not UTF-8 is repaired (U+FFFD for each ill-formed sequence)
+ * into the call's arena; when that memory is not there the text is dropped. */
+static const char *status_text(crpc_server_call *sc, const char *text, size_t *len) {
+  size_t n = *len, i = 0;
+  while (i < n && (uint8_t)text[i] < 0x80) i++;
+  if (i == n && n <= CRPC__MAX_STATUS_TEXT) return text; /* ASCII: the common case */
+  size_t out = crpc__utf8_repair(text, n, NULL, 0, CRPC__MAX_STATUS_TEXT);
+  char *p = crpc__arena_alloc(&sc->arena, out ? out : 1);
+  *len = p ? crpc__utf8_repair(text, n, p, out, CRPC__MAX_STATUS_TEXT) : 0;
+  return p;
+}
+
+/* The handler's finish: send what there is to send, release the call. */
+static void scall_finish(crpc_server_call *sc, crpc_code code, const char *text,
+                         const ProtobufCMessage *resp, const uint8_t *details, size_t details_len) {
+  crpc_server *srv = sc->srv;
+  crpc__conn *c = sc->conn;
+  if (c && crpc__conn_untrack(c, sc->id)) {
+    size_t len = resp ? protobuf_c_message_get_packed_size(resp) : 0;
+    char big[160];
+    if (resp && len > (uint64_t)srv->opt[CRPC_OPT_MAX_SEND_MESSAGE_SIZE]) {
+      snprintf(big, sizeof big, "%s: response of %zu bytes exceeds MAX_SEND_MESSAGE_SIZE (%lld)",
+               sc->entry->method->full_name, len, (long long)srv->opt[CRPC_OPT_MAX_SEND_MESSAGE_SIZE]);
+      code = CRPC_STATUS_RESOURCE_EXHAUSTED;
+      text = big;
+      resp = NULL;
+      len = 0;
+    }
+    size_t tl = text ? strlen(text) : 0;
+    text = status_text(sc, text, &tl);
+    if (details_len > (size_t)srv->opt[CRPC_OPT_MAX_SEND_MESSAGE_SIZE]) details_len = 0;
+    size_t fixed = crpc__status_fixed_size(tl, sc->trailers.len, details_len);
+    uint8_t *p = crpc__conn_reserve(c, CRPC__HDR_LEN + fixed + len);
+    if (p) {
+      /* Pings are allowed again once the server answers real work (not cheap refusals). */
+      if (code == CRPC_STATUS_OK) c->ping_strikes = 0;
+      crpc__hdr_encode(p, CRPC__F_STATUS, resp ? CRPC__FL_MESSAGE : 0, sc->id, (uint32_t)(fixed + len));
+      p = crpc__status_fixed_encode(p + CRPC__HDR_LEN, (uint32_t)code, text, (uint32_t)tl,
+                                    sc->trailers.data, (uint32_t)sc->trailers.len, details,
+                                    (uint32_t)details_len);
+      crpc__conn_commit_message(c, CRPC__HDR_LEN + fixed, resp, len);
+    } else {
+      crpc__conn_send_status(c, sc->id, CRPC_STATUS_RESOURCE_EXHAUSTED, "server out of memory");
+    }
+    if (c->sent_goaway && c->calls.count == 0) crpc__conn_close_when_flushed(c);
+  }
+  srv->ncalls--;
+  sc->finished = 1;
+  /* Finished from inside one of its own callbacks (the handler, on_read, on_writable,
+   * on_cancel): the handle stays valid until that callback returns (server.h). */
+  sc->release_pending = 1;
+  crpc__scall_settle(sc);
+  if (srv->closing || srv->draining) crpc__server_maybe_free(srv);
+}
+
+int crpc_server_call_reply(crpc_server_call *call, const ProtobufCMessage *response) {
+  if (!call) return CRPC_EINVAL;
+  if (call->finished) return CRPC_ESTATE;
+  if (call->stream) { /* streams send with _write and end with _end */
+    scall_finish(call, CRPC_STATUS_INTERNAL, "handler replied to a streaming call", NULL, NULL, 0);
+    return CRPC_EINVAL;
+  }
+  if (!response) {
+    scall_finish(call, CRPC_STATUS_INTERNAL, "handler replied without a response", NULL, NULL, 0);
+    return CRPC_EINVAL;
+  }
+  if (response->descriptor != call->entry->method->output) {
+    scall_finish(call, CRPC_STATUS_INTERNAL, "handler replied with a message of the wrong type",
+                 NULL, NULL, 0);
+    return CRPC_ETYPE;
+  }
+  scall_finish(call, CRPC_STATUS_OK, NULL, response, NULL, 0);
+  return 0;
+}
+
+int crpc_server_call_fail_details(crpc_server_call *call, crpc_code code, const char *message,
+                                  const uint8_t *details, size_t details_len) {
+  if (!call) return CRPC_EINVAL;
+  if (call->finished) return CRPC_ESTATE;
+  if (code == CRPC_STATUS_OK || (details_len && !details)) {
+    scall_finish(call, CRPC_STATUS_INTERNAL, "handler failed the call with status OK or bad details",
+                 NULL, NULL, 0);
+    return CRPC_EINVAL;
+  }
+  scall_finish(call, code, message ? message : "", NULL, details, details_len);
+  return 0;
+}
+
+int crpc_server_call_end(crpc_server_call *call, crpc_code code, const char *message) {
+  if (!call) return CRPC_EINVAL;
+  if (call->finished) return CRPC_ESTATE;
+  if (!call->stream && code == CRPC_STATUS_OK) {
+    scall_finish(call, CRPC_STATUS_INTERNAL, "handler ended a unary call without a response",
+                 NULL, NULL, 0);
+    return CRPC_EINVAL;
+  }
+  /* A client-streaming method has exactly one response: OK without it is the handler's bug. */
+  if (code == CRPC_STATUS_OK && !(call->entry->method->flags & CRPC_METHOD_SERVER_STREAMING) &&
+      !call->stream->responded) {
+    scall_finish(call, CRPC_STATUS_INTERNAL,
+                 "handler ended a client-streaming call OK without its response", NULL, NULL, 0);
+    return CRPC_EINVAL;
+  }
+  scall_finish(call, code, message ? message : (code == CRPC_STATUS_OK ? NULL : ""), NULL, NULL, 0);
+  return 0;
+}
+
+int crpc_server_call_fail(crpc_server_call *call, crpc_code code, const char *message) {
+  return crpc_server_call_fail_details(call, code, message, NULL, 0);
+}
+
+const crpc_metadata *crpc_server_call_metadata(const crpc_server_call *call, size_t *count) {
+  if (count) *count = call ? call->md_count : 0;
+  return call ? call->md : NULL;
+}
+
+int crpc_server_call_add_trailer(crpc_server_call *call, const char *key, const uint8_t *value,
+                                 size_t value_len) {
+  if (!call || !crpc_metadata_valid(key, value, value_len)) return CRPC_EINVAL;
+  size_t kl = strlen(key);
+  size_t counted = crpc_metadata_entry_size(key, value_len);
+  if (call->trailers_counted + counted > (uint64_t)call->srv->opt[CRPC_OPT_MAX_METADATA_SIZE])
+    return CRPC_ELIMIT;
+  size_t n = crpc__md_entry_size(kl, value_len);
+  uint8_t *p = crpc__outbuf_reserve(&call->trailers, n);
+  if (!p) return CRPC_ENOMEM;
+  crpc__md_entry_encode(p, key, (uint16_t)kl, value, (uint32_t)value_len);
+  crpc__outbuf_commit(&call->trailers, n);
+  call->trailers_counted += counted;
+  return 0;
+}
+
+int64_t crpc_server_call_time_left_ms(const crpc_server_call *call) {
+  if (!call || !call->dl.deadline) return -1;
+  uint64_t now = uv_now(call->srv->loop);
+  return call->dl.deadline > now ? (int64_t)(call->dl.deadline - now) : 0;
+}
+
+void crpc_server_call_on_cancel(crpc_server_call *call, crpc_server_cancel_cb cb, void *user_data) {
+  if (!call || call->finished) return;
+  if (call->cancelled) {
+    if (!cb) return;
+    call->cb_depth++;
+    cb(call, user_data);
+    call->cb_depth--;
+    crpc__scall_settle(call);
+    return;
+  }
+  call->on_cancel = cb;
+  call->cancel_ud = user_data;
+}
+
+const crpc_method_desc *crpc_server_call_method(const crpc_server_call *call) {
+  return call ? call->entry->method : NULL;
+}
+
+int crpc_server_call_cancelled(const crpc_server_call *call) { return call ? call->cancelled : 1; }
+
+crpc_server *crpc_server_call_server(const crpc_server_call *call) {
+  if (!call) return NULL;
+  return call->srv->parent ? call->srv->parent : call->srv;
+}
+
+uv_loop_t *crpc_server_call_loop(const crpc_server_call *call) { return call ? call->srv->loop : NULL; }
