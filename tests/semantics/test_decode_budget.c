@@ -70,7 +70,7 @@ typedef struct budget_env {
  * slightly unusual reply (reply_size), or echoes. */
 static void hook(sem_env *e, crpc_server_call *call, const Sem__EchoRequest *req) {
   budget_env *b = e->hook_data;
-  if (b->n < 8) b->pinned[b->n++] = crpc__arena_footprint(&call->arena);
+  if (b->n < 8) b->pinned[b->n++] = crpc__arena_footprint(&call->core.arena);
   if (req->hold) {
     sem_hold(e, call);
     return;

@@ -198,7 +198,7 @@ static void greedy_write(sub *s) {
     assert_int_equal(rc, 0);
     s->sent++;
     s->quota--;
-    assert_true(crpc__conn_queued(s->call->conn) <= (size_t)CAP + MSG_SIZE + 64);
+    assert_true(crpc__conn_queued(s->call->core.conn) <= (size_t)CAP + MSG_SIZE + 64);
   }
 }
 
@@ -206,7 +206,7 @@ static void sub_writable(crpc_server_call *call, void *ud) {
   sub *s = ud;
   s->writable++;
   s->blocked = 0;
-  s->queued_at_writable = crpc__conn_queued(call->conn);
+  s->queued_at_writable = crpc__conn_queued(call->core.conn);
   bc_world *w = s->w;
   if (!w->greedy) return;
   assert_true(w->nwakes < MAX_WAKES);
@@ -287,7 +287,7 @@ static int subs_arrived(void *p) {
 static int granted(void *p) {
   bc_world *w = p;
   for (int i = 0; i < w->nsubs; i++)
-    if (w->subs[i].call->conn && w->subs[i].call->stream->flow.send_window < (int64_t)GRANT)
+    if (w->subs[i].call->core.conn && w->subs[i].call->stream->flow.send_window < (int64_t)GRANT)
       return 0;
   return 1;
 }
@@ -362,8 +362,8 @@ static void test_server_broadcast(void **state) {
   wait_subs ws = {w, STALLED_STREAMS};
   assert_true(st_run_until(e, subs_arrived, &ws, 10000));
   assert_true(st_run_until(e, granted, w, 10000));
-  crpc__conn *stalled = w->subs[0].call->conn;
-  for (int i = 0; i < STALLED_STREAMS; i++) assert_ptr_equal(w->subs[i].call->conn, stalled);
+  crpc__conn *stalled = w->subs[0].call->core.conn;
+  for (int i = 0; i < STALLED_STREAMS; i++) assert_ptr_equal(w->subs[i].call->core.conn, stalled);
   fix_sndbuf(stalled);
 
   /* The healthy client: a loop channel whose window is never the limit either. */
@@ -377,7 +377,7 @@ static void test_server_broadcast(void **state) {
   ws.n = NSUB;
   assert_true(st_run_until(e, subs_arrived, &ws, 10000));
   sub *healthy = &w->subs[NSUB - 1];
-  assert_ptr_not_equal(healthy->call->conn, stalled);
+  assert_ptr_not_equal(healthy->call->core.conn, stalled);
 
   /* Broadcast. A stream refused with CRPC_EAGAIN is skipped until its on_writable. */
   Streamtest__OutputResponse probe;
@@ -608,7 +608,7 @@ static void test_client_async(void **state) {
   cl_world *w = cl_open();
   st_env *e = &w->e;
   crpc_call *call = (crpc_call *)(void *)w->s;
-  crpc__conn *conn = call->conn;
+  crpc__conn *conn = call->core.conn;
   fix_sndbuf(conn);
 
   /* Write until refused (bounded: the window alone would allow GRANT bytes). */
@@ -685,7 +685,7 @@ static void test_client_ping_flood(void **state) {
   (void)state;
   cl_world *w = cl_open();
   st_env *e = &w->e;
-  flood fl = {w, ((crpc_call *)(void *)w->s)->conn, NULL, (size_t)FLOOD_PINGS * 20, 0, 0};
+  flood fl = {w, ((crpc_call *)(void *)w->s)->core.conn, NULL, (size_t)FLOOD_PINGS * 20, 0, 0};
   fix_sndbuf(fl.conn);
   fl.buf = calloc(FLOOD_PINGS, 20);
   assert_non_null(fl.buf);

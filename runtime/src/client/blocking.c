@@ -90,7 +90,7 @@ void crpc__blocking_cancels(crpc_channel *ch) {
     e = e->next;
     int cancel = 0;
     if (call->stream && call->stream->blocking) {
-      cancel = atomic_load(&call->stream->cancel_req) && !call->done;
+      cancel = atomic_load(&call->stream->cancel_req) && !crpc__call_done(call);
     } else if (call->waiter) {
       uv_mutex_lock(&ch->mu);
       cancel = call->waiter->cancel;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "call/deadline.h"
 #include "client/channel.h"
 #include "crpc/error.h"
 #include "wire/metadata.h"
@@ -12,6 +13,23 @@
 #include "base/utf8.h"
 
 #define CRPC__CALL_POOL_MAX 64
+
+static void release_core(crpc__core *core);
+static void expire(crpc__core *core);
+static void on_status(crpc__conn_call *cc, const crpc__status_hdr *st, const crpc__frame *f,
+                      crpc__decoder *dec);
+static void on_message(crpc__conn_call *cc, const crpc__frame *f);
+static void on_window(crpc__conn_call *cc, uint32_t inc);
+static void on_end(crpc__conn_call *cc, crpc_code code, const char *why);
+
+/* How the connection reaches a client call: a STATUS ends it, stream frames go to its stream, a
+ * HALF_CLOSE means nothing (the STATUS ends the server's side) and a CANCEL is never raised for a
+ * call we started. */
+static const crpc__call_events client_events = {on_status, on_message, NULL, on_window, NULL,
+                                                on_end};
+static const crpc__core_kind client_kind = {release_core, expire};
+
+static crpc_call *of_cc(crpc__conn_call *cc) { return CRPC__CONTAINER_OF(cc, crpc_call, core.cc); }
 
 static crpc_call *call_alloc(crpc_channel *ch) {
   crpc_call *call;
@@ -22,21 +40,18 @@ static crpc_call *call_alloc(crpc_channel *ch) {
   } else {
     call = crpc__malloc(sizeof *call);
     if (!call) return NULL;
-    crpc__arena_init(&call->arena);
+    crpc__arena_init(&call->core.arena);
   }
+  crpc__core_init(&call->core, &client_events, &client_kind);
   call->ch = ch;
-  call->conn = NULL;
-  call->id = 0;
   call->cb = NULL;
   call->user_fn = NULL;
   call->user_data = NULL;
   call->waiter = NULL;
   call->timeout_ms = 0;
-  call->done = 0;
   call->stream = NULL;
   call->fail_code = CRPC_STATUS_OK;
   call->fail_why = NULL;
-  crpc__dl_node_init(&call->dl);
   crpc__list_init(&call->link);
   return call;
 }
@@ -49,21 +64,28 @@ void crpc__call_release(crpc_call *call) {
   }
   crpc__free(call->fail_why);
   call->fail_why = NULL;
-  crpc__arena_reset(&call->arena);
+  crpc__arena_reset(&call->core.arena);
   if (ch->npool < CRPC__CALL_POOL_MAX && !ch->closing) {
     crpc__list_push_back(&ch->pool, &call->link);
     ch->npool++;
   } else {
-    crpc__arena_destroy(&call->arena);
+    crpc__arena_destroy(&call->core.arena);
     crpc__free(call);
   }
+}
+
+static void release_core(crpc__core *core) {
+  crpc_call *call = CRPC__CONTAINER_OF(core, crpc_call, core);
+  crpc_channel *ch = call->ch;
+  crpc__call_release(call);
+  if (ch->closing) crpc__channel_maybe_free(ch);
 }
 
 void crpc__call_pool_free(crpc_channel *ch) {
   while (!crpc__list_empty(&ch->pool)) {
     crpc_call *call = CRPC__CONTAINER_OF(ch->pool.next, crpc_call, link);
     crpc__list_remove(&call->link);
-    crpc__arena_destroy(&call->arena);
+    crpc__arena_destroy(&call->core.arena);
     crpc__free(call);
   }
   ch->npool = 0;
@@ -71,28 +93,11 @@ void crpc__call_pool_free(crpc_channel *ch) {
 
 /* ---- Deadlines ------------------------------------------------------------------------------- */
 
-static void on_deadline_timer(uv_timer_t *t) { crpc__call_expire(t->data); }
-
-static void arm_deadline_timer(crpc_channel *ch) {
-  crpc__dl_node *top = crpc__dlheap_top(&ch->deadlines);
-  if (!top) {
-    uv_timer_stop(&ch->deadline_timer);
-    return;
-  }
-  uint64_t now = uv_now(ch->loop);
-  uv_timer_start(&ch->deadline_timer, on_deadline_timer, top->deadline > now ? top->deadline - now : 0, 0);
-}
-
-void crpc__call_expire(crpc_channel *ch) {
-  uint64_t now = uv_now(ch->loop);
-  crpc__dl_node *top;
-  while ((top = crpc__dlheap_top(&ch->deadlines)) != NULL && top->deadline <= now) {
-    crpc_call *call = CRPC__CONTAINER_OF(top, crpc_call, dl);
-    char why[96];
-    snprintf(why, sizeof why, "deadline of %lld ms exceeded", (long long)call->timeout_ms);
-    crpc__call_abandon(call, CRPC_STATUS_DEADLINE_EXCEEDED, why);
-  }
-  arm_deadline_timer(ch);
+static void expire(crpc__core *core) {
+  crpc_call *call = CRPC__CONTAINER_OF(core, crpc_call, core);
+  char why[96];
+  snprintf(why, sizeof why, "deadline of %lld ms exceeded", (long long)call->timeout_ms);
+  crpc__call_abandon(call, CRPC_STATUS_DEADLINE_EXCEEDED, why);
 }
 
 /* ---- Completion ------------------------------------------------------------------------------ */
@@ -110,7 +115,7 @@ static const char *decode_result(crpc_call *call, const crpc__result *r, int for
                                  crpc_status *st, ProtobufCMessage **resp) {
   crpc_channel *ch = call->ch;
   void *(*alloc)(void *, size_t) = for_user ? malloc_fn : arena_fn;
-  void *ud = for_user ? NULL : (void *)&call->arena;
+  void *ud = for_user ? NULL : (void *)&call->core.arena;
   st->code = r->code;
   *resp = NULL;
   if (r->trailers_len) {
@@ -137,16 +142,16 @@ static const char *decode_result(crpc_call *call, const crpc__result *r, int for
   unsigned ratio = (unsigned)ch->opt[CRPC_OPT_MAX_DECODE_RATIO];
   size_t wire = r->msg_len + (r->frame && r->frame->tail ? r->frame->length - r->frame->head_len : 0);
   crpc__heap_pb heap;
-  crpc__decode_budget *budget = &call->arena.budget;
+  crpc__decode_budget *budget = &call->core.arena.budget;
   if (for_user) {
     crpc__heap_pb_init(&heap, wire, ratio);
     budget = &heap.budget;
   } else {
-    crpc__arena_budget(&call->arena, wire, ratio);
+    crpc__arena_budget(&call->core.arena, wire, ratio);
   }
   const char *why = NULL;
   if (r->frame && r->frame->tail) { /* received split where a large value begins */
-    if (crpc__unpack_split(call->method->output, for_user ? NULL : &call->arena,
+    if (crpc__unpack_split(call->method->output, for_user ? NULL : &call->core.arena,
                            for_user ? &heap.pb : NULL, r->msg,
                            r->msg_len, r->dec, r->frame,
                            (unsigned)ch->opt[CRPC_OPT_MAX_NESTING_DEPTH], resp) != 0)
@@ -156,10 +161,10 @@ static const char *decode_result(crpc_call *call, const crpc__result *r, int for
     why = "response nests deeper than MAX_NESTING_DEPTH or is malformed";
   } else {
     if (for_user || !r->frame || !r->dec)
-      *resp = protobuf_c_message_unpack(call->method->output, for_user ? &heap.pb : &call->arena.pb,
+      *resp = protobuf_c_message_unpack(call->method->output, for_user ? &heap.pb : &call->core.arena.pb,
                                         r->msg_len, r->msg);
     else /* the response lives in the arena: a large bytes field may stay where it was read */
-      *resp = crpc__unpack_lend(call->method->output, &call->arena, r->msg_len, r->msg,
+      *resp = crpc__unpack_lend(call->method->output, &call->core.arena, r->msg_len, r->msg,
                                 r->dec, r->frame);
     if (!*resp) why = "response does not decode as the method's output type";
   }
@@ -182,15 +187,10 @@ static const char *decode_result(crpc_call *call, const crpc__result *r, int for
 /* The single exit of every call (stream.c also finishes calls with a saved status). */
 void crpc__call_finish(crpc_call *call, const crpc__result *r) {
   crpc_channel *ch = call->ch;
-  call->done = 1;
-  if (crpc__dl_node_queued(&call->dl)) {
-    crpc__dlheap_remove(&ch->deadlines, &call->dl);
-    if (!ch->closing) arm_deadline_timer(ch);
-  }
+  crpc__conn *conn = crpc__core_complete(&call->core);
+  crpc__deadline_stop(&ch->deadlines, &call->core);
   crpc__list_remove(&call->link);
   ch->ncalls--;
-  crpc__conn *conn = call->conn;
-  call->conn = NULL;
   if (conn) crpc__channel_call_removed(ch, conn);
 
   int for_user = call->waiter != NULL || (call->stream && call->stream->blocking);
@@ -203,23 +203,24 @@ void crpc__call_finish(crpc_call *call, const crpc__result *r) {
   if (text_len || st.code != CRPC_STATUS_OK) {
     /* The application gets UTF-8 without NUL whatever the peer sent (PROTOCOL.md §6.4). */
     size_t n = crpc__utf8_repair(text, text_len, NULL, 0, SIZE_MAX);
-    st.message = for_user ? crpc__malloc(n + 1) : crpc__arena_alloc(&call->arena, n + 1);
+    st.message = for_user ? crpc__malloc(n + 1) : crpc__arena_alloc(&call->core.arena, n + 1);
     if (st.message) st.message[crpc__utf8_repair(text, text_len, st.message, n, n)] = '\0';
   }
   if (call->stream) {
     if (!st.message && st.code != CRPC_STATUS_OK && !for_user) st.message = (char *)"";
-    if (!crpc__stream_ended(call, &st)) crpc__call_release(call);
-    if (ch->closing) crpc__channel_maybe_free(ch);
+    if (!crpc__stream_ended(call, &st)) crpc__core_unref(&call->core); /* the owner's */
+    else if (ch->closing) crpc__channel_maybe_free(ch);
     return;
   }
   if (for_user) {
     crpc__waiter_complete(ch, call->waiter, &st, resp);
   } else {
     if (!st.message && st.code != CRPC_STATUS_OK) st.message = (char *)"";
+    crpc__core_enter(&call->core);
     call->cb(call, &st, resp, call->user_data);
+    crpc__core_leave(&call->core);
   }
-  crpc__call_release(call);
-  if (ch->closing) crpc__channel_maybe_free(ch);
+  crpc__core_unref(&call->core); /* the owner's: the outcome has been handed over */
 }
 
 /* Ends a call for a reason found on this side. The text names the method (and, from the
@@ -244,8 +245,10 @@ size_t crpc__call_split_at(crpc__conn *c, const uint8_t *unit, size_t have) {
   if (have < CRPC__HDR_LEN || crpc__hdr_decode(unit, &f) != 0 || f.type != CRPC__F_STATUS ||
       !(f.flags & CRPC__FL_MESSAGE) || f.call_id == 0 || !crpc__conn_is_ours(c, f.call_id))
     return 0;
-  crpc_call *call = crpc__idmap_get(&c->calls, f.call_id);
-  if (!call || call->stream) return 0;
+  crpc__conn_call *cc = crpc__conn_find(c, f.call_id);
+  if (!cc || cc->ev != &client_events) return 0;
+  crpc_call *call = of_cc(cc);
+  if (call->stream) return 0;
   /* Decode what is in hand as if it were the whole frame: the fixed part must be there. */
   size_t unit_len = CRPC__HDR_LEN + (size_t)f.length;
   f.payload = unit + CRPC__HDR_LEN;
@@ -258,9 +261,10 @@ size_t crpc__call_split_at(crpc__conn *c, const uint8_t *unit, size_t have) {
   return at ? msg_at + at : 0;
 }
 
-void crpc__call_on_status(void *p, const crpc__status_hdr *st, const crpc__frame *f,
-                          crpc__decoder *dec) {
-  crpc_call *call = p;
+static void on_status(crpc__conn_call *cc, const crpc__status_hdr *st, const crpc__frame *f,
+                      crpc__decoder *dec) {
+  crpc_call *call = of_cc(cc);
+  call->core.shut |= CRPC__SHUT_RECV;
   if (call->stream) {
     crpc__status_hdr one;
     if (st->code == CRPC_STATUS_OK && !(call->method->flags & CRPC_METHOD_SERVER_STREAMING) &&
@@ -286,13 +290,23 @@ void crpc__call_on_status(void *p, const crpc__status_hdr *st, const crpc__frame
   crpc__call_finish(call, &r);
 }
 
-void crpc__call_fail(void *p, crpc_code code, const char *why) { finish_with(p, code, why); }
+static void on_message(crpc__conn_call *cc, const crpc__frame *f) {
+  crpc__stream_on_message(of_cc(cc), f);
+}
+
+static void on_window(crpc__conn_call *cc, uint32_t inc) { crpc__stream_on_window(of_cc(cc), inc); }
+
+static void on_end(crpc__conn_call *cc, crpc_code code, const char *why) {
+  finish_with(of_cc(cc), code, why);
+}
+
+void crpc__call_fail(crpc_call *call, crpc_code code, const char *why) { finish_with(call, code, why); }
 
 void crpc__call_abandon(crpc_call *call, crpc_code code, const char *why) {
-  crpc__conn *conn = call->conn;
+  crpc__conn *conn = call->core.conn;
   /* Also before the connection is up: the CALL is already queued, so the CANCEL follows it. */
-  if (conn && crpc__conn_untrack(conn, call->id)) {
-    if (conn->state != CRPC__CONN_CLOSING) crpc__conn_send_empty(conn, CRPC__F_CANCEL, call->id);
+  if (conn && crpc__conn_untrack(conn, call->core.id)) {
+    if (conn->state != CRPC__CONN_CLOSING) crpc__conn_send_empty(conn, CRPC__F_CANCEL, call->core.id);
   }
   crpc__call_fail(call, code, why);
 }
@@ -335,8 +349,10 @@ static int encode_call(crpc_call *call, crpc__conn *conn, const ProtobufCMessage
   size_t total = CRPC__HDR_LEN + fixed + msg_len;
   uint8_t *p = crpc__conn_reserve(conn, total);
   if (!p) return CRPC_ENOMEM;
-  if (crpc__conn_track(conn, call->id, call) != 0) return CRPC_ENOMEM;
-  crpc__hdr_encode(p, CRPC__F_CALL, req ? CRPC__FL_END | CRPC__FL_MESSAGE : 0, call->id,
+  if (crpc__core_open(&call->core, conn, call->core.id) != 0) return CRPC_ENOMEM;
+  /* A unary call's request is its whole sending side; a stream's CALL carries no message. */
+  if (req) call->core.shut |= CRPC__SHUT_SEND;
+  crpc__hdr_encode(p, CRPC__F_CALL, req ? CRPC__FL_END | CRPC__FL_MESSAGE : 0, call->core.id,
                    (uint32_t)(fixed + msg_len));
   /* The metadata block goes where call_fixed_encode expects it: encode the fixed part with an
    * empty block, then write the entries in place and patch the block length. */
@@ -403,8 +419,8 @@ static int call_begin(crpc_call *call, const ProtobufCMessage *request,
                   "too many calls in progress on the connection (MAX_CALLS_PER_CONN)");
     return 0;
   }
-  if (conn) call->id = crpc__conn_next_id(conn);
-  if (!conn || !call->id) {
+  if (conn) call->core.id = crpc__conn_next_id(conn);
+  if (!conn || !call->core.id) {
     char *why = crpc__asprintf("%s: %s unavailable: %s", method->full_name, ch->target,
                                ch->last_error ? ch->last_error : "no connection");
     fail_at_start(call, CRPC_STATUS_UNAVAILABLE, why ? why : "channel unavailable");
@@ -419,17 +435,14 @@ static int call_begin(crpc_call *call, const ProtobufCMessage *request,
     crpc__call_release(call);
     return rc;
   }
-  call->conn = conn;
   crpc__channel_call_added(ch, conn);
   if (call->stream) crpc__stream_started(call);
   if (call->timeout_ms > 0) {
     uv_update_time(ch->loop); /* a private loop's clock is stale between blocking calls */
-    call->dl.deadline = uv_now(ch->loop) + (uint64_t)call->timeout_ms;
-    if (crpc__dlheap_push(&ch->deadlines, &call->dl) == 0) {
-      if (crpc__dlheap_top(&ch->deadlines) == &call->dl) arm_deadline_timer(ch);
-    } else {
-      if (crpc__conn_untrack(conn, call->id)) crpc__conn_send_empty(conn, CRPC__F_CANCEL, call->id);
-      call->conn = NULL;
+    if (crpc__deadline_start(&ch->deadlines, &call->core, (uint64_t)call->timeout_ms) != 0) {
+      crpc__core_off_wire(&call->core);
+      if (crpc__conn_untrack(conn, call->core.id))
+        crpc__conn_send_empty(conn, CRPC__F_CANCEL, call->core.id);
       crpc__channel_call_removed(ch, conn);
       fail_at_start(call, CRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for the deadline");
     }

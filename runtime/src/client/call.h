@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 
 #include "base/arena.h"
+#include "call/core.h"
 #include "conn/conn.h"
 #include "crpc/channel.h"
 #include "crpc/stream.h"
@@ -21,41 +22,36 @@ typedef struct crpc__cstream {
   crpc_stream_handlers h;   /* async streams */
   const void *typed;        /* generated code's typed handler table */
   crpc__flow flow;
-  int local_closed;         /* our END/HALF_CLOSE went out */
   int read_pending;         /* crpc_stream_read() waits for a message */
-  int cb_depth;             /* inside one of the user's callbacks */
-  int release_pending;      /* ended inside a callback: release when it returns */
   int discard;              /* blocking finish: drop what arrives, keep the window open */
   int responses;            /* client streaming: messages received (0, 1; a second ends it) */
   uint8_t *saved;           /* the STATUS that arrived while messages were unread */
   crpc__arena scratch;      /* decoded messages, reset after each delivery */
   int blocking;             /* a private-loop (blocking) stream */
   crpc__waiter *waiter;     /* blocking: the operation parked on this stream */
-  int ended;                /* blocking: the call completed; final holds the status */
-  crpc_status final;
+  crpc_status final;        /* blocking: the status, once the call is DONE */
   atomic_int cancel_req;    /* blocking: crpc_stream_cancel_async() was called */
   crpc__wwait wwait;        /* waiting for the connection's output to drain (MAX_WRITE_BUFFER) */
   struct crpc_call *call;
 } crpc__cstream;
 
+/* A client call. Its state, connection, id, deadline, arena and lifetime are its core's
+ * (call/core.h): the owner's reference is dropped when the outcome has been handed over (async
+ * calls and streams) or by crpc_stream_finish_wait (blocking streams). */
 struct crpc_call {
+  crpc__core core;
   crpc_channel *ch;
   const crpc_method_desc *method;
-  crpc__conn *conn;      /* where it is tracked; NULL when not (yet, or any more) */
-  uint32_t id;
   crpc_unary_cb cb;      /* async completion, or NULL for a blocking call */
   crpc_fn user_fn;
   void *user_data;
   crpc__waiter *waiter;  /* blocking call: where the outcome goes */
-  crpc__dl_node dl;      /* deadline */
   int64_t timeout_ms;    /* as requested, for the message */
   uint16_t name_len;     /* strlen(method->full_name), measured once at the start */
-  int done;              /* completed (its callback may be running) */
   crpc__cstream *stream; /* streaming calls only */
   crpc__list link;       /* channel: live calls, or deferred failures, or the free pool */
   crpc_code fail_code;   /* deferred failure */
   char *fail_why;
-  crpc__arena arena;
 };
 
 /* How a call ended, as received (pointers into the frame, valid during completion only). */
@@ -88,8 +84,10 @@ int crpc__call_start_stream(crpc_channel *ch, const crpc_method_desc *method,
                             crpc_call **call_out);
 /* The single completion of a call. */
 void crpc__call_finish(crpc_call *call, const crpc__result *r);
-/* Releases a call object (stream.c, after a completion deferred by a callback). */
+/* Frees or pools a call object: its core's release (call/core.h), and for calls never sent. */
 void crpc__call_release(crpc_call *call);
+/* 1 once the call is complete (DONE). */
+static inline int crpc__call_done(const crpc_call *call) { return crpc__core_done(&call->core); }
 /* stream.c hooks called by call.c and conn.c. */
 void crpc__stream_started(crpc_call *call);
 /* The call completed with st (st's memory: malloc for blocking streams, else the arena).
@@ -101,23 +99,16 @@ void crpc__stream_on_message(crpc_call *call, const crpc__frame *f);
 void crpc__stream_on_window(crpc_call *call, uint32_t inc);
 void crpc__stream_free(crpc__cstream *st);
 
-/* From the connection: the call's STATUS arrived (the call is already untracked). */
 /* The connection's split_at hook (conn.h): splits a large OK response of a unary call where its
  * large bytes field's value begins (unpack_lend.c). */
 size_t crpc__call_split_at(crpc__conn *c, const uint8_t *unit, size_t have);
-/* A STATUS frame f (decoded as st) arrived from dec for this call. */
-void crpc__call_on_status(void *call, const crpc__status_hdr *st, const crpc__frame *f,
-                          crpc__decoder *dec);
-/* From the connection or the channel: the call ends with code/why (untracked already, or not
- * sent yet). */
-void crpc__call_fail(void *call, crpc_code code, const char *why);
+/* The call ends with code/why, found on this side (untracked already, or never sent). */
+void crpc__call_fail(crpc_call *call, crpc_code code, const char *why);
 /* Ends a call the server may still be working on: untracks it, tells the server (CANCEL), and
  * completes it with code/why. */
 void crpc__call_abandon(crpc_call *call, crpc_code code, const char *why);
 /* Runs the failures deferred so that no callback runs inside crpc_channel_unary_async(). */
 void crpc__call_run_deferred(crpc_channel *ch);
-/* Fires the deadlines that have passed and re-arms the channel's timer. */
-void crpc__call_expire(crpc_channel *ch);
 /* Frees the pool of spare call objects. */
 void crpc__call_pool_free(crpc_channel *ch);
 

@@ -47,18 +47,17 @@ static int channel_init_handles(crpc_channel *ch) {
   int rc;
   if ((rc = crpc__io_ctx_start(&ch->io)) < 0) return rc;
   uv_timer_init(ch->loop, &ch->timer);
-  uv_timer_init(ch->loop, &ch->deadline_timer);
+  crpc__deadlines_init(&ch->deadlines, ch->loop);
   uv_timer_init(ch->loop, &ch->keepalive);
   if ((rc = uv_async_init(ch->loop, &ch->wake, on_wake)) < 0) {
     uv_close((uv_handle_t *)&ch->timer, NULL);
-    uv_close((uv_handle_t *)&ch->deadline_timer, NULL);
+    uv_close(crpc__deadlines_handle(&ch->deadlines), NULL);
     uv_close((uv_handle_t *)&ch->io.flusher, NULL);
     return rc;
   }
-  ch->timer.data = ch->deadline_timer.data = ch->wake.data = ch->keepalive.data = ch;
+  ch->timer.data = ch->wake.data = ch->keepalive.data = ch;
   /* None of them alone may keep the user's loop running: connections and calls do. */
   uv_unref((uv_handle_t *)&ch->timer);
-  uv_unref((uv_handle_t *)&ch->deadline_timer);
   uv_unref((uv_handle_t *)&ch->keepalive);
   if (!ch->own_loop) uv_unref((uv_handle_t *)&ch->wake);
   return 0;
@@ -98,7 +97,6 @@ int crpc_channel_new(crpc_channel **out, uv_loop_t *loop, const char *target) {
   crpc__list_init(&ch->submitted);
   atomic_init(&ch->nsubmitted, 0);
   crpc__list_init(&ch->waiters);
-  crpc__dlheap_init(&ch->deadlines);
   ch->rng = (uint64_t)(uintptr_t)ch ^ uv_hrtime() ^ 0x9E3779B97F4A7C15u;
   crpc__io_ctx_init(&ch->io, ch->loop, &channel_conn_ops, ch);
   if ((rc = channel_init_handles(ch)) < 0) goto fail_mutex;
@@ -452,7 +450,7 @@ static void on_goaway(crpc__conn *c, uint32_t last_id, uint32_t code) {
   while (e != &ch->calls) {
     crpc__list *next = e->next;
     crpc_call *call = CRPC__CONTAINER_OF(e, crpc_call, link);
-    if (call->conn == c && call->id > last_id) {
+    if (call->core.conn == c && call->core.id > last_id) {
       crpc__list_remove(e);
       crpc__list_push_back(&doomed, e);
     }
@@ -460,7 +458,7 @@ static void on_goaway(crpc__conn *c, uint32_t last_id, uint32_t code) {
   }
   while (!crpc__list_empty(&doomed)) {
     crpc_call *call = CRPC__CONTAINER_OF(doomed.next, crpc_call, link);
-    crpc__conn_untrack(c, call->id);
+    crpc__conn_untrack(c, call->core.id);
     crpc__call_fail(call, CRPC_STATUS_UNAVAILABLE,
                     "the server closed the connection (GOAWAY) before processing the call; it is safe to retry");
   }
@@ -484,7 +482,7 @@ static void channel_destroy(crpc_channel *ch) {
   crpc__blocking_wait_idle(ch);
   uv_cond_destroy(&ch->idle);
   crpc__call_pool_free(ch);
-  crpc__dlheap_free(&ch->deadlines);
+  crpc__deadlines_free(&ch->deadlines);
   uv_mutex_destroy(&ch->mu);
   crpc__free(ch->last_error);
   crpc__free(ch->target);
@@ -544,7 +542,7 @@ void crpc_channel_close(crpc_channel *ch, crpc_close_cb cb, void *user_data) {
     ch->gai = NULL;
   }
   ch->conn = NULL;
-  uv_handle_t *handles[] = {(uv_handle_t *)&ch->timer, (uv_handle_t *)&ch->deadline_timer,
+  uv_handle_t *handles[] = {(uv_handle_t *)&ch->timer, crpc__deadlines_handle(&ch->deadlines),
                             (uv_handle_t *)&ch->wake, (uv_handle_t *)&ch->keepalive};
   for (size_t i = 0; i < sizeof handles / sizeof handles[0]; i++) {
     ch->pending++;
@@ -580,7 +578,7 @@ int crpc_channel_unary_async(crpc_channel *ch, const crpc_method_desc *method,
 }
 
 void crpc_call_cancel(crpc_call *call) {
-  if (call && !call->done) crpc__call_abandon(call, CRPC_STATUS_CANCELLED, "cancelled by the client");
+  if (call && !crpc__call_done(call)) crpc__call_abandon(call, CRPC_STATUS_CANCELLED, "cancelled by the client");
 }
 
 const crpc_method_desc *crpc_call_method(const crpc_call *call) { return call ? call->method : NULL; }

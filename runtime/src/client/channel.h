@@ -10,7 +10,7 @@
 
 #include "conn/conn.h"
 #include "crpc/channel.h"
-#include "base/dlheap.h"
+#include "call/deadline.h"
 #include "transport/endpoint.h"
 #include "base/list.h"
 
@@ -56,8 +56,7 @@ struct crpc_channel {
   crpc__list deferred;     /* calls that failed at start, completed from the loop */
   crpc__list pool;         /* spare call objects */
   size_t npool;
-  crpc__dlheap deadlines;
-  uv_timer_t deadline_timer;
+  crpc__deadlines deadlines;
 
   /* Blocking calls (blocking.c). */
   uv_mutex_t mu;

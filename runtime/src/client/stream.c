@@ -38,7 +38,7 @@ void crpc__stream_free(crpc__cstream *st) {
 }
 
 static void send_window(crpc_call *call, uint32_t inc) {
-  if (call->conn) crpc__conn_send_window(call->conn, call->id, inc);
+  if (call->core.conn) crpc__conn_send_window(call->core.conn, call->core.id, inc);
 }
 
 void crpc__stream_started(crpc_call *call) {
@@ -57,7 +57,7 @@ static int deliver(crpc_call *call, const uint8_t *data, size_t len);
  * unread. Iterative: a read() from inside on_read only marks the next read as wanted. */
 static void pump(crpc_call *call) {
   crpc__cstream *st = S(call);
-  while (!call->done && st->cb_depth == 0) {
+  while (!crpc__call_done(call) && call->core.in_cb == 0) {
     if (st->flow.head && (st->h.auto_read || st->read_pending)) {
       crpc__msg *m = crpc__flow_pop(&st->flow);
       st->read_pending = 0;
@@ -102,14 +102,10 @@ static int deliver(crpc_call *call, const uint8_t *data, size_t len) {
                          "response message does not decode as the method's output type");
     return -1;
   }
-  st->cb_depth++;
+  crpc__core_enter(&call->core);
   if (st->h.on_read) st->h.on_read(stream_of(call), msg, call->user_data);
-  st->cb_depth--;
   crpc__arena_reset(&st->scratch);
-  if (call->done) {
-    if (st->release_pending && st->cb_depth == 0) crpc__call_release(call);
-    return -1;
-  }
+  if (crpc__core_leave(&call->core) || crpc__call_done(call)) return -1;
   send_window(call, crpc__flow_consumed(&st->flow, cost(len)));
   return 0;
 }
@@ -143,7 +139,7 @@ void crpc__stream_on_message(crpc_call *call, const crpc__frame *f) {
     return;
   }
   size_t len = f->length;
-  if (f->oversized || len > call->conn->ctx->max_recv) {
+  if (f->oversized || len > call->core.conn->ctx->max_recv) {
     crpc__call_abandon(call, CRPC_STATUS_RESOURCE_EXHAUSTED,
                        "response message larger than the client's maximum message size");
     return;
@@ -164,7 +160,7 @@ void crpc__stream_on_message(crpc_call *call, const crpc__frame *f) {
     send_window(call, crpc__flow_consumed(&st->flow, cost(len)));
     return;
   }
-  if (!st->blocking && !st->flow.head && st->cb_depth == 0 && (st->h.auto_read || st->read_pending)) {
+  if (!st->blocking && !st->flow.head && call->core.in_cb == 0 && (st->h.auto_read || st->read_pending)) {
     st->read_pending = 0;
     if (deliver(call, f->payload, len) == 0) pump(call); /* a read asked for inside on_read */
     return;
@@ -193,13 +189,9 @@ static void became_writable(crpc_call *call) {
     }
     return;
   }
-  st->cb_depth++;
+  crpc__core_enter(&call->core);
   if (st->h.on_writable) st->h.on_writable(stream_of(call), call->user_data);
-  st->cb_depth--;
-  if (call->done) {
-    if (st->release_pending && st->cb_depth == 0) crpc__call_release(call);
-    return;
-  }
+  if (crpc__core_leave(&call->core) || crpc__call_done(call)) return;
   pump(call);
 }
 
@@ -219,7 +211,7 @@ void crpc__stream_on_window(crpc_call *call, uint32_t inc) {
 static void on_conn_writable(crpc__wwait *ww) {
   crpc__cstream *st = CRPC__CONTAINER_OF(ww, crpc__cstream, wwait);
   crpc_call *call = st->call;
-  if (call->done || st->ended || !call->conn) return;
+  if (crpc__call_done(call) || !call->core.conn) return;
   became_writable(call);
 }
 
@@ -243,8 +235,7 @@ int crpc__stream_on_status(crpc_call *call, const crpc__status_hdr *h) {
   if (h->metadata_len) memcpy(p + 4, h->metadata, h->metadata_len);
   /* The connection has forgotten the call (STATUS ends it on the wire) and may now close and go
    * away before the application reads on: the call must not point at it any more. */
-  crpc__conn *conn = call->conn;
-  call->conn = NULL;
+  crpc__conn *conn = crpc__core_off_wire(&call->core);
   if (conn) crpc__channel_call_removed(call->ch, conn);
   if (st->blocking) {
     wake_reader(call);
@@ -279,7 +270,6 @@ int crpc__stream_ended(crpc_call *call, crpc_status *status) {
   crpc__cstream *st = S(call);
   if (st->blocking) {
     st->final = *status; /* malloc'd: the caller of finish gets it */
-    st->ended = 1;
     crpc__waiter *w = st->waiter;
     st->waiter = NULL;
     if (w) {
@@ -287,15 +277,11 @@ int crpc__stream_ended(crpc_call *call, crpc_status *status) {
       else if (w->result == 2) w->result = CRPC_ESTATE;
       crpc__waiter_signal(call->ch, w);
     }
-    return 1; /* released by crpc_stream_finish_wait() */
+    return 1; /* the owner's reference goes in crpc_stream_finish_wait() */
   }
-  st->cb_depth++;
+  crpc__core_enter(&call->core);
   st->h.on_done(stream_of(call), status, call->user_data);
-  st->cb_depth--;
-  if (st->cb_depth) {
-    st->release_pending = 1;
-    return 1;
-  }
+  crpc__core_leave(&call->core); /* the owner's reference still holds it */
   return 0;
 }
 
@@ -333,17 +319,17 @@ int crpc_stream_write(crpc_stream *s, const ProtobufCMessage *msg) {
   if (!s || !msg) return CRPC_EINVAL;
   crpc_call *call = call_of(s);
   crpc__cstream *st = S(call);
-  if (call->done || st->local_closed || st->ended) return CRPC_ESTATE;
+  if (crpc__call_done(call) || (call->core.shut & CRPC__SHUT_SEND)) return CRPC_ESTATE;
   if (msg->descriptor != call->method->input) return CRPC_ETYPE;
-  if (!call->conn || call->conn->state == CRPC__CONN_CLOSING) return CRPC_ESTATE;
+  if (!call->core.conn || call->core.conn->state == CRPC__CONN_CLOSING) return CRPC_ESTATE;
   if (!crpc__flow_can_send(&st->flow)) {
     st->flow.blocked = 1;
     return CRPC_EAGAIN;
   }
   size_t len = protobuf_c_message_get_packed_size(msg);
   if (len > (uint64_t)call->ch->opt[CRPC_OPT_MAX_SEND_MESSAGE_SIZE]) return CRPC_ELIMIT;
-  if (crpc__conn_write_blocked(call->conn, &st->wwait)) return CRPC_EAGAIN; /* MAX_WRITE_BUFFER */
-  if (crpc__conn_send_message(call->conn, call->id, msg, len) != 0) return CRPC_ENOMEM;
+  if (crpc__conn_write_blocked(call->core.conn, &st->wwait)) return CRPC_EAGAIN; /* MAX_WRITE_BUFFER */
+  if (crpc__conn_send_message(call->core.conn, call->core.id, msg, len) != 0) return CRPC_ENOMEM;
   crpc__flow_sent(&st->flow, cost(len));
   return 0;
 }
@@ -354,16 +340,15 @@ int crpc_stream_write(crpc_stream *s, const ProtobufCMessage *msg) {
  * win over it, e.g. over the half-close of a finish that the server would answer OK. */
 static void apply_cancel(crpc_call *call) {
   crpc__cstream *st = S(call);
-  if (!call->done && !st->ended && atomic_load(&st->cancel_req))
+  if (!crpc__call_done(call) && atomic_load(&st->cancel_req))
     crpc__call_abandon(call, CRPC_STATUS_CANCELLED, "cancelled by the client");
 }
 
 static int close_send_now(crpc_call *call) {
-  crpc__cstream *st = S(call);
-  if (call->done || st->local_closed || st->ended) return CRPC_ESTATE;
-  st->local_closed = 1;
-  if (call->conn && call->conn->state != CRPC__CONN_CLOSING)
-    crpc__conn_send_empty(call->conn, CRPC__F_HALF_CLOSE, call->id);
+  if (crpc__call_done(call) || (call->core.shut & CRPC__SHUT_SEND)) return CRPC_ESTATE;
+  call->core.shut |= CRPC__SHUT_SEND;
+  if (call->core.conn && call->core.conn->state != CRPC__CONN_CLOSING)
+    crpc__conn_send_empty(call->core.conn, CRPC__F_HALF_CLOSE, call->core.id);
   return 0;
 }
 
@@ -390,7 +375,7 @@ int crpc_stream_read(crpc_stream *s) {
   if (!s) return CRPC_EINVAL;
   crpc_call *call = call_of(s);
   crpc__cstream *st = S(call);
-  if (call->done || st->blocking || st->h.auto_read || st->read_pending) return CRPC_ESTATE;
+  if (crpc__call_done(call) || st->blocking || st->h.auto_read || st->read_pending) return CRPC_ESTATE;
   if (!st->flow.head && st->saved) return CRPC_ESTATE;
   st->read_pending = 1;
   pump(call);
@@ -398,7 +383,7 @@ int crpc_stream_read(crpc_stream *s) {
 }
 
 void crpc_stream_cancel(crpc_stream *s) {
-  if (s && !call_of(s)->done) crpc__call_abandon(call_of(s), CRPC_STATUS_CANCELLED, "cancelled by the client");
+  if (s && !crpc__call_done(call_of(s))) crpc__call_abandon(call_of(s), CRPC_STATUS_CANCELLED, "cancelled by the client");
 }
 
 const crpc_method_desc *crpc_stream_method(const crpc_stream *s) {
@@ -439,7 +424,7 @@ int crpc_channel_stream_open(crpc_channel *ch, const crpc_method_desc *method,
 static void op_send(crpc_channel *ch, crpc__waiter *w) {
   crpc_call *call = w->stream;
   apply_cancel(call);
-  int rc = call->done ? CRPC_ESTATE : crpc_stream_write(stream_of(call), w->msg_in);
+  int rc = crpc__call_done(call) ? CRPC_ESTATE : crpc_stream_write(stream_of(call), w->msg_in);
   if (rc == CRPC_EAGAIN) {
     w->result = 2; /* parked until credit arrives or the call ends */
     S(call)->waiter = w;
@@ -471,7 +456,7 @@ static void op_recv(crpc_channel *ch, crpc__waiter *w) {
     wake_reader(call); /* takes the message and signals */
     return;
   }
-  if (st->ended || st->saved) {
+  if (crpc__call_done(call) || st->saved) {
     w->result = 0;
     crpc__waiter_signal(ch, w);
     return;
@@ -499,24 +484,24 @@ static void op_finish(crpc_channel *ch, crpc__waiter *w) {
   crpc_call *call = w->stream;
   crpc__cstream *st = S(call);
   apply_cancel(call);
-  if (!st->ended) {
-    if (!st->local_closed && !call->done) close_send_now(call);
+  if (!crpc__call_done(call)) {
+    if (!(call->core.shut & CRPC__SHUT_SEND)) close_send_now(call);
     st->discard = 1;
     crpc__msg *m;
     while ((m = crpc__flow_pop(&st->flow)) != NULL) {
       send_window(call, crpc__flow_consumed(&st->flow, cost(m->len)));
       crpc__free(m);
     }
-    if (st->saved) finish_saved(call); /* ends it: st->ended is set */
+    if (st->saved) finish_saved(call); /* completes it */
   }
-  if (!st->ended) {
+  if (!crpc__call_done(call)) {
     w->result = 3; /* parked until the status */
     st->waiter = w;
     return;
   }
   w->status = st->final;
   memset(&st->final, 0, sizeof st->final);
-  crpc__call_release(call);
+  crpc__core_unref(&call->core); /* the owner's: frees it */
   w->result = 0;
   crpc__waiter_signal(ch, w);
 }

@@ -5,9 +5,7 @@
 #include <sys/ioctl.h>
 
 #include "base/alloc.h"
-#include "client/call.h"
 #include "crpc/error.h"
-#include "server/call.h"
 
 #define CRPC__RBUF_SIZE 65536
 /* Output queued in one loop turn past this size is written at once (see early_flush). */
@@ -69,7 +67,6 @@ static uint32_t goaway_last(const crpc__conn *c) {
 /* ---- Teardown ------------------------------------------------------------------------------ */
 
 static void conn_release(crpc__conn *c) {
-  crpc__server_calls_unhold(c);
   crpc__list_remove(&c->dirty_link);
   crpc__decoder_free(&c->dec);
   crpc__idmap_free(&c->calls);
@@ -88,14 +85,9 @@ static void on_stream_closed(uv_handle_t *h) {
 
 static void fail_calls(crpc__conn *c, crpc_code code, const char *why) {
   uint32_t id;
-  void *call;
+  crpc__conn_call *cc;
   /* pop: completing one call may run user code that touches the table. */
-  while ((call = crpc__idmap_pop(&c->calls, &id)) != NULL) {
-    if (crpc__conn_is_ours(c, id))
-      crpc__call_fail(call, code, why);
-    else
-      crpc__server_call_detach(call);
-  }
+  while ((cc = crpc__idmap_pop(&c->calls, &id)) != NULL) cc->ev->on_end(cc, code, why);
 }
 
 void crpc__conn_close(crpc__conn *c, crpc_code code, const char *why) {
@@ -475,26 +467,26 @@ static int handle_status(crpc__conn *c, const crpc__frame *f) {
     abort_with(c, CRPC__GOAWAY_PROTOCOL_ERROR, "STATUS with an invalid call id");
     return -1;
   }
-  void *call = crpc__conn_untrack(c, f->call_id);
-  if (!call) return 0; /* cancelled or timed out here already: the answer is moot */
+  crpc__conn_call *cc = crpc__conn_untrack(c, f->call_id);
+  if (!cc) return 0; /* cancelled or timed out here already: the answer is moot */
   if (f->oversized) {
-    crpc__call_fail(call, CRPC_STATUS_RESOURCE_EXHAUSTED,
-                    "response larger than the client's maximum message size");
+    cc->ev->on_end(cc, CRPC_STATUS_RESOURCE_EXHAUSTED,
+                   "response larger than the client's maximum message size");
     return 0;
   }
   crpc__status_hdr st;
   if (crpc__status_decode(f, &st) != 0) {
-    crpc__call_fail(call, CRPC_STATUS_INTERNAL, "malformed STATUS frame");
+    cc->ev->on_end(cc, CRPC_STATUS_INTERNAL, "malformed STATUS frame");
     abort_with(c, CRPC__GOAWAY_PROTOCOL_ERROR, "malformed STATUS frame");
     return -1;
   }
   size_t msg_len = st.message_len + (f->tail ? f->length - f->head_len : 0);
   if (st.message && msg_len > c->ctx->max_recv) {
-    crpc__call_fail(call, CRPC_STATUS_RESOURCE_EXHAUSTED,
-                    "response larger than the client's maximum message size");
+    cc->ev->on_end(cc, CRPC_STATUS_RESOURCE_EXHAUSTED,
+                   "response larger than the client's maximum message size");
     return 0;
   }
-  crpc__call_on_status(call, &st, f, &c->dec);
+  cc->ev->on_status(cc, &st, f, &c->dec);
   return 0;
 }
 
@@ -545,26 +537,19 @@ static int handle_stream_frame(crpc__conn *c, const crpc__frame *f) {
     abort_with(c, CRPC__GOAWAY_PROTOCOL_ERROR, "stream frame on call id 0");
     return -1;
   }
-  void *call = crpc__idmap_get(&c->calls, f->call_id);
-  if (!call) return 0;
-  int ours = crpc__conn_is_ours(c, f->call_id);
+  crpc__conn_call *cc = crpc__conn_find(c, f->call_id);
+  if (!cc) return 0;
   if (f->type == CRPC__F_WINDOW) {
     uint32_t inc;
     if (f->oversized || crpc__window_decode(f, &inc) != 0) {
       abort_with(c, CRPC__GOAWAY_PROTOCOL_ERROR, "malformed WINDOW frame");
       return -1;
     }
-    if (ours)
-      crpc__stream_on_window(call, inc);
-    else
-      crpc__sstream_on_window(call, inc);
+    cc->ev->on_window(cc, inc);
   } else if (f->type == CRPC__F_MESSAGE) {
-    if (ours)
-      crpc__stream_on_message(call, f);
-    else
-      crpc__sstream_on_message(call, f);
-  } else if (!ours) {
-    crpc__sstream_on_half_close(call);
+    cc->ev->on_message(cc, f);
+  } else if (cc->ev->on_half_close) {
+    cc->ev->on_half_close(cc);
   }
   return 0;
 }
@@ -580,8 +565,8 @@ static int on_frame(void *ud, const crpc__frame *f) {
     case CRPC__F_CANCEL: {
       rc = 0;
       if (f->call_id == 0 || crpc__conn_is_ours(c, f->call_id)) break;
-      void *sc = crpc__conn_untrack(c, f->call_id);
-      if (sc) crpc__server_call_forget(c, sc);
+      crpc__conn_call *cc = crpc__conn_untrack(c, f->call_id);
+      if (cc) cc->ev->on_cancel(c, cc);
       break;
     }
     case CRPC__F_PING: rc = handle_ping(c, f); break;
@@ -714,12 +699,12 @@ int crpc__conn_holds_buffers(const crpc__conn *c) {
 
 /* ---- Calls ----------------------------------------------------------------------------------- */
 
-int crpc__conn_track(crpc__conn *c, uint32_t id, void *call) {
-  return crpc__idmap_put(&c->calls, id, call) == 0 ? 0 : CRPC_ENOMEM;
+int crpc__conn_track(crpc__conn *c, uint32_t id, crpc__conn_call *cc) {
+  return crpc__idmap_put(&c->calls, id, cc) == 0 ? 0 : CRPC_ENOMEM;
 }
 
-void *crpc__conn_untrack(crpc__conn *c, uint32_t id) {
-  void *call = crpc__idmap_del(&c->calls, id);
+crpc__conn_call *crpc__conn_untrack(crpc__conn *c, uint32_t id) {
+  crpc__conn_call *call = crpc__idmap_del(&c->calls, id);
   /* The last call of a peer that sent GOAWAY ended: close once its STATUS is written (§6.7). */
   if (call && c->got_goaway && !c->is_client && c->calls.count == 0 && c->state == CRPC__CONN_OPEN)
     close_when_drained(c);

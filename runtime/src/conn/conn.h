@@ -31,13 +31,47 @@ typedef struct crpc__wwait {
   void (*wake)(struct crpc__wwait *w);
 } crpc__wwait;
 
+/* ---- Calls, as the connection sees them --------------------------------------------------------
+ * The connection knows a call only by this handle, which the call core embeds (call/core.h), and
+ * hands every frame of a call up through the handle's table of events: it names no client or
+ * server code, and tells the two apart only where the protocol does (a STATUS may only answer a
+ * call we started, a CALL only start one of the peer's). Which table a call has decides what
+ * happens to its frames, so calls started by either peer need nothing more of the connection.
+ *
+ * Events run on the loop thread from inside the read callback; a callee may send frames, untrack
+ * calls (this one or others) and close the connection. The call is still tracked during
+ * on_message, on_half_close and on_window, and already untracked during on_status, on_cancel and
+ * on_end. */
+typedef struct crpc__conn_call crpc__conn_call;
+typedef struct crpc__call_events {
+  /* The STATUS that ends a call we started; f is the frame (its message may be split, see
+   * crpc__decoder_split), dec the decoder delivering it. */
+  void (*on_status)(crpc__conn_call *cc, const crpc__status_hdr *st, const crpc__frame *f,
+                    crpc__decoder *dec);
+  /* A MESSAGE frame of the call (f->oversized: larger than MAX_RECV_MESSAGE_SIZE; no payload). */
+  void (*on_message)(crpc__conn_call *cc, const crpc__frame *f);
+  /* The peer ended its sending side (HALF_CLOSE); NULL: the frame is ignored for this call. */
+  void (*on_half_close)(crpc__conn_call *cc);
+  /* The peer granted inc more bytes of window (WINDOW, already validated). */
+  void (*on_window)(crpc__conn_call *cc, uint32_t inc);
+  /* The peer cancelled a call it started (CANCEL). */
+  void (*on_cancel)(crpc__conn *c, crpc__conn_call *cc);
+  /* The connection ended the call: it is going away, or a frame of the call broke a limit or
+   * the protocol. code and why say so (why is the connection's text; copy it to keep it). */
+  void (*on_end)(crpc__conn_call *cc, crpc_code code, const char *why);
+} crpc__call_events;
+struct crpc__conn_call {
+  const crpc__call_events *ev;
+};
+
 /* Hooks of the connection's owner. */
 typedef struct crpc__conn_ops {
   /* A validated CALL frame arrived (hdr decoded, id checked). NULL: answer UNIMPLEMENTED. */
   void (*on_call)(crpc__conn *c, const crpc__frame *f, const crpc__call_hdr *hdr);
   /* The peer sent GOAWAY: it serves no call above last_id. */
   void (*on_goaway)(crpc__conn *c, uint32_t last_id, uint32_t code);
-  /* The connection is gone; its memory is released right after this returns. */
+  /* The connection is gone; its memory is released right after this returns (the owner lets
+   * go of its held calls here: see `held`). */
   void (*on_closed)(crpc__conn *c);
   /* A large frame is arriving and its first `have` bytes (header included) are in hand: where to
    * split it (crpc__decoder_split), or 0 not to. NULL: never. */
@@ -74,7 +108,7 @@ struct crpc__conn {
   char *label;         /* endpoint for messages ("tcp://127.0.0.1:5000"); the connection's own copy
                           (a listener that closes first must not take it along) */
   crpc__decoder dec;
-  crpc__idmap calls;   /* id -> crpc_call (our parity) or crpc_server_call (peer's parity) */
+  crpc__idmap calls;   /* id -> crpc__conn_call of each call in progress, either side's */
   uint32_t next_id;    /* next id we start a call with; 0 once exhausted */
   uint32_t last_peer_id; /* highest call id the peer started */
   uint32_t goaway_last;  /* peer's GOAWAY last id (valid when got_goaway) */
@@ -95,8 +129,10 @@ struct crpc__conn {
   int writing;
   int early_blocked;   /* the socket was found full this turn: no early or direct write until
                           the flush */
-  /* Server calls the wire has forgotten (CANCEL, deadline) but their handler still holds: they
-   * keep counting against MAX_CALLS_PER_CONN, or CALL+CANCEL pairs would pile up without bound. */
+  /* Calls the wire has forgotten (CANCEL, deadline) but their owner still holds (a server handler
+   * that has not finished): they keep counting against MAX_CALLS_PER_CONN, or CALL+CANCEL pairs
+   * would pile up without bound. The owner links and unlinks them, and lets go of them all in
+   * its on_closed hook. */
   crpc__list held;
   size_t nheld;
   crpc__list dirty_link;
@@ -176,8 +212,13 @@ int crpc__conn_send_message(crpc__conn *c, uint32_t id, const ProtobufCMessage *
 int crpc__conn_send_empty(crpc__conn *c, uint8_t type, uint32_t id);
 
 /* Calls in progress. */
-int crpc__conn_track(crpc__conn *c, uint32_t id, void *call); /* 0 or CRPC_ENOMEM */
-void *crpc__conn_untrack(crpc__conn *c, uint32_t id);
+int crpc__conn_track(crpc__conn *c, uint32_t id, crpc__conn_call *cc); /* 0 or CRPC_ENOMEM */
+/* Forgets call id; returns its handle, or NULL when it was not tracked (any more). */
+crpc__conn_call *crpc__conn_untrack(crpc__conn *c, uint32_t id);
+/* The call tracked as id, or NULL. */
+static inline crpc__conn_call *crpc__conn_find(crpc__conn *c, uint32_t id) {
+  return (crpc__conn_call *)crpc__idmap_get(&c->calls, id);
+}
 /* Next id of ours, or 0 when this connection has used them all. */
 uint32_t crpc__conn_next_id(crpc__conn *c);
 /* 1 when id belongs to a call we started. */

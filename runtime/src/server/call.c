@@ -14,6 +14,24 @@
 
 #define CRPC__SCALL_POOL_MAX 64
 
+static void release_core(crpc__core *core);
+static void expire(crpc__core *core);
+static void on_message(crpc__conn_call *cc, const crpc__frame *f);
+static void on_half_close(crpc__conn_call *cc);
+static void on_window(crpc__conn_call *cc, uint32_t inc);
+static void on_cancel(crpc__conn *c, crpc__conn_call *cc);
+static void on_end(crpc__conn_call *cc, crpc_code code, const char *why);
+
+/* How the connection reaches a server call: stream frames go to its stream, a CANCEL or the
+ * connection's end takes it off the wire; a STATUS is never raised for a call the peer started. */
+static const crpc__call_events server_events = {NULL, on_message, on_half_close, on_window,
+                                                on_cancel, on_end};
+static const crpc__core_kind server_kind = {release_core, expire};
+
+static crpc_server_call *of_cc(crpc__conn_call *cc) {
+  return CRPC__CONTAINER_OF(cc, crpc_server_call, core.cc);
+}
+
 static crpc_server_call *scall_alloc(crpc_server *srv) {
   crpc_server_call *sc;
   if (!crpc__list_empty(&srv->pool)) {
@@ -23,25 +41,20 @@ static crpc_server_call *scall_alloc(crpc_server *srv) {
   } else {
     sc = crpc__malloc(sizeof *sc);
     if (!sc) return NULL;
-    crpc__arena_init(&sc->arena);
+    crpc__arena_init(&sc->core.arena);
   }
+  crpc__core_init(&sc->core, &server_events, &server_kind);
   sc->srv = srv;
-  sc->conn = NULL;
-  sc->id = 0;
   sc->entry = NULL;
   sc->request = NULL;
   sc->md = NULL;
   sc->md_count = 0;
   crpc__outbuf_init(&sc->trailers);
   sc->trailers_counted = 0;
-  crpc__dl_node_init(&sc->dl);
   sc->on_cancel = NULL;
   sc->cancel_ud = NULL;
   sc->cancelled = 0;
-  sc->finished = 0;
   sc->dispatched = 0;
-  sc->cb_depth = 0;
-  sc->release_pending = 0;
   sc->stream = NULL;
   sc->held_on = NULL;
   crpc__list_init(&sc->hlink);
@@ -56,8 +69,9 @@ static void unhold(crpc_server_call *sc) {
   sc->held_on = NULL;
 }
 
-void crpc__server_call_forget(crpc__conn *c, void *p) {
-  crpc_server_call *sc = p;
+/* The peer cancelled it or its deadline passed (the connection lives on): detach, but keep
+ * counting it against the connection's MAX_CALLS_PER_CONN until the handler finishes it. */
+static void forget(crpc__conn *c, crpc_server_call *sc) {
   if (!sc->held_on && !sc->cancelled) {
     sc->held_on = c;
     crpc__list_push_back(&c->held, &sc->hlink);
@@ -79,16 +93,23 @@ void crpc__scall_release(crpc_server_call *sc) {
     sc->stream = NULL;
   }
   crpc__list_remove(&sc->link);
-  crpc__dlheap_remove(&srv->deadlines, &sc->dl);
+  crpc__deadline_stop(&srv->deadlines, &sc->core);
   crpc__outbuf_free(&sc->trailers);
-  crpc__arena_reset(&sc->arena);
+  crpc__arena_reset(&sc->core.arena);
   if (srv->npool < CRPC__SCALL_POOL_MAX && !srv->closing) {
     crpc__list_push_back(&srv->pool, &sc->link);
     srv->npool++;
   } else {
-    crpc__arena_destroy(&sc->arena);
+    crpc__arena_destroy(&sc->core.arena);
     crpc__free(sc);
   }
+}
+
+static void release_core(crpc__core *core) {
+  crpc_server_call *sc = CRPC__CONTAINER_OF(core, crpc_server_call, core);
+  crpc_server *srv = sc->srv;
+  crpc__scall_release(sc);
+  if (srv->closing || srv->draining) crpc__server_maybe_free(srv);
 }
 
 void crpc__server_calls_free(crpc_server *srv) {
@@ -99,7 +120,7 @@ void crpc__server_calls_free(crpc_server *srv) {
       crpc__list_remove(&sc->link);
       if (sc->stream) crpc__sstream_free(sc->stream);
       crpc__outbuf_free(&sc->trailers);
-      crpc__arena_destroy(&sc->arena);
+      crpc__arena_destroy(&sc->core.arena);
       crpc__free(sc);
     }
   }
@@ -110,8 +131,6 @@ void crpc__server_calls_free(crpc_server *srv) {
 static void *arena_fn(void *ud, size_t n) { return crpc__arena_alloc(ud, n); }
 static void scall_finish(crpc_server_call *sc, crpc_code code, const char *text,
                          const ProtobufCMessage *resp, const uint8_t *details, size_t details_len);
-static void arm_deadline(crpc_server *srv);
-static void arm_call_deadline(crpc_server_call *sc, uint32_t timeout_ms);
 static int admit(crpc_server_call *sc, crpc__conn *c, uint32_t id, const crpc__call_hdr *h);
 
 /* A method name as the client sent it, fit for a status text (PROTOCOL.md §6.4): any bytes may
@@ -178,7 +197,7 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
                 ? 0
                 : crpc__md_decode(h->metadata, h->metadata_len,
                                   (size_t)srv->opt[CRPC_OPT_MAX_METADATA_SIZE], arena_fn,
-                                  &sc->arena, &sc->md, &sc->md_count);
+                                  &sc->core.arena, &sc->md, &sc->md_count);
   if (mrc != 0) {
     crpc__scall_release(sc);
     refuse(c, id, CRPC_STATUS_RESOURCE_EXHAUSTED,
@@ -200,12 +219,12 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
            h->method_len);
     return;
   }
-  crpc__arena_budget(&sc->arena, h->message_len, (unsigned)srv->opt[CRPC_OPT_MAX_DECODE_RATIO]);
-  sc->request = crpc__unpack_lend(e->method->input, &sc->arena, h->message_len, h->message,
+  crpc__arena_budget(&sc->core.arena, h->message_len, (unsigned)srv->opt[CRPC_OPT_MAX_DECODE_RATIO]);
+  sc->request = crpc__unpack_lend(e->method->input, &sc->core.arena, h->message_len, h->message,
                                   &c->dec, f);
-  if (sc->request && crpc__decode_budget_check(&sc->arena.budget) != 0) sc->request = NULL;
+  if (sc->request && crpc__decode_budget_check(&sc->core.arena.budget) != 0) sc->request = NULL;
   if (!sc->request) {
-    int over = sc->arena.budget.over;
+    int over = sc->core.arena.budget.over;
     crpc__scall_release(sc);
     quoted_name q;
     char text[sizeof q.s + 160];
@@ -219,55 +238,51 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
     crpc__conn_send_status(c, id, over ? CRPC_STATUS_RESOURCE_EXHAUSTED : CRPC_STATUS_INTERNAL, text);
     return;
   }
-  if (admit(sc, c, id, h) == 0) crpc__scall_dispatch(sc, sc->request);
+  if (admit(sc, c, id, h) == 0) (void)crpc__scall_dispatch(sc, sc->request);
 }
 
 /* The call joins the connection's table and the server's list, and its deadline starts. */
 static int admit(crpc_server_call *sc, crpc__conn *c, uint32_t id, const crpc__call_hdr *h) {
   crpc_server *srv = sc->srv;
-  if (crpc__conn_track(c, id, sc) != 0) {
+  if (crpc__core_open(&sc->core, c, id) != 0) {
     crpc__scall_release(sc);
     refuse(c, id, CRPC_STATUS_RESOURCE_EXHAUSTED, "%s: server out of memory", h->method,
            h->method_len);
     return -1;
   }
-  sc->conn = c;
-  sc->id = id;
   crpc__list_push_back(&srv->calls, &sc->link);
   srv->ncalls++;
-  arm_call_deadline(sc, h->timeout_ms);
+  /* Without memory for the deadline the call runs without one: the client's own deadline
+   * still ends it there. */
+  if (h->timeout_ms) (void)crpc__deadline_start(&srv->deadlines, &sc->core, h->timeout_ms);
   return 0;
 }
 
-int crpc__scall_settle(crpc_server_call *sc) {
-  if (!sc->release_pending || sc->cb_depth || (sc->stream && sc->stream->cb_depth)) return 0;
-  crpc__scall_release(sc);
-  return 1;
-}
-
-void crpc__scall_dispatch(crpc_server_call *sc, const ProtobufCMessage *request) {
+int crpc__scall_dispatch(crpc_server_call *sc, const ProtobufCMessage *request) {
   const crpc__reg_entry *e = sc->entry;
   sc->dispatched = 1;
-  sc->cb_depth++; /* a finish inside the handler keeps the handle valid until it returns */
+  crpc__core_enter(&sc->core); /* a finish inside the handler keeps the handle valid */
   e->method->dispatch(sc, request, e->impl, e->user_data);
-  sc->cb_depth--;
-  crpc__scall_settle(sc);
+  return crpc__core_leave(&sc->core);
 }
 
-static void arm_call_deadline(crpc_server_call *sc, uint32_t timeout_ms) {
-  crpc_server *srv = sc->srv;
-  if (!timeout_ms) return;
-  sc->dl.deadline = uv_now(srv->loop) + timeout_ms;
-  if (crpc__dlheap_push(&srv->deadlines, &sc->dl) == 0 && crpc__dlheap_top(&srv->deadlines) == &sc->dl)
-    arm_deadline(srv);
+static void on_message(crpc__conn_call *cc, const crpc__frame *f) {
+  crpc__sstream_on_message(of_cc(cc), f);
+}
+static void on_half_close(crpc__conn_call *cc) { crpc__sstream_on_half_close(of_cc(cc)); }
+static void on_window(crpc__conn_call *cc, uint32_t inc) { crpc__sstream_on_window(of_cc(cc), inc); }
+static void on_cancel(crpc__conn *c, crpc__conn_call *cc) { forget(c, of_cc(cc)); }
+static void on_end(crpc__conn_call *cc, crpc_code code, const char *why) {
+  (void)code; /* the client learns it from its own side of the connection */
+  (void)why;
+  crpc__server_call_detach(of_cc(cc));
 }
 
-void crpc__server_call_detach(void *p) {
-  crpc_server_call *sc = p;
-  if (sc->cancelled || sc->finished) return;
-  sc->conn = NULL;
+void crpc__server_call_detach(crpc_server_call *sc) {
+  if (sc->cancelled || crpc__scall_finished(sc)) return;
+  crpc__core_off_wire(&sc->core);
   sc->cancelled = 1;
-  crpc__dlheap_remove(&sc->srv->deadlines, &sc->dl);
+  crpc__deadline_stop(&sc->srv->deadlines, &sc->core);
   if (!sc->dispatched) {
     /* No handler ever saw it (a server-streaming call whose request never came, or whose stream
      * could not even be set up): nobody else can finish it. */
@@ -277,41 +292,22 @@ void crpc__server_call_detach(void *p) {
   crpc_server_cancel_cb cb = sc->on_cancel;
   sc->on_cancel = NULL;
   if (!cb) return;
-  sc->cb_depth++;
-  cb(sc, sc->cancel_ud); /* may finish the call: released below, or by an outer callback */
-  sc->cb_depth--;
-  crpc__scall_settle(sc);
+  crpc__core_enter(&sc->core);
+  cb(sc, sc->cancel_ud); /* may finish the call: freed as it returns, or by an outer callback */
+  crpc__core_leave(&sc->core);
 }
 
-static void on_deadline(uv_timer_t *t) { crpc__server_expire(t->data); }
-
-static void arm_deadline(crpc_server *srv) {
-  crpc__dl_node *top = crpc__dlheap_top(&srv->deadlines);
-  if (!top) {
-    uv_timer_stop(&srv->deadline_timer);
-    return;
+static void expire(crpc__core *core) {
+  crpc_server_call *sc = CRPC__CONTAINER_OF(core, crpc_server_call, core);
+  /* The callee answers DEADLINE_EXCEEDED at the deadline (PROTOCOL.md); a later reply from the
+   * handler is dropped. */
+  crpc__conn *c = sc->core.conn;
+  if (c && crpc__conn_untrack(c, sc->core.id)) {
+    crpc__conn_send_status(c, sc->core.id, CRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
+    forget(c, sc);
+  } else {
+    crpc__server_call_detach(sc);
   }
-  uint64_t now = uv_now(srv->loop);
-  uv_timer_start(&srv->deadline_timer, on_deadline, top->deadline > now ? top->deadline - now : 0, 0);
-}
-
-void crpc__server_expire(crpc_server *srv) {
-  uint64_t now = uv_now(srv->loop);
-  crpc__dl_node *top;
-  while ((top = crpc__dlheap_top(&srv->deadlines)) != NULL && top->deadline <= now) {
-    crpc_server_call *sc = CRPC__CONTAINER_OF(top, crpc_server_call, dl);
-    crpc__dlheap_remove(&srv->deadlines, top);
-    /* The callee answers DEADLINE_EXCEEDED at the deadline (PROTOCOL.md); a later reply from the
-     * handler is dropped. */
-    crpc__conn *c = sc->conn;
-    if (c && crpc__conn_untrack(c, sc->id)) {
-      crpc__conn_send_status(c, sc->id, CRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
-      crpc__server_call_forget(c, sc);
-    } else {
-      crpc__server_call_detach(sc);
-    }
-  }
-  if (!srv->closing) arm_deadline(srv);
 }
 
 /* The text of a STATUS (PROTOCOL.md §6.4): at most CRPC__MAX_STATUS_TEXT bytes of UTF-8, cut
@@ -322,7 +318,7 @@ static const char *status_text(crpc_server_call *sc, const char *text, size_t *l
   while (i < n && (uint8_t)text[i] < 0x80) i++;
   if (i == n && n <= CRPC__MAX_STATUS_TEXT) return text; /* ASCII: the common case */
   size_t out = crpc__utf8_repair(text, n, NULL, 0, CRPC__MAX_STATUS_TEXT);
-  char *p = crpc__arena_alloc(&sc->arena, out ? out : 1);
+  char *p = crpc__arena_alloc(&sc->core.arena, out ? out : 1);
   *len = p ? crpc__utf8_repair(text, n, p, out, CRPC__MAX_STATUS_TEXT) : 0;
   return p;
 }
@@ -331,8 +327,9 @@ static const char *status_text(crpc_server_call *sc, const char *text, size_t *l
 static void scall_finish(crpc_server_call *sc, crpc_code code, const char *text,
                          const ProtobufCMessage *resp, const uint8_t *details, size_t details_len) {
   crpc_server *srv = sc->srv;
-  crpc__conn *c = sc->conn;
-  if (c && crpc__conn_untrack(c, sc->id)) {
+  uint32_t id = sc->core.id;
+  crpc__conn *c = crpc__core_complete(&sc->core);
+  if (c && crpc__conn_untrack(c, id)) {
     size_t len = resp ? protobuf_c_message_get_packed_size(resp) : 0;
     char big[160];
     if (resp && len > (uint64_t)srv->opt[CRPC_OPT_MAX_SEND_MESSAGE_SIZE]) {
@@ -351,28 +348,26 @@ static void scall_finish(crpc_server_call *sc, crpc_code code, const char *text,
     if (p) {
       /* Pings are allowed again once the server answers real work (not cheap refusals). */
       if (code == CRPC_STATUS_OK) c->ping_strikes = 0;
-      crpc__hdr_encode(p, CRPC__F_STATUS, resp ? CRPC__FL_MESSAGE : 0, sc->id, (uint32_t)(fixed + len));
+      crpc__hdr_encode(p, CRPC__F_STATUS, resp ? CRPC__FL_MESSAGE : 0, id, (uint32_t)(fixed + len));
       p = crpc__status_fixed_encode(p + CRPC__HDR_LEN, (uint32_t)code, text, (uint32_t)tl,
                                     sc->trailers.data, (uint32_t)sc->trailers.len, details,
                                     (uint32_t)details_len);
       crpc__conn_commit_message(c, CRPC__HDR_LEN + fixed, resp, len);
     } else {
-      crpc__conn_send_status(c, sc->id, CRPC_STATUS_RESOURCE_EXHAUSTED, "server out of memory");
+      crpc__conn_send_status(c, id, CRPC_STATUS_RESOURCE_EXHAUSTED, "server out of memory");
     }
     if (c->sent_goaway && c->calls.count == 0) crpc__conn_close_when_flushed(c);
   }
   srv->ncalls--;
-  sc->finished = 1;
-  /* Finished from inside one of its own callbacks (the handler, on_read, on_writable,
-   * on_cancel): the handle stays valid until that callback returns (server.h). */
-  sc->release_pending = 1;
-  crpc__scall_settle(sc);
-  if (srv->closing || srv->draining) crpc__server_maybe_free(srv);
+  /* The owner's reference. Finished from inside one of its own callbacks (the handler, on_read,
+   * on_writable, on_cancel), the handle stays valid until that callback returns (server.h). */
+  if (!crpc__core_unref(&sc->core) && (srv->closing || srv->draining))
+    crpc__server_maybe_free(srv);
 }
 
 int crpc_server_call_reply(crpc_server_call *call, const ProtobufCMessage *response) {
   if (!call) return CRPC_EINVAL;
-  if (call->finished) return CRPC_ESTATE;
+  if (crpc__scall_finished(call)) return CRPC_ESTATE;
   if (call->stream) { /* streams send with _write and end with _end */
     scall_finish(call, CRPC_STATUS_INTERNAL, "handler replied to a streaming call", NULL, NULL, 0);
     return CRPC_EINVAL;
@@ -393,7 +388,7 @@ int crpc_server_call_reply(crpc_server_call *call, const ProtobufCMessage *respo
 int crpc_server_call_fail_details(crpc_server_call *call, crpc_code code, const char *message,
                                   const uint8_t *details, size_t details_len) {
   if (!call) return CRPC_EINVAL;
-  if (call->finished) return CRPC_ESTATE;
+  if (crpc__scall_finished(call)) return CRPC_ESTATE;
   if (code == CRPC_STATUS_OK || (details_len && !details)) {
     scall_finish(call, CRPC_STATUS_INTERNAL, "handler failed the call with status OK or bad details",
                  NULL, NULL, 0);
@@ -405,7 +400,7 @@ int crpc_server_call_fail_details(crpc_server_call *call, crpc_code code, const 
 
 int crpc_server_call_end(crpc_server_call *call, crpc_code code, const char *message) {
   if (!call) return CRPC_EINVAL;
-  if (call->finished) return CRPC_ESTATE;
+  if (crpc__scall_finished(call)) return CRPC_ESTATE;
   if (!call->stream && code == CRPC_STATUS_OK) {
     scall_finish(call, CRPC_STATUS_INTERNAL, "handler ended a unary call without a response",
                  NULL, NULL, 0);
@@ -448,19 +443,16 @@ int crpc_server_call_add_trailer(crpc_server_call *call, const char *key, const 
 }
 
 int64_t crpc_server_call_time_left_ms(const crpc_server_call *call) {
-  if (!call || !call->dl.deadline) return -1;
-  uint64_t now = uv_now(call->srv->loop);
-  return call->dl.deadline > now ? (int64_t)(call->dl.deadline - now) : 0;
+  return call ? crpc__deadline_left(&call->srv->deadlines, &call->core) : -1;
 }
 
 void crpc_server_call_on_cancel(crpc_server_call *call, crpc_server_cancel_cb cb, void *user_data) {
-  if (!call || call->finished) return;
+  if (!call || crpc__scall_finished(call)) return;
   if (call->cancelled) {
     if (!cb) return;
-    call->cb_depth++;
+    crpc__core_enter(&call->core);
     cb(call, user_data);
-    call->cb_depth--;
-    crpc__scall_settle(call);
+    crpc__core_leave(&call->core);
     return;
   }
   call->on_cancel = cb;

@@ -26,6 +26,7 @@ static void on_goaway(crpc__conn *c, uint32_t last_id, uint32_t code) {
 
 static void on_closed(crpc__conn *c) {
   crpc_server *srv = c->ctx->owner;
+  crpc__server_calls_unhold(c);
   crpc__list_remove(&c->owner_link);
   srv->nconns--;
   if (srv->closing || srv->draining) crpc__server_maybe_free(srv);
@@ -62,7 +63,6 @@ int crpc_server_new(crpc_server **out, uv_loop_t *loop) {
   crpc__list_init(&srv->calls);
   crpc__list_init(&srv->pool);
   atomic_init(&srv->stop_requested, 0);
-  crpc__dlheap_init(&srv->deadlines);
   crpc__io_ctx_init(&srv->io, srv->loop, &server_conn_ops, srv);
   if ((rc = crpc__io_ctx_start(&srv->io)) < 0 ||
       (rc = uv_async_init(srv->loop, &srv->stop_async, on_stop)) < 0) {
@@ -76,11 +76,10 @@ int crpc_server_new(crpc_server **out, uv_loop_t *loop) {
   }
   srv->stop_async.data = srv;
   if (!srv->own_loop) uv_unref((uv_handle_t *)&srv->stop_async);
-  uv_timer_init(srv->loop, &srv->deadline_timer);
+  crpc__deadlines_init(&srv->deadlines, srv->loop);
   uv_timer_init(srv->loop, &srv->sweep);
   uv_timer_init(srv->loop, &srv->drain_timer);
-  srv->deadline_timer.data = srv->sweep.data = srv->drain_timer.data = srv;
-  uv_unref((uv_handle_t *)&srv->deadline_timer);
+  srv->sweep.data = srv->drain_timer.data = srv;
   uv_unref((uv_handle_t *)&srv->sweep);
   *out = srv;
   return 0;
@@ -466,7 +465,7 @@ static void server_destroy(crpc_server *srv) {
   crpc__free(srv->threads);
   crpc__server_calls_free(srv);
   crpc__registry_free(&srv->reg);
-  crpc__dlheap_free(&srv->deadlines);
+  crpc__deadlines_free(&srv->deadlines);
   crpc__free(srv);
 }
 
@@ -514,7 +513,7 @@ static void begin_close(crpc_server *srv) {
                      "server closing");
     e = next;
   }
-  uv_handle_t *handles[] = {(uv_handle_t *)&srv->stop_async, (uv_handle_t *)&srv->deadline_timer,
+  uv_handle_t *handles[] = {(uv_handle_t *)&srv->stop_async, crpc__deadlines_handle(&srv->deadlines),
                             (uv_handle_t *)&srv->sweep, (uv_handle_t *)&srv->drain_timer};
   for (size_t i = 0; i < sizeof handles / sizeof handles[0]; i++) {
     srv->pending++;

@@ -8,7 +8,7 @@
 #include <uv.h>
 
 #include "conn/conn.h"
-#include "base/dlheap.h"
+#include "call/deadline.h"
 #include "crpc/server.h"
 #include "base/list.h"
 #include "server/registry.h"
@@ -43,8 +43,7 @@ struct crpc_server {
   size_t ncalls;
   crpc__list pool;   /* spare call objects */
   size_t npool;
-  crpc__dlheap deadlines;     /* calls with a deadline */
-  uv_timer_t deadline_timer;
+  crpc__deadlines deadlines;  /* calls with a deadline */
   uv_timer_t sweep;           /* periodic: handshake, idle and stall timeouts */
   uv_timer_t drain_timer;     /* shutdown grace period */
   int draining;

@@ -21,13 +21,13 @@ void crpc__sstream_free(crpc__sstream *st) {
 }
 
 static void send_window(crpc_server_call *sc, uint32_t inc) {
-  if (sc->conn) crpc__conn_send_window(sc->conn, sc->id, inc);
+  if (sc->core.conn) crpc__conn_send_window(sc->core.conn, sc->core.id, inc);
 }
 
 /* Ends the call from crpc's side (bad client input): the handler is told through on_cancel. */
 static void reject(crpc_server_call *sc, crpc_code code, const char *why) {
-  crpc__conn *c = sc->conn;
-  if (c && crpc__conn_untrack(c, sc->id)) crpc__conn_send_status(c, sc->id, code, why);
+  crpc__conn *c = sc->core.conn;
+  if (c && crpc__conn_untrack(c, sc->core.id)) crpc__conn_send_status(c, sc->core.id, code, why);
   crpc__server_call_detach(sc);
 }
 
@@ -52,12 +52,11 @@ static void reject_undecodable(crpc_server_call *sc, int why, const char *what) 
     reject(sc, CRPC_STATUS_INTERNAL, what);
 }
 
-/* Runs a user callback; returns 1 when the call was finished inside it (and is now released). */
+/* Ends a user callback (begun with crpc__core_enter); returns 1 when the call is over for the
+ * stream: finished or cancelled inside it, or freed (then it must not be touched). */
 static int after_callback(crpc_server_call *sc) {
-  crpc__sstream *st = sc->stream;
-  st->cb_depth--;
-  if (crpc__scall_settle(sc)) return 1;
-  return sc->finished || sc->cancelled;
+  if (crpc__core_leave(&sc->core)) return 1;
+  return crpc__scall_finished(sc) || sc->cancelled;
 }
 
 static int deliver(crpc_server_call *sc, const uint8_t *data, size_t len) {
@@ -69,7 +68,7 @@ static int deliver(crpc_server_call *sc, const uint8_t *data, size_t len) {
     reject_undecodable(sc, why, "stream message does not decode as the method's input type");
     return 1;
   }
-  st->cb_depth++;
+  crpc__core_enter(&sc->core);
   if (st->on_read) st->on_read(sc, msg, st->user_data);
   crpc__arena_reset(&st->scratch);
   if (after_callback(sc)) return 1;
@@ -80,7 +79,7 @@ static int deliver(crpc_server_call *sc, const uint8_t *data, size_t len) {
 static int deliver_eof(crpc_server_call *sc) {
   crpc__sstream *st = sc->stream;
   st->eof_delivered = 1;
-  st->cb_depth++;
+  crpc__core_enter(&sc->core);
   if (st->on_read) st->on_read(sc, NULL, st->user_data);
   return after_callback(sc);
 }
@@ -88,14 +87,14 @@ static int deliver_eof(crpc_server_call *sc) {
 /* Delivers what a pending read or auto_read wants, from the queue. */
 static void pump(crpc_server_call *sc) {
   crpc__sstream *st = sc->stream;
-  while (!sc->finished && !sc->cancelled && (st->auto_read || st->read_pending)) {
+  while (!crpc__scall_finished(sc) && !sc->cancelled && (st->auto_read || st->read_pending)) {
     crpc__msg *m = crpc__flow_pop(&st->flow);
     if (m) {
       st->read_pending = 0;
       int gone = deliver(sc, m->data, m->len);
       crpc__free(m);
       if (gone) return;
-    } else if (st->remote_closed && !st->eof_delivered) {
+    } else if ((sc->core.shut & CRPC__SHUT_RECV) && !st->eof_delivered) {
       st->read_pending = 0;
       if (deliver_eof(sc)) return;
     } else {
@@ -107,9 +106,7 @@ static void pump(crpc_server_call *sc) {
 static void dispatch(crpc_server_call *sc, const ProtobufCMessage *request) {
   crpc__sstream *st = sc->stream;
   st->dispatched = 1;
-  st->cb_depth++;
-  crpc__scall_dispatch(sc, request);
-  if (after_callback(sc)) return;
+  if (crpc__scall_dispatch(sc, request) || crpc__scall_finished(sc) || sc->cancelled) return;
   pump(sc);
 }
 
@@ -120,7 +117,7 @@ static int wants_request(const crpc_server_call *sc) {
 
 static void take_request(crpc_server_call *sc, const uint8_t *data, size_t len) {
   int why;
-  ProtobufCMessage *req = decode(sc, data, len, &sc->arena, &why);
+  ProtobufCMessage *req = decode(sc, data, len, &sc->core.arena, &why);
   if (!req) {
     reject_undecodable(sc, why, "request does not decode as the method's input type");
     return;
@@ -149,11 +146,11 @@ int crpc__sstream_begin(crpc_server_call *sc, const crpc__frame *f, const crpc__
       return -1;
     }
   }
-  if (f->flags & CRPC__FL_END) st->remote_closed = 1;
+  if (f->flags & CRPC__FL_END) sc->core.shut |= CRPC__SHUT_RECV;
   if (wants_request(sc)) {
     if (h->message)
       take_request(sc, h->message, h->message_len);
-    else if (st->remote_closed)
+    else if (sc->core.shut & CRPC__SHUT_RECV)
       reject(sc, CRPC_STATUS_INTERNAL, "server-streaming call without a request message");
     return 0;
   }
@@ -171,12 +168,12 @@ void crpc__sstream_on_message(crpc_server_call *sc, const crpc__frame *f) {
     reject(sc, CRPC_STATUS_INTERNAL, "client sent a stream message on a unary call");
     return;
   }
-  if (st->remote_closed) {
+  if (sc->core.shut & CRPC__SHUT_RECV) {
     reject(sc, CRPC_STATUS_INTERNAL, "client sent a message after closing its side");
     return;
   }
   size_t len = f->length;
-  if (f->oversized || len > sc->conn->ctx->max_recv) {
+  if (f->oversized || len > sc->core.conn->ctx->max_recv) {
     reject(sc, CRPC_STATUS_RESOURCE_EXHAUSTED, "stream message larger than the server's maximum message size");
     return;
   }
@@ -190,7 +187,7 @@ void crpc__sstream_on_message(crpc_server_call *sc, const crpc__frame *f) {
     reject(sc, CRPC_STATUS_RESOURCE_EXHAUSTED, "client sent past the flow-control window");
     return;
   }
-  if (f->flags & CRPC__FL_END) st->remote_closed = 1;
+  if (f->flags & CRPC__FL_END) sc->core.shut |= CRPC__SHUT_RECV;
   if (wants_request(sc)) { /* not dispatched yet: this is the request */
     take_request(sc, f->payload, len);
     return;
@@ -210,8 +207,8 @@ void crpc__sstream_on_message(crpc_server_call *sc, const crpc__frame *f) {
 
 void crpc__sstream_on_half_close(crpc_server_call *sc) {
   crpc__sstream *st = sc->stream;
-  if (!st || st->remote_closed) return;
-  st->remote_closed = 1;
+  if (!st || (sc->core.shut & CRPC__SHUT_RECV)) return;
+  sc->core.shut |= CRPC__SHUT_RECV;
   if (!st->dispatched && wants_request(sc)) {
     reject(sc, CRPC_STATUS_INTERNAL, "server-streaming call without a request message");
     return;
@@ -228,7 +225,7 @@ void crpc__sstream_on_window(crpc_server_call *sc, uint32_t inc) {
     return;
   }
   if (!rc || !st->on_writable) return;
-  st->cb_depth++;
+  crpc__core_enter(&sc->core);
   st->on_writable(sc, st->user_data);
   if (!after_callback(sc)) pump(sc);
 }
@@ -237,8 +234,8 @@ void crpc__sstream_on_window(crpc_server_call *sc, uint32_t inc) {
 static void on_conn_writable(crpc__wwait *w) {
   crpc__sstream *st = CRPC__CONTAINER_OF(w, crpc__sstream, wwait);
   crpc_server_call *sc = st->call;
-  if (sc->finished || sc->cancelled || !st->on_writable) return;
-  st->cb_depth++;
+  if (crpc__scall_finished(sc) || sc->cancelled || !st->on_writable) return;
+  crpc__core_enter(&sc->core);
   st->on_writable(sc, st->user_data);
   if (!after_callback(sc)) pump(sc);
 }
@@ -248,7 +245,7 @@ static void on_conn_writable(crpc__wwait *w) {
 int crpc_gen_server_stream_handlers(crpc_server_call *call, crpc_server_read_cb adapter,
                                     crpc_fn user_fn, crpc_server_writable_cb on_writable,
                                     void *user_data, int auto_read) {
-  if (!call || !call->stream || call->finished) return CRPC_EINVAL;
+  if (!call || !call->stream || crpc__scall_finished(call)) return CRPC_EINVAL;
   crpc__sstream *st = call->stream;
   st->on_read = adapter;
   st->user_fn = user_fn;
@@ -257,7 +254,7 @@ int crpc_gen_server_stream_handlers(crpc_server_call *call, crpc_server_read_cb 
   st->auto_read = auto_read;
   /* Messages that came before the handlers were set flow now, unless we are inside the handler
    * (dispatch pumps when it returns). */
-  if (auto_read && st->cb_depth == 0) pump(call);
+  if (auto_read && call->core.in_cb == 0) pump(call);
   return 0;
 }
 
@@ -272,19 +269,19 @@ crpc_fn crpc_server_call_user_fn(const crpc_server_call *call) {
 }
 
 int crpc_server_call_read(crpc_server_call *call) {
-  if (!call || !call->stream || call->finished) return CRPC_EINVAL;
+  if (!call || !call->stream || crpc__scall_finished(call)) return CRPC_EINVAL;
   crpc__sstream *st = call->stream;
   if (call->cancelled || st->auto_read || st->read_pending || st->eof_delivered) return CRPC_ESTATE;
   st->read_pending = 1;
   /* Inside a callback the delivery waits until it returns (pump runs there), keeping order. */
-  if (st->cb_depth == 0) pump(call);
+  if (call->core.in_cb == 0) pump(call);
   return 0;
 }
 
 int crpc_server_call_write(crpc_server_call *call, const ProtobufCMessage *msg) {
-  if (!call || !msg || !call->stream || call->finished) return CRPC_EINVAL;
+  if (!call || !msg || !call->stream || crpc__scall_finished(call)) return CRPC_EINVAL;
   crpc__sstream *st = call->stream;
-  crpc__conn *c = call->conn;
+  crpc__conn *c = call->core.conn;
   if (call->cancelled || !c || c->state != CRPC__CONN_OPEN) return CRPC_ESTATE;
   if (msg->descriptor != call->entry->method->output) return CRPC_ETYPE;
   /* A client-streaming method has exactly one response (PROTOCOL.md §6.1). */
@@ -297,7 +294,7 @@ int crpc_server_call_write(crpc_server_call *call, const ProtobufCMessage *msg) 
   size_t len = protobuf_c_message_get_packed_size(msg);
   if (len > (uint64_t)call->srv->opt[CRPC_OPT_MAX_SEND_MESSAGE_SIZE]) return CRPC_ELIMIT;
   if (crpc__conn_write_blocked(c, &st->wwait)) return CRPC_EAGAIN; /* MAX_WRITE_BUFFER queued */
-  if (crpc__conn_send_message(c, call->id, msg, len) != 0) return CRPC_ENOMEM;
+  if (crpc__conn_send_message(c, call->core.id, msg, len) != 0) return CRPC_ENOMEM;
   crpc__flow_sent(&st->flow, cost(len));
   st->responded = 1;
   return 0;
