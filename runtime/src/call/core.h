@@ -140,7 +140,12 @@ static inline void crpc__core_enter(crpc__core *core) {
   core->in_cb++;
 }
 /* Drops a reference; returns 1 when that freed the call. */
-int crpc__core_unref(crpc__core *core);
+static inline int crpc__core_unref(crpc__core *core) {
+  assert(core->refs > 0);
+  if (--core->refs) return 0;
+  core->kind->release(core);
+  return 1;
+}
 static inline int crpc__core_leave(crpc__core *core) {
   core->in_cb--;
   return crpc__core_unref(core);

@@ -30,7 +30,6 @@ typedef struct crpc__sstream {
   int auto_read;
   int read_pending;
   int eof_delivered;   /* on_read(NULL) has run */
-  int dispatched;      /* the handler has been called */
   int responded;       /* a message was written (a client-streaming call's one response) */
   crpc__arena scratch; /* decoded client messages, reset after each delivery */
   crpc__wwait wwait;   /* waiting for the connection's output to drain (MAX_WRITE_BUFFER) */

@@ -104,8 +104,6 @@ static void pump(crpc_server_call *sc) {
 }
 
 static void dispatch(crpc_server_call *sc, const ProtobufCMessage *request) {
-  crpc__sstream *st = sc->stream;
-  st->dispatched = 1;
   if (crpc__scall_dispatch(sc, request) || crpc__scall_finished(sc) || sc->cancelled) return;
   pump(sc);
 }
@@ -179,7 +177,7 @@ void crpc__sstream_on_message(crpc_server_call *sc, const crpc__frame *f) {
   }
   /* Before the window (PROTOCOL.md §6.2): a second request is an error whatever the window, so
    * the answer does not depend on when credit was returned. */
-  if (st->dispatched && wants_request(sc)) {
+  if (sc->dispatched && wants_request(sc)) {
     reject(sc, CRPC_STATUS_INTERNAL, "more than one request on a server-streaming call");
     return;
   }
@@ -209,7 +207,7 @@ void crpc__sstream_on_half_close(crpc_server_call *sc) {
   crpc__sstream *st = sc->stream;
   if (!st || (sc->core.shut & CRPC__SHUT_RECV)) return;
   sc->core.shut |= CRPC__SHUT_RECV;
-  if (!st->dispatched && wants_request(sc)) {
+  if (!sc->dispatched && wants_request(sc)) {
     reject(sc, CRPC_STATUS_INTERNAL, "server-streaming call without a request message");
     return;
   }
