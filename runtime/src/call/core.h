@@ -46,6 +46,7 @@
 
 #include "base/arena.h"
 #include "base/dlheap.h"
+#include "base/list.h"
 #include "conn/conn.h"
 
 enum crpc__call_state {
@@ -78,6 +79,8 @@ struct crpc__core {
   uint16_t in_cb;             /* user callbacks of this call running now */
   uint32_t refs;              /* see Lifetime above */
   crpc__dl_node dl;           /* its deadline (call/deadline.h); unqueued when it has none */
+  crpc__list link;            /* on one list of its owner's: live calls, deferred failures, or
+                                 the spare objects (call/pool.h) */
   crpc__arena arena;          /* memory that lives as long as the call */
 };
 
@@ -93,6 +96,7 @@ static inline void crpc__core_init(crpc__core *core, const crpc__call_events *ev
   core->in_cb = 0;
   core->refs = 1;
   crpc__dl_node_init(&core->dl);
+  crpc__list_init(&core->link);
 }
 
 static inline int crpc__core_transition_ok(unsigned from, unsigned to) {

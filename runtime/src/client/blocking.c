@@ -86,7 +86,7 @@ void crpc__waiter_request_cancel(crpc_channel *ch, crpc__waiter *w) {
 
 void crpc__blocking_cancels(crpc_channel *ch) {
   for (crpc__list *e = ch->calls.next; e != &ch->calls;) {
-    crpc_call *call = CRPC__CONTAINER_OF(e, crpc_call, link);
+    crpc_call *call = CRPC__CONTAINER_OF(e, crpc_call, core.link);
     e = e->next;
     int cancel = 0;
     if (call->stream && call->stream->blocking) {

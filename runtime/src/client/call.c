@@ -5,14 +5,13 @@
 
 #include "base/alloc.h"
 #include "call/deadline.h"
+#include "call/pool.h"
 #include "client/channel.h"
 #include "crpc/error.h"
 #include "wire/metadata.h"
 #include "wire/pbdepth.h"
 #include "wire/unpack_lend.h"
 #include "base/utf8.h"
-
-#define CRPC__CALL_POOL_MAX 64
 
 static void release_core(crpc__core *core);
 static void expire(crpc__core *core);
@@ -32,16 +31,8 @@ static const crpc__core_kind client_kind = {release_core, expire};
 static crpc_call *of_cc(crpc__conn_call *cc) { return CRPC__CONTAINER_OF(cc, crpc_call, core.cc); }
 
 static crpc_call *call_alloc(crpc_channel *ch) {
-  crpc_call *call;
-  if (!crpc__list_empty(&ch->pool)) {
-    call = CRPC__CONTAINER_OF(ch->pool.next, crpc_call, link);
-    crpc__list_remove(&call->link);
-    ch->npool--;
-  } else {
-    call = crpc__malloc(sizeof *call);
-    if (!call) return NULL;
-    crpc__arena_init(&call->core.arena);
-  }
+  crpc_call *call = crpc__call_pool_take(&ch->pool, sizeof *call, offsetof(crpc_call, core));
+  if (!call) return NULL;
   crpc__core_init(&call->core, &client_events, &client_kind);
   call->ch = ch;
   call->cb = NULL;
@@ -52,7 +43,6 @@ static crpc_call *call_alloc(crpc_channel *ch) {
   call->stream = NULL;
   call->fail_code = CRPC_STATUS_OK;
   call->fail_why = NULL;
-  crpc__list_init(&call->link);
   return call;
 }
 
@@ -64,14 +54,7 @@ void crpc__call_release(crpc_call *call) {
   }
   crpc__free(call->fail_why);
   call->fail_why = NULL;
-  crpc__arena_reset(&call->core.arena);
-  if (ch->npool < CRPC__CALL_POOL_MAX && !ch->closing) {
-    crpc__list_push_back(&ch->pool, &call->link);
-    ch->npool++;
-  } else {
-    crpc__arena_destroy(&call->core.arena);
-    crpc__free(call);
-  }
+  crpc__call_pool_give(&ch->pool, call, offsetof(crpc_call, core), !ch->closing);
 }
 
 static void release_core(crpc__core *core) {
@@ -81,14 +64,8 @@ static void release_core(crpc__core *core) {
   if (ch->closing) crpc__channel_maybe_free(ch);
 }
 
-void crpc__call_pool_free(crpc_channel *ch) {
-  while (!crpc__list_empty(&ch->pool)) {
-    crpc_call *call = CRPC__CONTAINER_OF(ch->pool.next, crpc_call, link);
-    crpc__list_remove(&call->link);
-    crpc__arena_destroy(&call->core.arena);
-    crpc__free(call);
-  }
-  ch->npool = 0;
+void crpc__calls_free(crpc_channel *ch) {
+  crpc__call_pool_free(&ch->pool, offsetof(crpc_call, core));
 }
 
 /* ---- Deadlines ------------------------------------------------------------------------------- */
@@ -189,7 +166,7 @@ void crpc__call_finish(crpc_call *call, const crpc__result *r) {
   crpc_channel *ch = call->ch;
   crpc__conn *conn = crpc__core_complete(&call->core);
   crpc__deadline_stop(&ch->deadlines, &call->core);
-  crpc__list_remove(&call->link);
+  crpc__list_remove(&call->core.link);
   ch->ncalls--;
   if (conn) crpc__channel_call_removed(ch, conn);
 
@@ -315,14 +292,14 @@ static void defer_failure(crpc_call *call, crpc_code code, const char *why) {
   crpc_channel *ch = call->ch;
   call->fail_code = code;
   call->fail_why = crpc__strndup(why, strlen(why));
-  crpc__list_remove(&call->link);
-  crpc__list_push_back(&ch->deferred, &call->link);
+  crpc__list_remove(&call->core.link);
+  crpc__list_push_back(&ch->deferred, &call->core.link);
   uv_async_send(&ch->wake);
 }
 
 void crpc__call_run_deferred(crpc_channel *ch) {
   while (!crpc__list_empty(&ch->deferred)) {
-    crpc_call *call = CRPC__CONTAINER_OF(ch->deferred.next, crpc_call, link);
+    crpc_call *call = CRPC__CONTAINER_OF(ch->deferred.next, crpc_call, core.link);
     finish_with(call, call->fail_code, call->fail_why ? call->fail_why : "call failed");
   }
 }
@@ -392,7 +369,7 @@ static int call_begin(crpc_call *call, const ProtobufCMessage *request,
   const crpc_method_desc *method = call->method;
   call->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : ch->opt[CRPC_OPT_DEFAULT_TIMEOUT_MS];
   ch->used = 1;
-  crpc__list_push_back(&ch->calls, &call->link);
+  crpc__list_push_back(&ch->calls, &call->core.link);
   ch->ncalls++;
 
   size_t msg_len = request ? protobuf_c_message_get_packed_size(request) : 0;
@@ -430,7 +407,7 @@ static int call_begin(crpc_call *call, const ProtobufCMessage *request,
   uint32_t wire_timeout = call->timeout_ms > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)call->timeout_ms;
   int rc = encode_call(call, conn, request, msg_len, wire_timeout, opts, md_len);
   if (rc != 0) {
-    crpc__list_remove(&call->link);
+    crpc__list_remove(&call->core.link);
     ch->ncalls--;
     crpc__call_release(call);
     return rc;

@@ -49,7 +49,6 @@ struct crpc_call {
   int64_t timeout_ms;    /* as requested, for the message */
   uint16_t name_len;     /* strlen(method->full_name), measured once at the start */
   crpc__cstream *stream; /* streaming calls only */
-  crpc__list link;       /* channel: live calls, or deferred failures, or the free pool */
   crpc_code fail_code;   /* deferred failure */
   char *fail_why;
 };
@@ -109,7 +108,7 @@ void crpc__call_fail(crpc_call *call, crpc_code code, const char *why);
 void crpc__call_abandon(crpc_call *call, crpc_code code, const char *why);
 /* Runs the failures deferred so that no callback runs inside crpc_channel_unary_async(). */
 void crpc__call_run_deferred(crpc_channel *ch);
-/* Frees the pool of spare call objects. */
-void crpc__call_pool_free(crpc_channel *ch);
+/* Frees the channel's spare call objects. */
+void crpc__calls_free(crpc_channel *ch);
 
 #endif

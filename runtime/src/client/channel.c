@@ -93,7 +93,7 @@ int crpc_channel_new(crpc_channel **out, uv_loop_t *loop, const char *target) {
   crpc__list_init(&ch->conns);
   crpc__list_init(&ch->calls);
   crpc__list_init(&ch->deferred);
-  crpc__list_init(&ch->pool);
+  crpc__call_pool_init(&ch->pool);
   crpc__list_init(&ch->submitted);
   atomic_init(&ch->nsubmitted, 0);
   crpc__list_init(&ch->waiters);
@@ -449,7 +449,7 @@ static void on_goaway(crpc__conn *c, uint32_t last_id, uint32_t code) {
   crpc__list *e = ch->calls.next;
   while (e != &ch->calls) {
     crpc__list *next = e->next;
-    crpc_call *call = CRPC__CONTAINER_OF(e, crpc_call, link);
+    crpc_call *call = CRPC__CONTAINER_OF(e, crpc_call, core.link);
     if (call->core.conn == c && call->core.id > last_id) {
       crpc__list_remove(e);
       crpc__list_push_back(&doomed, e);
@@ -457,7 +457,7 @@ static void on_goaway(crpc__conn *c, uint32_t last_id, uint32_t code) {
     e = next;
   }
   while (!crpc__list_empty(&doomed)) {
-    crpc_call *call = CRPC__CONTAINER_OF(doomed.next, crpc_call, link);
+    crpc_call *call = CRPC__CONTAINER_OF(doomed.next, crpc_call, core.link);
     crpc__conn_untrack(c, call->core.id);
     crpc__call_fail(call, CRPC_STATUS_UNAVAILABLE,
                     "the server closed the connection (GOAWAY) before processing the call; it is safe to retry");
@@ -481,7 +481,7 @@ static void channel_destroy(crpc_channel *ch) {
   /* Threads whose blocking calls were completed by the close may still be on their way out. */
   crpc__blocking_wait_idle(ch);
   uv_cond_destroy(&ch->idle);
-  crpc__call_pool_free(ch);
+  crpc__calls_free(ch);
   crpc__deadlines_free(&ch->deadlines);
   uv_mutex_destroy(&ch->mu);
   crpc__free(ch->last_error);
@@ -526,7 +526,7 @@ void crpc_channel_close(crpc_channel *ch, crpc_close_cb cb, void *user_data) {
   crpc__blocking_cancel_all(ch);
   crpc__call_run_deferred(ch);
   while (!crpc__list_empty(&ch->calls)) {
-    crpc_call *call = CRPC__CONTAINER_OF(ch->calls.next, crpc_call, link);
+    crpc_call *call = CRPC__CONTAINER_OF(ch->calls.next, crpc_call, core.link);
     crpc__call_abandon(call, CRPC_STATUS_CANCELLED, "channel closed");
   }
   for (crpc__list *e = ch->conns.next; e != &ch->conns;) {

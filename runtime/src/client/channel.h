@@ -11,6 +11,7 @@
 #include "conn/conn.h"
 #include "crpc/channel.h"
 #include "call/deadline.h"
+#include "call/pool.h"
 #include "transport/endpoint.h"
 #include "base/list.h"
 
@@ -54,8 +55,7 @@ struct crpc_channel {
   crpc__list calls;        /* live calls */
   size_t ncalls;
   crpc__list deferred;     /* calls that failed at start, completed from the loop */
-  crpc__list pool;         /* spare call objects */
-  size_t npool;
+  crpc__call_pool pool;    /* spare call objects */
   crpc__deadlines deadlines;
 
   /* Blocking calls (blocking.c). */

@@ -5,14 +5,13 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "call/pool.h"
 #include "crpc/error.h"
 #include "wire/metadata.h"
 #include "wire/pbdepth.h"
 #include "server/server.h"
 #include "wire/unpack_lend.h"
 #include "base/utf8.h"
-
-#define CRPC__SCALL_POOL_MAX 64
 
 static void release_core(crpc__core *core);
 static void expire(crpc__core *core);
@@ -32,17 +31,11 @@ static crpc_server_call *of_cc(crpc__conn_call *cc) {
   return CRPC__CONTAINER_OF(cc, crpc_server_call, core.cc);
 }
 
+#define SC_CORE offsetof(crpc_server_call, core)
+
 static crpc_server_call *scall_alloc(crpc_server *srv) {
-  crpc_server_call *sc;
-  if (!crpc__list_empty(&srv->pool)) {
-    sc = CRPC__CONTAINER_OF(srv->pool.next, crpc_server_call, link);
-    crpc__list_remove(&sc->link);
-    srv->npool--;
-  } else {
-    sc = crpc__malloc(sizeof *sc);
-    if (!sc) return NULL;
-    crpc__arena_init(&sc->core.arena);
-  }
+  crpc_server_call *sc = crpc__call_pool_take(&srv->pool, sizeof *sc, SC_CORE);
+  if (!sc) return NULL;
   crpc__core_init(&sc->core, &server_events, &server_kind);
   sc->srv = srv;
   sc->entry = NULL;
@@ -58,7 +51,6 @@ static crpc_server_call *scall_alloc(crpc_server *srv) {
   sc->stream = NULL;
   sc->held_on = NULL;
   crpc__list_init(&sc->hlink);
-  crpc__list_init(&sc->link);
   return sc;
 }
 
@@ -92,17 +84,9 @@ void crpc__scall_release(crpc_server_call *sc) {
     crpc__sstream_free(sc->stream);
     sc->stream = NULL;
   }
-  crpc__list_remove(&sc->link);
   crpc__deadline_stop(&srv->deadlines, &sc->core);
   crpc__outbuf_free(&sc->trailers);
-  crpc__arena_reset(&sc->core.arena);
-  if (srv->npool < CRPC__SCALL_POOL_MAX && !srv->closing) {
-    crpc__list_push_back(&srv->pool, &sc->link);
-    srv->npool++;
-  } else {
-    crpc__arena_destroy(&sc->core.arena);
-    crpc__free(sc);
-  }
+  crpc__call_pool_give(&srv->pool, sc, SC_CORE, !srv->closing);
 }
 
 static void release_core(crpc__core *core) {
@@ -113,18 +97,14 @@ static void release_core(crpc__core *core) {
 }
 
 void crpc__server_calls_free(crpc_server *srv) {
-  crpc__list *lists[] = {&srv->pool, &srv->calls};
-  for (size_t i = 0; i < 2; i++) {
-    while (!crpc__list_empty(lists[i])) {
-      crpc_server_call *sc = CRPC__CONTAINER_OF(lists[i]->next, crpc_server_call, link);
-      crpc__list_remove(&sc->link);
-      if (sc->stream) crpc__sstream_free(sc->stream);
-      crpc__outbuf_free(&sc->trailers);
-      crpc__arena_destroy(&sc->core.arena);
-      crpc__free(sc);
-    }
+  crpc__call_pool_free(&srv->pool, SC_CORE);
+  while (!crpc__list_empty(&srv->calls)) { /* abandoned by their handlers at close */
+    crpc_server_call *sc = CRPC__CONTAINER_OF(srv->calls.next, crpc_server_call, core.link);
+    crpc__list_remove(&sc->core.link);
+    if (sc->stream) crpc__sstream_free(sc->stream);
+    crpc__outbuf_free(&sc->trailers);
+    crpc__call_pool_destroy(sc, SC_CORE);
   }
-  srv->npool = 0;
   srv->ncalls = 0;
 }
 
@@ -250,7 +230,7 @@ static int admit(crpc_server_call *sc, crpc__conn *c, uint32_t id, const crpc__c
            h->method_len);
     return -1;
   }
-  crpc__list_push_back(&srv->calls, &sc->link);
+  crpc__list_push_back(&srv->calls, &sc->core.link);
   srv->ncalls++;
   /* Without memory for the deadline the call runs without one: the client's own deadline
    * still ends it there. */

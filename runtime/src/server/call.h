@@ -55,7 +55,6 @@ struct crpc_server_call {
   int cancelled;             /* it went off the wire before the handler finished it */
   int dispatched;            /* a handler has been given it */
   crpc__sstream *stream;     /* streaming calls only */
-  crpc__list link;           /* srv->calls, or the pool */
   crpc__list hlink;          /* held_on->held */
   crpc__conn *held_on;       /* counted against this connection's limit though forgotten */
 };

@@ -61,7 +61,7 @@ int crpc_server_new(crpc_server **out, uv_loop_t *loop) {
   crpc__list_init(&srv->listeners);
   crpc__list_init(&srv->conns);
   crpc__list_init(&srv->calls);
-  crpc__list_init(&srv->pool);
+  crpc__call_pool_init(&srv->pool);
   atomic_init(&srv->stop_requested, 0);
   crpc__io_ctx_init(&srv->io, srv->loop, &server_conn_ops, srv);
   if ((rc = crpc__io_ctx_start(&srv->io)) < 0 ||

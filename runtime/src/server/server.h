@@ -9,6 +9,7 @@
 
 #include "conn/conn.h"
 #include "call/deadline.h"
+#include "call/pool.h"
 #include "crpc/server.h"
 #include "base/list.h"
 #include "server/registry.h"
@@ -41,8 +42,7 @@ struct crpc_server {
   size_t nconns;
   crpc__list calls;  /* calls not finished by their handler yet */
   size_t ncalls;
-  crpc__list pool;   /* spare call objects */
-  size_t npool;
+  crpc__call_pool pool; /* spare call objects */
   crpc__deadlines deadlines;  /* calls with a deadline */
   uv_timer_t sweep;           /* periodic: handshake, idle and stall timeouts */
   uv_timer_t drain_timer;     /* shutdown grace period */

@@ -1,0 +1,33 @@
+/* Spare call objects of one owner (a channel or a server), kept for reuse: once the owner is
+ * warm a call costs no malloc, and its arena keeps its first block. The objects embed a
+ * crpc__core (at `offset`, offsetof(type, core)) and are linked through its `link`.
+ * Loop thread only. */
+#ifndef CRPC_CALL_POOL_H
+#define CRPC_CALL_POOL_H
+
+#include <stddef.h>
+
+#include "base/list.h"
+#include "call/core.h"
+
+/* At most this many spare objects per owner: enough for a burst, little memory when idle. */
+#define CRPC__CALL_POOL_MAX 64
+
+typedef struct crpc__call_pool {
+  crpc__list spare;
+  size_t n;
+} crpc__call_pool;
+
+void crpc__call_pool_init(crpc__call_pool *p);
+/* An object of `size` bytes: a spare one, or a new one whose core's arena is initialised (the
+ * caller sets up the rest, crpc__core_init included). NULL when out of memory. */
+void *crpc__call_pool_take(crpc__call_pool *p, size_t size, size_t offset);
+/* The object is no longer used (the caller has freed what it holds besides the arena): kept for
+ * reuse with its arena reset, or freed when the pool is full or keep is 0 (the owner closes). */
+void crpc__call_pool_give(crpc__call_pool *p, void *obj, size_t offset, int keep);
+/* Frees an object outright (the owner's teardown, for objects not in the pool). */
+void crpc__call_pool_destroy(void *obj, size_t offset);
+/* Frees every spare object. */
+void crpc__call_pool_free(crpc__call_pool *p, size_t offset);
+
+#endif
