@@ -287,7 +287,7 @@ static int subs_arrived(void *p) {
 static int granted(void *p) {
   bc_world *w = p;
   for (int i = 0; i < w->nsubs; i++)
-    if (w->subs[i].call->core.conn && w->subs[i].call->stream->flow.send_window < (int64_t)GRANT)
+    if (w->subs[i].call->core.conn && w->subs[i].call->core.flow.send_window < (int64_t)GRANT)
       return 0;
   return 1;
 }
@@ -575,7 +575,7 @@ static const Streamtest__StreamTest__FullDuplexHandlers cl_handlers = {
 static int cl_window_in(void *p) {
   cl_world *w = p;
   crpc_call *call = (crpc_call *)(void *)w->s;
-  return call->stream->flow.send_window >= (int64_t)GRANT;
+  return call->core.flow.send_window >= (int64_t)GRANT;
 }
 
 static int cl_drained_writable(void *p) {

@@ -1,6 +1,6 @@
 /* The call core: what every call has, whichever peer started it and whatever its shape — its
- * place on a connection, its state, which directions have ended, its deadline, its arena, and
- * the one rule for when it is freed. Client calls (client/call.h) and server calls
+ * place on a connection, its state, which directions have ended, its flow-control windows, its
+ * deadline, its arena, and the one rule for when it is freed. Client calls (client/call.h) and server calls
  * (server/call.h) embed a crpc__core; a unary call is the shape with one message each way.
  *
  * ---- States ---------------------------------------------------------------------------------
@@ -47,6 +47,7 @@
 #include "base/arena.h"
 #include "base/dlheap.h"
 #include "base/list.h"
+#include "call/flow.h"
 #include "conn/conn.h"
 
 enum crpc__call_state {
@@ -82,6 +83,8 @@ struct crpc__core {
   crpc__list link;            /* on one list of its owner's: live calls, deferred failures, or
                                  the spare objects (call/pool.h) */
   crpc__arena arena;          /* memory that lives as long as the call */
+  crpc__flow flow;            /* windows both ways and the unread messages (call/flow.h): a unary
+                                 call keeps the protocol's initial window and never uses it */
 };
 
 /* Sets up a core taken from a pool or fresh (the arena is the caller's: kept across reuse). */
@@ -97,6 +100,7 @@ static inline void crpc__core_init(crpc__core *core, const crpc__call_events *ev
   core->refs = 1;
   crpc__dl_node_init(&core->dl);
   crpc__list_init(&core->link);
+  crpc__flow_init(&core->flow, CRPC__STREAM_WINDOW);
 }
 
 static inline int crpc__core_transition_ok(unsigned from, unsigned to) {

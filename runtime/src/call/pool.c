@@ -26,6 +26,7 @@ void *crpc__call_pool_take(crpc__call_pool *p, size_t size, size_t offset) {
 }
 
 void crpc__call_pool_destroy(void *obj, size_t offset) {
+  crpc__flow_free(&core_at(obj, offset)->flow);
   crpc__arena_destroy(&core_at(obj, offset)->arena);
   crpc__free(obj);
 }
@@ -33,6 +34,7 @@ void crpc__call_pool_destroy(void *obj, size_t offset) {
 void crpc__call_pool_give(crpc__call_pool *p, void *obj, size_t offset, int keep) {
   crpc__core *core = core_at(obj, offset);
   crpc__list_remove(&core->link);
+  crpc__flow_free(&core->flow);
   if (!keep || p->n >= CRPC__CALL_POOL_MAX) {
     crpc__call_pool_destroy(obj, offset);
     return;

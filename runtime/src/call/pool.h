@@ -22,8 +22,9 @@ void crpc__call_pool_init(crpc__call_pool *p);
 /* An object of `size` bytes: a spare one, or a new one whose core's arena is initialised (the
  * caller sets up the rest, crpc__core_init included). NULL when out of memory. */
 void *crpc__call_pool_take(crpc__call_pool *p, size_t size, size_t offset);
-/* The object is no longer used (the caller has freed what it holds besides the arena): kept for
- * reuse with its arena reset, or freed when the pool is full or keep is 0 (the owner closes). */
+/* The object is no longer used (the caller has freed what it holds besides its core): kept for
+ * reuse with its arena reset and its unread messages freed, or freed outright when the pool is
+ * full or keep is 0 (the owner closes). */
 void crpc__call_pool_give(crpc__call_pool *p, void *obj, size_t offset, int keep);
 /* Frees an object outright (the owner's teardown, for objects not in the pool). */
 void crpc__call_pool_destroy(void *obj, size_t offset);

@@ -21,7 +21,6 @@ typedef struct crpc__waiter crpc__waiter;
 typedef struct crpc__cstream {
   crpc_stream_handlers h;   /* async streams */
   const void *typed;        /* generated code's typed handler table */
-  crpc__flow flow;
   int read_pending;         /* crpc_stream_read() waits for a message */
   int discard;              /* blocking finish: drop what arrives, keep the window open */
   int responses;            /* client streaming: messages received (0, 1; a second ends it) */

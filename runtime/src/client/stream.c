@@ -17,10 +17,9 @@ static crpc_stream *stream_of(crpc_call *c) { return (crpc_stream *)(void *)c; }
 
 static void on_conn_writable(crpc__wwait *w);
 
-static crpc__cstream *cstream_new(crpc_channel *ch) {
+static crpc__cstream *cstream_new(void) {
   crpc__cstream *st = crpc__calloc(1, sizeof *st);
   if (!st) return NULL;
-  crpc__flow_init(&st->flow, (uint64_t)ch->opt[CRPC_OPT_STREAM_WINDOW]);
   crpc__arena_init(&st->scratch);
   atomic_init(&st->cancel_req, 0);
   crpc__list_init(&st->wwait.link);
@@ -30,7 +29,6 @@ static crpc__cstream *cstream_new(crpc_channel *ch) {
 
 void crpc__stream_free(crpc__cstream *st) {
   crpc__wwait_cancel(&st->wwait);
-  crpc__flow_free(&st->flow);
   crpc__arena_destroy(&st->scratch);
   crpc__free(st->saved);
   crpc_status_reset(&st->final);
@@ -43,7 +41,8 @@ static void send_window(crpc_call *call, uint32_t inc) {
 
 void crpc__stream_started(crpc_call *call) {
   S(call)->call = call;
-  send_window(call, crpc__flow_initial_grant(&S(call)->flow));
+  crpc__flow_init(&call->core.flow, (uint64_t)call->ch->opt[CRPC_OPT_STREAM_WINDOW]);
+  send_window(call, crpc__flow_initial_grant(&call->core.flow));
 }
 
 /* ---- Receiving ------------------------------------------------------------------------------ */
@@ -58,13 +57,13 @@ static int deliver(crpc_call *call, const uint8_t *data, size_t len);
 static void pump(crpc_call *call) {
   crpc__cstream *st = S(call);
   while (!crpc__call_done(call) && call->core.in_cb == 0) {
-    if (st->flow.head && (st->h.auto_read || st->read_pending)) {
-      crpc__msg *m = crpc__flow_pop(&st->flow);
+    if (call->core.flow.head && (st->h.auto_read || st->read_pending)) {
+      crpc__msg *m = crpc__flow_pop(&call->core.flow);
       st->read_pending = 0;
       int gone = deliver(call, m->data, m->len);
       crpc__free(m);
       if (gone) return;
-    } else if (!st->flow.head && st->saved) {
+    } else if (!call->core.flow.head && st->saved) {
       finish_saved(call);
       return;
     } else {
@@ -106,7 +105,7 @@ static int deliver(crpc_call *call, const uint8_t *data, size_t len) {
   if (st->h.on_read) st->h.on_read(stream_of(call), msg, call->user_data);
   crpc__arena_reset(&st->scratch);
   if (crpc__core_leave(&call->core) || crpc__call_done(call)) return -1;
-  send_window(call, crpc__flow_consumed(&st->flow, cost(len)));
+  send_window(call, crpc__flow_consumed(&call->core.flow, cost(len)));
   return 0;
 }
 
@@ -115,7 +114,7 @@ static void wake_reader(crpc_call *call) {
   crpc__cstream *st = S(call);
   crpc__waiter *w = st->waiter;
   if (!w || w->op == NULL || w->result != 1) return; /* result 1 marks a parked receive */
-  crpc__msg *m = crpc__flow_pop(&st->flow);
+  crpc__msg *m = crpc__flow_pop(&call->core.flow);
   if (!m) return;
   int why;
   w->response = decode(call, m->data, m->len, 1, &why);
@@ -127,7 +126,7 @@ static void wake_reader(crpc_call *call) {
   }
   st->waiter = NULL;
   w->result = w->response ? 1 : why == CRPC__DECODE_NOMEM ? CRPC_ENOMEM : CRPC_EINVAL;
-  send_window(call, crpc__flow_consumed(&st->flow, cost(m->len)));
+  send_window(call, crpc__flow_consumed(&call->core.flow, cost(m->len)));
   crpc__free(m);
   crpc__waiter_signal(call->ch, w);
 }
@@ -151,21 +150,21 @@ void crpc__stream_on_message(crpc_call *call, const crpc__frame *f) {
                        "server sent a second response on a client-streaming call");
     return;
   }
-  if (crpc__flow_receive(&st->flow, cost(len)) != 0) {
+  if (crpc__flow_receive(&call->core.flow, cost(len)) != 0) {
     crpc__call_abandon(call, CRPC_STATUS_RESOURCE_EXHAUSTED,
                        "server sent past the stream's flow-control window");
     return;
   }
   if (st->discard) { /* finishing: nobody will read it */
-    send_window(call, crpc__flow_consumed(&st->flow, cost(len)));
+    send_window(call, crpc__flow_consumed(&call->core.flow, cost(len)));
     return;
   }
-  if (!st->blocking && !st->flow.head && call->core.in_cb == 0 && (st->h.auto_read || st->read_pending)) {
+  if (!st->blocking && !call->core.flow.head && call->core.in_cb == 0 && (st->h.auto_read || st->read_pending)) {
     st->read_pending = 0;
     if (deliver(call, f->payload, len) == 0) pump(call); /* a read asked for inside on_read */
     return;
   }
-  if (crpc__flow_push(&st->flow, f->payload, len) != 0) {
+  if (crpc__flow_push(&call->core.flow, f->payload, len) != 0) {
     crpc__call_abandon(call, CRPC_STATUS_RESOURCE_EXHAUSTED, "client out of memory");
     return;
   }
@@ -198,7 +197,7 @@ static void became_writable(crpc_call *call) {
 void crpc__stream_on_window(crpc_call *call, uint32_t inc) {
   crpc__cstream *st = S(call);
   if (!st) return;
-  int rc = crpc__flow_credit(&st->flow, inc);
+  int rc = crpc__flow_credit(&call->core.flow, inc);
   if (rc < 0) {
     crpc__call_abandon(call, CRPC_STATUS_INTERNAL,
                        "server's WINDOW took the flow-control window above 2^31-1");
@@ -218,7 +217,7 @@ static void on_conn_writable(crpc__wwait *ww) {
 /* The status is delivered only after every message that arrived before it has been read. */
 int crpc__stream_on_status(crpc_call *call, const crpc__status_hdr *h) {
   crpc__cstream *st = S(call);
-  if (!st->flow.head || st->discard) return 0;
+  if (!call->core.flow.head || st->discard) return 0;
   /* code, text length, details length, metadata length: four u32s, then the three blobs. */
   size_t n = 16 + (size_t)h->text_len + h->details_len + h->metadata_len;
   st->saved = crpc__malloc(n);
@@ -304,7 +303,7 @@ int crpc_gen_stream(crpc_channel *ch, const crpc_method_desc *method, const crpc
   if (out) *out = NULL;
   if (!ch || !handlers || !handlers->on_done || !out || (opts && opts->cancel)) return CRPC_EINVAL;
   if (ch->own_loop) return CRPC_ENOTSUP;
-  crpc__cstream *st = cstream_new(ch);
+  crpc__cstream *st = cstream_new();
   if (!st) return CRPC_ENOMEM;
   st->h = *handlers;
   st->typed = typed;
@@ -322,15 +321,15 @@ int crpc_stream_write(crpc_stream *s, const ProtobufCMessage *msg) {
   if (crpc__call_done(call) || (call->core.shut & CRPC__SHUT_SEND)) return CRPC_ESTATE;
   if (msg->descriptor != call->method->input) return CRPC_ETYPE;
   if (!call->core.conn || call->core.conn->state == CRPC__CONN_CLOSING) return CRPC_ESTATE;
-  if (!crpc__flow_can_send(&st->flow)) {
-    st->flow.blocked = 1;
+  if (!crpc__flow_can_send(&call->core.flow)) {
+    call->core.flow.blocked = 1;
     return CRPC_EAGAIN;
   }
   size_t len = protobuf_c_message_get_packed_size(msg);
   if (len > (uint64_t)call->ch->opt[CRPC_OPT_MAX_SEND_MESSAGE_SIZE]) return CRPC_ELIMIT;
   if (crpc__conn_write_blocked(call->core.conn, &st->wwait)) return CRPC_EAGAIN; /* MAX_WRITE_BUFFER */
   if (crpc__conn_send_message(call->core.conn, call->core.id, msg, len) != 0) return CRPC_ENOMEM;
-  crpc__flow_sent(&st->flow, cost(len));
+  crpc__flow_sent(&call->core.flow, cost(len));
   return 0;
 }
 
@@ -376,7 +375,7 @@ int crpc_stream_read(crpc_stream *s) {
   crpc_call *call = call_of(s);
   crpc__cstream *st = S(call);
   if (crpc__call_done(call) || st->blocking || st->h.auto_read || st->read_pending) return CRPC_ESTATE;
-  if (!st->flow.head && st->saved) return CRPC_ESTATE;
+  if (!call->core.flow.head && st->saved) return CRPC_ESTATE;
   st->read_pending = 1;
   pump(call);
   return 0;
@@ -393,7 +392,7 @@ const crpc_method_desc *crpc_stream_method(const crpc_stream *s) {
 /* ---- Blocking API ------------------------------------------------------------------------------ */
 
 static void op_open(crpc_channel *ch, crpc__waiter *w) {
-  crpc__cstream *st = cstream_new(ch);
+  crpc__cstream *st = cstream_new();
   if (!st) {
     w->result = CRPC_ENOMEM;
   } else {
@@ -450,7 +449,7 @@ static void op_recv(crpc_channel *ch, crpc__waiter *w) {
   crpc_call *call = w->stream;
   crpc__cstream *st = S(call);
   apply_cancel(call);
-  if (st->flow.head) {
+  if (call->core.flow.head) {
     w->result = 1;
     st->waiter = w;
     wake_reader(call); /* takes the message and signals */
@@ -488,8 +487,8 @@ static void op_finish(crpc_channel *ch, crpc__waiter *w) {
     if (!(call->core.shut & CRPC__SHUT_SEND)) close_send_now(call);
     st->discard = 1;
     crpc__msg *m;
-    while ((m = crpc__flow_pop(&st->flow)) != NULL) {
-      send_window(call, crpc__flow_consumed(&st->flow, cost(m->len)));
+    while ((m = crpc__flow_pop(&call->core.flow)) != NULL) {
+      send_window(call, crpc__flow_consumed(&call->core.flow, cost(m->len)));
       crpc__free(m);
     }
     if (st->saved) finish_saved(call); /* completes it */

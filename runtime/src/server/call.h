@@ -22,7 +22,6 @@ typedef struct crpc__conn crpc__conn;
 
 /* What a streaming server call has beyond a unary one (server_stream.c). */
 typedef struct crpc__sstream {
-  crpc__flow flow;
   crpc_server_read_cb on_read;
   crpc_server_writable_cb on_writable;
   void *user_data;

@@ -15,7 +15,6 @@ static void on_conn_writable(crpc__wwait *w);
 
 void crpc__sstream_free(crpc__sstream *st) {
   crpc__wwait_cancel(&st->wwait);
-  crpc__flow_free(&st->flow);
   crpc__arena_destroy(&st->scratch);
   crpc__free(st);
 }
@@ -72,7 +71,7 @@ static int deliver(crpc_server_call *sc, const uint8_t *data, size_t len) {
   if (st->on_read) st->on_read(sc, msg, st->user_data);
   crpc__arena_reset(&st->scratch);
   if (after_callback(sc)) return 1;
-  send_window(sc, crpc__flow_consumed(&st->flow, cost(len)));
+  send_window(sc, crpc__flow_consumed(&sc->core.flow, cost(len)));
   return 0;
 }
 
@@ -88,7 +87,7 @@ static int deliver_eof(crpc_server_call *sc) {
 static void pump(crpc_server_call *sc) {
   crpc__sstream *st = sc->stream;
   while (!crpc__scall_finished(sc) && !sc->cancelled && (st->auto_read || st->read_pending)) {
-    crpc__msg *m = crpc__flow_pop(&st->flow);
+    crpc__msg *m = crpc__flow_pop(&sc->core.flow);
     if (m) {
       st->read_pending = 0;
       int gone = deliver(sc, m->data, m->len);
@@ -121,7 +120,7 @@ static void take_request(crpc_server_call *sc, const uint8_t *data, size_t len) 
     return;
   }
   sc->request = req;
-  send_window(sc, crpc__flow_consumed(&sc->stream->flow, cost(len)));
+  send_window(sc, crpc__flow_consumed(&sc->core.flow, cost(len)));
   dispatch(sc, req);
 }
 
@@ -131,15 +130,15 @@ int crpc__sstream_begin(crpc_server_call *sc, const crpc__frame *f, const crpc__
     reject(sc, CRPC_STATUS_RESOURCE_EXHAUSTED, "server out of memory");
     return -1;
   }
-  crpc__flow_init(&st->flow, (uint64_t)sc->srv->opt[CRPC_OPT_STREAM_WINDOW]);
+  crpc__flow_init(&sc->core.flow, (uint64_t)sc->srv->opt[CRPC_OPT_STREAM_WINDOW]);
   crpc__arena_init(&st->scratch);
   crpc__list_init(&st->wwait.link);
   st->wwait.wake = on_conn_writable;
   st->call = sc;
   sc->stream = st;
-  send_window(sc, crpc__flow_initial_grant(&st->flow));
+  send_window(sc, crpc__flow_initial_grant(&sc->core.flow));
   if (h->message) {
-    if (crpc__flow_receive(&st->flow, cost(h->message_len)) != 0) {
+    if (crpc__flow_receive(&sc->core.flow, cost(h->message_len)) != 0) {
       reject(sc, CRPC_STATUS_RESOURCE_EXHAUSTED, "client sent past the flow-control window");
       return -1;
     }
@@ -152,7 +151,7 @@ int crpc__sstream_begin(crpc_server_call *sc, const crpc__frame *f, const crpc__
       reject(sc, CRPC_STATUS_INTERNAL, "server-streaming call without a request message");
     return 0;
   }
-  if (h->message && crpc__flow_push(&st->flow, h->message, h->message_len) != 0) {
+  if (h->message && crpc__flow_push(&sc->core.flow, h->message, h->message_len) != 0) {
     reject(sc, CRPC_STATUS_RESOURCE_EXHAUSTED, "server out of memory");
     return -1;
   }
@@ -181,7 +180,7 @@ void crpc__sstream_on_message(crpc_server_call *sc, const crpc__frame *f) {
     reject(sc, CRPC_STATUS_INTERNAL, "more than one request on a server-streaming call");
     return;
   }
-  if (crpc__flow_receive(&st->flow, cost(len)) != 0) {
+  if (crpc__flow_receive(&sc->core.flow, cost(len)) != 0) {
     reject(sc, CRPC_STATUS_RESOURCE_EXHAUSTED, "client sent past the flow-control window");
     return;
   }
@@ -190,13 +189,13 @@ void crpc__sstream_on_message(crpc_server_call *sc, const crpc__frame *f) {
     take_request(sc, f->payload, len);
     return;
   }
-  if (!st->flow.head && (st->auto_read || st->read_pending)) {
+  if (!sc->core.flow.head && (st->auto_read || st->read_pending)) {
     st->read_pending = 0;
     if (deliver(sc, f->payload, len)) return;
     pump(sc); /* an END flag may still be waiting */
     return;
   }
-  if (crpc__flow_push(&st->flow, f->payload, len) != 0) {
+  if (crpc__flow_push(&sc->core.flow, f->payload, len) != 0) {
     reject(sc, CRPC_STATUS_RESOURCE_EXHAUSTED, "server out of memory");
     return;
   }
@@ -217,7 +216,7 @@ void crpc__sstream_on_half_close(crpc_server_call *sc) {
 void crpc__sstream_on_window(crpc_server_call *sc, uint32_t inc) {
   crpc__sstream *st = sc->stream;
   if (!st) return;
-  int rc = crpc__flow_credit(&st->flow, inc);
+  int rc = crpc__flow_credit(&sc->core.flow, inc);
   if (rc < 0) {
     reject(sc, CRPC_STATUS_INTERNAL, "client's WINDOW took the flow-control window above 2^31-1");
     return;
@@ -285,15 +284,15 @@ int crpc_server_call_write(crpc_server_call *call, const ProtobufCMessage *msg) 
   /* A client-streaming method has exactly one response (PROTOCOL.md §6.1). */
   if (st->responded && !(call->entry->method->flags & CRPC_METHOD_SERVER_STREAMING))
     return CRPC_ESTATE;
-  if (!crpc__flow_can_send(&st->flow)) {
-    st->flow.blocked = 1;
+  if (!crpc__flow_can_send(&call->core.flow)) {
+    call->core.flow.blocked = 1;
     return CRPC_EAGAIN;
   }
   size_t len = protobuf_c_message_get_packed_size(msg);
   if (len > (uint64_t)call->srv->opt[CRPC_OPT_MAX_SEND_MESSAGE_SIZE]) return CRPC_ELIMIT;
   if (crpc__conn_write_blocked(c, &st->wwait)) return CRPC_EAGAIN; /* MAX_WRITE_BUFFER queued */
   if (crpc__conn_send_message(c, call->core.id, msg, len) != 0) return CRPC_ENOMEM;
-  crpc__flow_sent(&st->flow, cost(len));
+  crpc__flow_sent(&call->core.flow, cost(len));
   st->responded = 1;
   return 0;
 }
