@@ -18,7 +18,7 @@ typedef struct tmpl_var {
 } tmpl_var;
 
 /* A set of variables, filled by the emitters (emit.h). */
-#define TMPL_MAX_VARS 48
+#define TMPL_MAX_VARS 64
 typedef struct tmpl_vars {
   tmpl_var v[TMPL_MAX_VARS];
   size_t n;
