@@ -1,5 +1,5 @@
 /* The types that several crpc headers share: the opaque handles, libuv's loop type, and the
- * callback types more than one header takes. Every other public header includes this one, so it
+ * callback types more than one header takes. The headers that use them include this one, so it
  * rarely needs including by itself; <crpc/crpc.h> includes everything.
  *
  * Each handle is created and released by the functions of the header named next to it; its
