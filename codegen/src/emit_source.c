@@ -1,280 +1,294 @@
+#include <stdio.h>
+
 #include <crpc/method.h>
 
 #include "emit.h"
 
-static void emit_flags(unsigned flags, strbuf *out)
+static const char *flags_expr(unsigned flags)
 {
   if (flags == 0)
-    strbuf_append(out, "0u");
-  else if (flags == (CRPC_METHOD_CLIENT_STREAMING | CRPC_METHOD_SERVER_STREAMING))
-    strbuf_append(out, "CRPC_METHOD_CLIENT_STREAMING | CRPC_METHOD_SERVER_STREAMING");
-  else if (flags == CRPC_METHOD_CLIENT_STREAMING)
-    strbuf_append(out, "CRPC_METHOD_CLIENT_STREAMING");
-  else
-    strbuf_append(out, "CRPC_METHOD_SERVER_STREAMING");
+    return "0u";
+  if (flags == (CRPC_METHOD_CLIENT_STREAMING | CRPC_METHOD_SERVER_STREAMING))
+    return "CRPC_METHOD_CLIENT_STREAMING | CRPC_METHOD_SERVER_STREAMING";
+  if (flags == CRPC_METHOD_CLIENT_STREAMING)
+    return "CRPC_METHOD_CLIENT_STREAMING";
+  return "CRPC_METHOD_SERVER_STREAMING";
 }
 
-static void emit_dispatch(const gen_service *s, const gen_method *m, strbuf *out)
+static void emit_dispatch(const gen_method *m, const tmpl_vars *v, strbuf *out)
 {
-  strbuf_printf(out,
-      "\n/* Server trampoline of %s (crpc_dispatch_fn). */\n"
-      "static void %s(crpc_server_call *call,\n"
+  strbuf_putc(out, '\n');
+  tmpl_comment(out, "", "Server trampoline of ${method} (crpc_dispatch_fn).", v);
+  tmpl_code(out,
+      "static void ${dispatch_fn}(crpc_server_call *call,\n"
       "    const ProtobufCMessage *request, const void *impl, void *user_data)\n"
       "{\n"
-      "  const %s *handlers = (const %s *)impl;\n\n"
-      "  if (handlers == NULL || handlers->%s == NULL) {\n"
+      "  const ${handlers_type} *handlers = (const ${handlers_type} *)impl;\n"
+      "\n"
+      "  if (handlers == NULL || handlers->${member} == NULL) {\n"
       "    (void)crpc_server_call_fail(call, CRPC_STATUS_UNIMPLEMENTED,\n"
-      "        \"",
-      m->full_name, m->dispatch_fn, s->handlers_type, s->handlers_type, m->member);
-  strbuf_append_c_string(out, m->full_name);
-  strbuf_append(out,
-      " is not implemented by this server\");\n"
+      "        \"${method:str} is not implemented by this server\");\n"
       "    return;\n"
-      "  }\n");
+      "  }\n", v);
   if (m->flags & CRPC_METHOD_CLIENT_STREAMING)
-    strbuf_printf(out,
+    tmpl_code(out,
         "  (void)request; /* NULL: the messages come through the reader */\n"
-        "  handlers->%s(call, user_data);\n"
-        "}\n",
-        m->member);
+        "  handlers->${member}(call, user_data);\n"
+        "}\n", v);
   else
-    strbuf_printf(out,
-        "  handlers->%s(call, (const %s *)request, user_data);\n"
-        "}\n",
-        m->member, m->input_c);
+    tmpl_code(out,
+        "  handlers->${member}(call, (const ${input} *)request, user_data);\n"
+        "}\n", v);
 }
 
 static void emit_table(const gen_file *f, const gen_service *s, strbuf *out)
 {
+  tmpl_vars v;
+  char count[32];
+
+  emit_vars(&v, f, s, NULL);
+  snprintf(count, sizeof(count), "%zu", s->n_methods);
+  tmpl_set(&v, "count", count);
+  tmpl_set(&v, "methods", s->n_methods > 0 ? s->methods_array : "NULL");
   if (s->n_methods > 0) {
-    strbuf_printf(out, "\nconst crpc_method_desc %s[%zu] = {\n", s->methods_array,
-                  s->n_methods);
+    tmpl_code(out, "\nconst crpc_method_desc ${methods_array}[${count}] = {\n", &v);
     for (size_t i = 0; i < s->n_methods; i++) {
       const gen_method *m = &s->methods[i];
+      tmpl_vars mv;
 
-      strbuf_append(out, "  {\"");
-      strbuf_append_c_string(out, m->name);
-      strbuf_append(out, "\", \"");
-      strbuf_append_c_string(out, m->full_name);
-      strbuf_printf(out, "\",\n   &%s, &%s,\n   ", m->input_desc, m->output_desc);
-      emit_flags(m->flags, out);
-      strbuf_printf(out, ", %s},\n", m->dispatch_fn);
+      emit_vars(&mv, f, s, m);
+      tmpl_set(&mv, "flags", flags_expr(m->flags));
+      tmpl_code(out,
+          "  {\n"
+          "    .name = \"${method_name:str}\",\n"
+          "    .full_name = \"${method:str}\",\n"
+          "    .input = &${input_desc},\n"
+          "    .output = &${output_desc},\n"
+          "    .flags = ${flags},\n"
+          "    .dispatch = ${dispatch_fn},\n"
+          "  },\n", &mv);
     }
     strbuf_append(out, "};\n");
   }
-  strbuf_printf(out, "\nconst crpc_service_desc %s = {\n  CRPC_GENERATED_ABI,\n  \"", s->table);
-  strbuf_append_c_string(out, s->name);
-  strbuf_append(out, "\",\n  \"");
-  strbuf_append_c_string(out, s->full_name);
-  strbuf_append(out, "\",\n  \"");
-  strbuf_append_c_string(out, f->proto_name);
-  strbuf_printf(out, "\",\n  %zu,\n  %s\n};\n", s->n_methods,
-                s->n_methods > 0 ? s->methods_array : "NULL");
+  tmpl_code(out,
+      "\nconst crpc_service_desc ${table} = {\n"
+      "  .abi = CRPC_GENERATED_ABI,\n"
+      "  .name = \"${service_name:str}\",\n"
+      "  .full_name = \"${service:str}\",\n"
+      "  .proto_file = \"${proto:str}\",\n"
+      "  .n_methods = ${count},\n"
+      "  .methods = ${methods},\n"
+      "};\n", &v);
 }
 
-static void emit_client(const gen_method *m, strbuf *out)
+static void emit_client(const tmpl_vars *v, strbuf *out)
 {
-  strbuf_printf(out,
-      "\nint %s(crpc_channel *ch, const %s *request,\n"
-      "    %s **response, crpc_status *status, const crpc_call_opts *opts)\n"
+  tmpl_code(out,
+      "\nint ${call_fn}(crpc_channel *ch, const ${input} *request,\n"
+      "    ${output} **response, crpc_status *status, const crpc_call_opts *opts)\n"
       "{\n"
       "  ProtobufCMessage *msg = NULL;\n"
-      "  int rc;\n\n"
+      "  int rc;\n"
+      "\n"
       "  if (response == NULL)\n"
-      "    return crpc_channel_unary(ch, %s,\n"
+      "    return crpc_channel_unary(ch, ${macro},\n"
       "        (const ProtobufCMessage *)request, NULL, status, opts);\n"
-      "  rc = crpc_channel_unary(ch, %s,\n"
+      "  rc = crpc_channel_unary(ch, ${macro},\n"
       "      (const ProtobufCMessage *)request, &msg, status, opts);\n"
-      "  *response = (%s *)msg;\n"
+      "  *response = (${output} *)msg;\n"
       "  return rc;\n"
-      "}\n",
-      m->call_fn, m->input_c, m->output_c, m->macro, m->macro, m->output_c);
-  strbuf_printf(out,
-      "\n/* Gives the typed callback back its own type before calling it. */\n"
-      "static void %s(crpc_call *call, const crpc_status *status,\n"
+      "}\n", v);
+  strbuf_putc(out, '\n');
+  tmpl_comment(out, "", "Gives the typed callback back its own type before calling it.", v);
+  tmpl_code(out,
+      "static void ${adapter_fn}(crpc_call *call, const crpc_status *status,\n"
       "    const ProtobufCMessage *response, void *user_data)\n"
       "{\n"
-      "  %s done =\n"
-      "      (%s)crpc_call_user_fn(call);\n\n"
-      "  done(status, (const %s *)response, user_data);\n"
-      "}\n",
-      m->adapter_fn, m->done_type, m->done_type, m->output_c);
-  strbuf_printf(out,
-      "\nint %s(crpc_channel *ch, const %s *request,\n"
-      "    const crpc_call_opts *opts, %s done, void *user_data,\n"
+      "  ${done_type} done =\n"
+      "      (${done_type})crpc_call_user_fn(call);\n"
+      "\n"
+      "  done(status, (const ${output} *)response, user_data);\n"
+      "}\n", v);
+  tmpl_code(out,
+      "\nint ${start_fn}(crpc_channel *ch, const ${input} *request,\n"
+      "    const crpc_call_opts *opts, ${done_type} done, void *user_data,\n"
       "    crpc_call **call_out)\n"
       "{\n"
       "  if (done == NULL)\n"
       "    return CRPC_EINVAL;\n"
-      "  return crpc_gen_unary_async(ch, %s,\n"
-      "      (const ProtobufCMessage *)request, opts, %s,\n"
+      "  return crpc_gen_unary_async(ch, ${macro},\n"
+      "      (const ProtobufCMessage *)request, opts, ${adapter_fn},\n"
       "      (crpc_fn)done, user_data, call_out);\n"
-      "}\n",
-      m->start_fn, m->input_c, m->done_type, m->macro, m->adapter_fn);
-  strbuf_printf(out,
-      "\nint %s(crpc_server_call *call, const %s *response)\n"
+      "}\n", v);
+  tmpl_code(out,
+      "\nint ${reply_fn}(crpc_server_call *call, const ${output} *response)\n"
       "{\n"
       "  return crpc_server_call_reply(call, (const ProtobufCMessage *)response);\n"
-      "}\n",
-      m->reply_fn, m->output_c);
+      "}\n", v);
 }
 
-static void emit_stream_server(const gen_method *m, strbuf *out)
+static void emit_stream_server(const gen_method *m, const tmpl_vars *v, strbuf *out)
 {
-  strbuf_printf(out,
-      "\nint %s(crpc_server_call *call, const %s *msg)\n"
+  tmpl_code(out,
+      "\nint ${server_write_fn}(crpc_server_call *call, const ${output} *msg)\n"
       "{\n"
       "  return crpc_server_call_write(call, (const ProtobufCMessage *)msg);\n"
-      "}\n",
-      m->send_fn, m->output_c);
+      "}\n", v);
   if (m->set_reader_fn == NULL)
     return;
-  strbuf_printf(out,
-      "\n/* Gives the typed reader back its own type before calling it. */\n"
-      "static void %s(crpc_server_call *call,\n"
+  strbuf_putc(out, '\n');
+  tmpl_comment(out, "", "Gives the typed reader back its own type before calling it.", v);
+  tmpl_code(out,
+      "static void ${read_adapter_fn}(crpc_server_call *call,\n"
       "    const ProtobufCMessage *msg, void *user_data)\n"
       "{\n"
-      "  void (*on_read)(crpc_server_call *, const %s *, void *) =\n"
-      "      (void (*)(crpc_server_call *, const %s *, void *))crpc_server_call_user_fn(call);\n\n"
-      "  on_read(call, (const %s *)msg, user_data);\n"
-      "}\n",
-      m->read_adapter_fn, m->input_c, m->input_c, m->input_c);
-  strbuf_printf(out,
-      "\nint %s(crpc_server_call *call,\n"
-      "    void (*on_read)(crpc_server_call *, const %s *, void *),\n"
+      "  void (*on_read)(crpc_server_call *, const ${input} *, void *) =\n"
+      "      (void (*)(crpc_server_call *, const ${input} *, void *))crpc_server_call_user_fn(call);\n"
+      "\n"
+      "  on_read(call, (const ${input} *)msg, user_data);\n"
+      "}\n", v);
+  tmpl_code(out,
+      "\nint ${set_reader_fn}(crpc_server_call *call,\n"
+      "    void (*on_read)(crpc_server_call *, const ${input} *, void *),\n"
       "    crpc_server_writable_cb on_writable, void *user_data, int auto_read)\n"
       "{\n"
-      "  return crpc_gen_server_stream_handlers(call, on_read != NULL ? %s : NULL,\n"
+      "  return crpc_gen_server_stream_handlers(call, on_read != NULL ? ${read_adapter_fn} : NULL,\n"
       "      (crpc_fn)on_read, on_writable, user_data, auto_read);\n"
-      "}\n",
-      m->set_reader_fn, m->input_c, m->read_adapter_fn);
+      "}\n", v);
 }
 
-static void emit_stream_async(const gen_method *m, strbuf *out)
+static void emit_stream_async(const tmpl_vars *v, strbuf *out)
 {
-  const char *h = m->stream_handlers_type;
-
-  strbuf_printf(out,
-      "\n/* The adapters find the typed table with crpc_stream_typed(). */\n"
-      "static void %s(crpc_stream *s, const ProtobufCMessage *msg,\n"
+  strbuf_putc(out, '\n');
+  tmpl_comment(out, "", "The adapters find the typed table with crpc_stream_typed().", v);
+  tmpl_code(out,
+      "static void ${on_read_adapter_fn}(crpc_stream *s, const ProtobufCMessage *msg,\n"
       "    void *user_data)\n"
       "{\n"
-      "  const %s *h = (const %s *)crpc_stream_typed(s);\n\n"
-      "  h->on_read(s, (const %s *)msg, user_data);\n"
-      "}\n",
-      m->on_read_adapter_fn, h, h, m->output_c);
-  strbuf_printf(out,
-      "\nstatic void %s(crpc_stream *s, void *user_data)\n"
+      "  const ${stream_handlers_type} *h = (const ${stream_handlers_type} *)crpc_stream_typed(s);\n"
+      "\n"
+      "  h->on_read(s, (const ${output} *)msg, user_data);\n"
+      "}\n"
+      "\n"
+      "static void ${on_writable_adapter_fn}(crpc_stream *s, void *user_data)\n"
       "{\n"
-      "  const %s *h = (const %s *)crpc_stream_typed(s);\n\n"
+      "  const ${stream_handlers_type} *h = (const ${stream_handlers_type} *)crpc_stream_typed(s);\n"
+      "\n"
       "  h->on_writable(s, user_data);\n"
-      "}\n",
-      m->on_writable_adapter_fn, h, h);
-  strbuf_printf(out,
-      "\nstatic void %s(crpc_stream *s, const crpc_status *status,\n"
+      "}\n"
+      "\n"
+      "static void ${on_done_adapter_fn}(crpc_stream *s, const crpc_status *status,\n"
       "    void *user_data)\n"
       "{\n"
-      "  const %s *h = (const %s *)crpc_stream_typed(s);\n\n"
+      "  const ${stream_handlers_type} *h = (const ${stream_handlers_type} *)crpc_stream_typed(s);\n"
+      "\n"
       "  h->on_done(s, status, user_data);\n"
-      "}\n",
-      m->on_done_adapter_fn, h, h);
-  strbuf_printf(out,
-      "\nint %s(crpc_channel *ch, const crpc_call_opts *opts,\n"
-      "    const %s *handlers, void *user_data, crpc_stream **out)\n"
+      "}\n"
+      "\n"
+      "int ${stream_fn}(crpc_channel *ch, const crpc_call_opts *opts,\n"
+      "    const ${stream_handlers_type} *handlers, void *user_data, crpc_stream **out)\n"
       "{\n"
-      "  crpc_stream_handlers adapters;\n\n"
+      "  crpc_stream_handlers adapters;\n"
+      "\n"
       "  if (handlers == NULL || handlers->on_done == NULL) {\n"
       "    if (out != NULL)\n"
       "      *out = NULL;\n"
       "    return CRPC_EINVAL;\n"
       "  }\n"
-      "  adapters.on_read = handlers->on_read != NULL ? %s : NULL;\n"
+      "  adapters.on_read = handlers->on_read != NULL ? ${on_read_adapter_fn} : NULL;\n"
       "  adapters.on_writable =\n"
-      "      handlers->on_writable != NULL ? %s : NULL;\n"
-      "  adapters.on_done = %s;\n"
+      "      handlers->on_writable != NULL ? ${on_writable_adapter_fn} : NULL;\n"
+      "  adapters.on_done = ${on_done_adapter_fn};\n"
       "  adapters.auto_read = handlers->auto_read;\n"
-      "  return crpc_gen_stream(ch, %s, opts, &adapters, handlers,\n"
+      "  return crpc_gen_stream(ch, ${macro}, opts, &adapters, handlers,\n"
       "      user_data, out);\n"
-      "}\n",
-      m->stream_fn, h, m->on_read_adapter_fn, m->on_writable_adapter_fn, m->on_done_adapter_fn,
-      m->macro);
-  strbuf_printf(out,
-      "\nint %s(crpc_stream *s, const %s *msg)\n"
+      "}\n"
+      "\n"
+      "int ${write_fn}(crpc_stream *s, const ${input} *msg)\n"
       "{\n"
       "  return crpc_stream_write(s, (const ProtobufCMessage *)msg);\n"
-      "}\n",
-      m->write_fn, m->input_c);
+      "}\n", v);
 }
 
-static void emit_stream_blocking(const gen_method *m, strbuf *out)
+static void emit_stream_blocking(const tmpl_vars *v, strbuf *out)
 {
-  strbuf_printf(out,
-      "\nint %s(crpc_channel *ch, const crpc_call_opts *opts, crpc_stream **out)\n"
+  tmpl_code(out,
+      "\nint ${open_fn}(crpc_channel *ch, const crpc_call_opts *opts, crpc_stream **out)\n"
       "{\n"
-      "  return crpc_channel_stream_open(ch, %s, opts, out);\n"
-      "}\n",
-      m->open_fn, m->macro);
-  strbuf_printf(out,
-      "\nint %s(crpc_stream *s, const %s *msg)\n"
+      "  return crpc_channel_stream_open(ch, ${macro}, opts, out);\n"
+      "}\n"
+      "\n"
+      "int ${send_wait_fn}(crpc_stream *s, const ${input} *msg)\n"
       "{\n"
       "  return crpc_stream_send_wait(s, (const ProtobufCMessage *)msg);\n"
-      "}\n",
-      m->write_wait_fn, m->input_c);
-  strbuf_printf(out,
-      "\nint %s(crpc_stream *s, %s **msg)\n"
+      "}\n"
+      "\n"
+      "int ${recv_wait_fn}(crpc_stream *s, ${output} **msg)\n"
       "{\n"
       "  ProtobufCMessage *got = NULL;\n"
-      "  int rc;\n\n"
+      "  int rc;\n"
+      "\n"
       "  if (msg == NULL)\n"
       "    return CRPC_EINVAL;\n"
       "  rc = crpc_stream_recv_wait(s, &got);\n"
-      "  *msg = (%s *)got;\n"
+      "  *msg = (${output} *)got;\n"
       "  return rc;\n"
-      "}\n",
-      m->read_wait_fn, m->output_c, m->output_c);
-  strbuf_printf(out,
-      "\nint %s(crpc_stream *s, crpc_status *status)\n"
+      "}\n"
+      "\n"
+      "int ${finish_wait_fn}(crpc_stream *s, crpc_status *status)\n"
       "{\n"
       "  return crpc_stream_finish_wait(s, status);\n"
-      "}\n",
-      m->finish_fn);
+      "}\n", v);
 }
 
 static void emit_service(const gen_file *f, const gen_service *s, strbuf *out)
 {
-  strbuf_printf(out, "\n/* ---- service %s ---- */\n", s->full_name);
-  for (size_t i = 0; i < s->n_methods; i++)
-    emit_dispatch(s, &s->methods[i], out);
+  tmpl_vars v;
+
+  emit_vars(&v, f, s, NULL);
+  strbuf_putc(out, '\n');
+  tmpl_comment(out, "", "---- service ${service} ----", &v);
+  for (size_t i = 0; i < s->n_methods; i++) {
+    tmpl_vars mv;
+
+    emit_vars(&mv, f, s, &s->methods[i]);
+    emit_dispatch(&s->methods[i], &mv, out);
+  }
   emit_table(f, s, out);
   for (size_t i = 0; i < s->n_methods; i++) {
     const gen_method *m = &s->methods[i];
+    tmpl_vars mv;
 
+    emit_vars(&mv, f, s, m);
     if (m->flags == 0) {
-      emit_client(m, out);
+      emit_client(&mv, out);
     } else {
-      emit_stream_server(m, out);
-      emit_stream_async(m, out);
-      emit_stream_blocking(m, out);
+      emit_stream_server(m, &mv, out);
+      emit_stream_async(&mv, out);
+      emit_stream_blocking(&mv, out);
     }
   }
-  strbuf_printf(out,
-      "\nint %s(crpc_server *server, const %s *handlers,\n"
+  tmpl_code(out,
+      "\nint ${register_fn}(crpc_server *server, const ${handlers_type} *handlers,\n"
       "    void *user_data)\n"
       "{\n"
-      "  return crpc_server_register(server, &%s, handlers, user_data);\n"
-      "}\n",
-      s->register_fn, s->handlers_type, s->table);
+      "  return crpc_server_register(server, &${table}, handlers, user_data);\n"
+      "}\n", &v);
 }
 
 int emit_source(const gen_file *f, strbuf *out)
 {
-  emit_banner(f, out, "crpc stubs and method tables for the services");
-  strbuf_append(out, " */\n");
-  strbuf_printf(out, "#include \"%s\"\n", f->header_name);
-  if (f->n_services == 0)
-    strbuf_append(out, "\n/* This file defines no service: nothing to define here. ISO C wants at "
-                       "least one\n * declaration in a translation unit; the header's include "
-                       "provides it. */\n");
+  tmpl_vars v;
+
+  emit_vars(&v, f, NULL, NULL);
+  emit_banner(f, out, "");
+  tmpl_code(out, "#include \"${header}\"\n\n#include <crpc/gen.h>\n", &v);
+  if (f->n_services == 0) {
+    strbuf_putc(out, '\n');
+    tmpl_comment(out, "",
+        "This file defines no service: nothing to define here. ISO C wants at least one "
+        "declaration in a translation unit; the header's include provides it.", &v);
+  }
   for (size_t i = 0; i < f->n_services; i++)
     emit_service(f, &f->services[i], out);
   return strbuf_failed(out) ? -1 : 0;

@@ -290,7 +290,7 @@ static const char *claim(planner *p, const char *base)
     return NULL;
   }
   if (strcmp(got, base) != 0)
-    strbuf_printf(&p->out->renames, " *   %s instead of %s (already used)\n", got, base);
+    strbuf_printf(&p->out->renames, "  %s instead of %s (already used)\n", got, base);
   return got;
 }
 
@@ -372,11 +372,13 @@ static void plan_unary_names(planner *p, const char *prefix, const char *cn, con
   gm->adapter_fn = claim(p, join(p, prefix, "adapter"));
 }
 
+/* The claiming order of streaming names is part of the rename rules too. The old names, now
+ * deprecated aliases, keep their places, so that they come out as before. */
 static void plan_stream_names(planner *p, const char *prefix, const char *cn, const char *camel,
                               gen_method *gm)
 {
   gm->dispatch_fn = claim(p, join(p, prefix, "dispatch"));
-  gm->send_fn = claim(p, join(p, prefix, "send"));
+  gm->old_send_fn = claim(p, join(p, prefix, "send"));
   if (gm->flags & CRPC_METHOD_CLIENT_STREAMING) {
     gm->set_reader_fn = claim(p, join(p, prefix, "set_reader"));
     gm->read_adapter_fn = claim(p, join(p, prefix, "read_adapter"));
@@ -385,12 +387,34 @@ static void plan_stream_names(planner *p, const char *prefix, const char *cn, co
   gm->stream_fn = claim(p, join(p, prefix, "stream"));
   gm->write_fn = claim(p, join(p, prefix, "write"));
   gm->open_fn = claim(p, join(p, prefix, "open"));
-  gm->write_wait_fn = claim(p, join(p, prefix, "write_wait"));
-  gm->read_wait_fn = claim(p, join(p, prefix, "read_wait"));
-  gm->finish_fn = claim(p, join(p, prefix, "finish"));
+  gm->old_write_wait_fn = claim(p, join(p, prefix, "write_wait"));
+  gm->old_read_wait_fn = claim(p, join(p, prefix, "read_wait"));
+  gm->old_finish_fn = claim(p, join(p, prefix, "finish"));
   gm->on_read_adapter_fn = claim(p, join(p, prefix, "on_read_adapter"));
   gm->on_writable_adapter_fn = claim(p, join(p, prefix, "on_writable_adapter"));
   gm->on_done_adapter_fn = claim(p, join(p, prefix, "on_done_adapter"));
+}
+
+/* The current names of the streaming stubs, claimed after every older name of the file (see
+ * plan.h), in .proto order. */
+static void plan_stream_verbs(planner *p, const char *lc, const gen_service *gs)
+{
+  for (size_t i = 0; i < gs->n_methods; i++) {
+    gen_method *gm = &gs->methods[i];
+    const char *ml = names_camel_to_lower(p->a, gm->name);
+    const char *prefix = ml != NULL ? names_cat(p->a, lc, "__", ml, "__") : NULL;
+
+    if (gm->flags == 0)
+      continue;
+    if (prefix == NULL) {
+      p->oom = 1;
+      return;
+    }
+    gm->server_write_fn = claim(p, join(p, prefix, "server_write"));
+    gm->send_wait_fn = claim(p, join(p, prefix, "send_wait"));
+    gm->recv_wait_fn = claim(p, join(p, prefix, "recv_wait"));
+    gm->finish_wait_fn = claim(p, join(p, prefix, "finish_wait"));
+  }
 }
 
 static int plan_method_names(planner *p, nameset *members, const gen_method_proto *m,
@@ -528,6 +552,14 @@ enum plan_result plan_file(arena *a, const gen_request *req, const gen_file_prot
     rc = plan_service_names(&p, file->service[i], &out->services[i]);
   for (size_t i = 0; rc == 0 && i < file->n_service; i++)
     rc = plan_methods(&p, file->service[i], &out->services[i]);
+  for (size_t i = 0; rc == 0 && i < file->n_service; i++) {
+    const char *lc = names_full_to_lower(a, out->services[i].c_full_name);
+
+    if (lc == NULL)
+      p.oom = 1;
+    else
+      plan_stream_verbs(&p, lc, &out->services[i]);
+  }
   return finish(&p, rc);
 }
 

@@ -11,17 +11,20 @@
  *   Helloworld__Greeter__SayHelloDone        the async completion type
  *   helloworld__greeter__say_hello__dispatch / __adapter        static trampolines
  * and for a streaming method (rpc Chat):
- *   helloworld__greeter__chat__send / __set_reader              server helpers
+ *   helloworld__greeter__chat__server_write / __set_reader      server helpers
  *   Helloworld__Greeter__ChatHandlers                           the client's typed callbacks
  *   helloworld__greeter__chat__stream / __write                 async client
- *   helloworld__greeter__chat__open / __write_wait / __read_wait / __finish   blocking client
+ *   helloworld__greeter__chat__open / __send_wait / __recv_wait / __finish_wait   blocking client
  *   helloworld__greeter__chat__dispatch / __read_adapter / __on_read_adapter /
  *   __on_writable_adapter / __on_done_adapter                   static trampolines
+ *   helloworld__greeter__chat__send / __write_wait / __read_wait / __finish   deprecated aliases
  *
  * Collisions. protobuf-c's own names (for every message, enum and service of the file and of
  * everything it imports) are entered in a set first; crpc's names then claim theirs in a fixed
- * order (all service-level names in .proto order, then the method names in .proto order). A name
- * that is taken gets '_' appended until it is free, and the header lists every such rename.
+ * order (all service-level names in .proto order, then the method names in .proto order, then
+ * the streaming stubs' current names, added after the aliases, in .proto order: so every name an
+ * older protoc-gen-crpc gave a file is still given). A name that is taken gets '_' appended until
+ * it is free, and the header lists every such rename.
  * When protobuf-c's own output would not compile (two methods of a service with one protobuf-c
  * name, such as SayHello and sayHello; a method called Init or Descriptor; a service whose
  * protobuf-c name another definition has), planning fails with a message for the response. */
@@ -54,20 +57,27 @@ typedef struct gen_method {
   const char *reply_fn;
   const char *done_type;
   const char *adapter_fn;
-  /* streaming methods only (NULL for unary ones): */
-  const char *send_fn;             /* server: typed crpc_server_call_write() */
+  /* streaming methods only (NULL for unary ones). Each typed stub is named by the verb of the
+   * runtime function it wraps (codegen/README.md, "Verbs"): */
+  const char *server_write_fn;     /* server: typed crpc_server_call_write() */
   const char *set_reader_fn;       /* server: typed reader (client- and bidi-streaming only) */
   const char *read_adapter_fn;     /* static: crpc_server_read_cb -> the typed on_read */
   const char *stream_handlers_type; /* client: "Helloworld__Greeter__SayHelloHandlers" */
   const char *stream_fn;           /* client, async: starts the stream */
-  const char *write_fn;
-  const char *open_fn;             /* client, blocking */
-  const char *write_wait_fn;
-  const char *read_wait_fn;
-  const char *finish_fn;
+  const char *write_fn;            /* crpc_stream_write() */
+  const char *open_fn;             /* client, blocking: crpc_channel_stream_open() */
+  const char *send_wait_fn;        /* crpc_stream_send_wait() */
+  const char *recv_wait_fn;        /* crpc_stream_recv_wait() */
+  const char *finish_wait_fn;      /* crpc_stream_finish_wait() */
   const char *on_read_adapter_fn;  /* static client adapters */
   const char *on_writable_adapter_fn;
   const char *on_done_adapter_fn;
+  /* The names protoc-gen-crpc 0.1.0 gave the same stubs, kept as deprecated aliases (static
+   * inline in the header) so that code written against them still compiles: */
+  const char *old_send_fn;         /* -> server_write_fn */
+  const char *old_write_wait_fn;   /* -> send_wait_fn */
+  const char *old_read_wait_fn;    /* -> recv_wait_fn */
+  const char *old_finish_fn;       /* -> finish_wait_fn */
 } gen_method;
 
 typedef struct gen_service {

@@ -122,7 +122,7 @@ static int send_now(participant *p, const char *from, const char *text)
 
   line.from = (char *)from;
   line.text = (char *)text;
-  return chat__room__talk__send(p->call, &line); /* encoded now: from/text stay ours */
+  return chat__room__talk__server_write(p->call, &line); /* encoded now: from/text stay ours */
 }
 
 /* Queues a line for p. Returns 0, or -1 when p has fallen behind (or memory ran out) and has

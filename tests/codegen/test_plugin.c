@@ -211,6 +211,26 @@ static const char *file_content(const Google__Protobuf__Compiler__CodeGeneratorR
   return NULL;
 }
 
+/* The lines of generated comments (those starting, after indentation, with slash-star or " *")
+ * longer than 100 columns. */
+static int wide_comment_lines(const char *text)
+{
+  int wide = 0;
+
+  while (*text != '\0') {
+    const char *eol = strchr(text, '\n');
+    size_t len = eol != NULL ? (size_t)(eol - text) : strlen(text);
+    size_t i = 0;
+
+    while (i < len && text[i] == ' ')
+      i++;
+    if (len > 100 && i < len && (text[i] == '*' || (text[i] == '/' && text[i + 1] == '*')))
+      wide++;
+    text += len + (eol != NULL);
+  }
+  return wide;
+}
+
 static void generates_pair(void **state)
 {
   Google__Protobuf__Compiler__CodeGeneratorResponse *res =
@@ -229,6 +249,16 @@ static void generates_pair(void **state)
   assert_non_null(strstr(h, "#ifndef CRPC_GENERATED_deep_2fdotted_2eproto_CRPC_H"));
   assert_non_null(strstr(h, "extern const crpc_service_desc a__b__c__d__first__crpc_service;"));
   assert_non_null(strstr(c, "#include \"deep/dotted.crpc.h\""));
+  assert_non_null(strstr(c, "#include <crpc/gen.h>"));
+  /* The tables name their fields. */
+  assert_non_null(strstr(c, "  .abi = CRPC_GENERATED_ABI,\n  .name = \"First\",\n"));
+  assert_non_null(strstr(c, "    .name = \"Lookup\",\n    .full_name = \"a.b.c.d.First/Lookup\",\n"));
+  /* The streaming stubs carry the runtime's verbs; the old names stay as aliases. */
+  assert_non_null(strstr(h, "int a__b__c__d__first__upload__send_wait(crpc_stream *s"));
+  assert_non_null(strstr(h, "static inline int a__b__c__d__first__upload__write_wait(crpc_stream *s"));
+  /* Comments are wrapped after their names are filled in: none is wider than 100 columns. */
+  assert_int_equal(wide_comment_lines(h), 0);
+  assert_int_equal(wide_comment_lines(c), 0);
   google__protobuf__compiler__code_generator_response__free_unpacked(res, NULL);
 }
 
@@ -275,7 +305,8 @@ static void c_package_names(void **state)
   assert_non_null(strstr(h, "#define ACME_C__SVC__GET__METHOD (&acme_c__svc__crpc_methods[0])"));
   /* the wire keeps the proto package */
   assert_non_null(strstr(c, "\"acme.v1.Svc/Get\""));
-  assert_non_null(strstr(c, "&acme_c__req__descriptor, &acme_base__ping__descriptor"));
+  assert_non_null(strstr(c, "    .input = &acme_c__req__descriptor,\n"
+                            "    .output = &acme_base__ping__descriptor,\n"));
   google__protobuf__compiler__code_generator_response__free_unpacked(res, NULL);
 }
 

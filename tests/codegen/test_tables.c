@@ -133,6 +133,9 @@ static void streaming_server_side(void **state)
   void (*watch)(crpc_server_call *, const A__B__C__D__Local *, void *) = h.watch;
   void (*chat)(crpc_server_call *, void *) = h.chat;
   int (*send[])(crpc_server_call *, const A__B__C__D__Local *) = {
+      a__b__c__d__first__upload__server_write, a__b__c__d__first__watch__server_write,
+      a__b__c__d__first__chat__server_write, a__b__c__d__only_streams__feed__server_write,
+      /* the deprecated old names, same signatures */
       a__b__c__d__first__upload__send, a__b__c__d__first__watch__send,
       a__b__c__d__first__chat__send, a__b__c__d__only_streams__feed__send};
   int (*set_reader[])(crpc_server_call *, server_reader, crpc_server_writable_cb, void *, int) = {
@@ -166,17 +169,21 @@ static void streaming_client_side(void **state)
               void *, crpc_stream **) = a__b__c__d__first__chat__stream;
   int (*write[])(crpc_stream *, const A__B__C__D__Local *) = {
       a__b__c__d__first__upload__write, a__b__c__d__first__watch__write,
-      a__b__c__d__first__chat__write, a__b__c__d__first__chat__write_wait,
-      a__b__c__d__first__watch__write_wait, a__b__c__d__first__upload__write_wait};
+      a__b__c__d__first__chat__write, a__b__c__d__first__chat__send_wait,
+      a__b__c__d__first__watch__send_wait, a__b__c__d__first__upload__send_wait,
+      a__b__c__d__first__chat__write_wait, a__b__c__d__first__watch__write_wait,
+      a__b__c__d__first__upload__write_wait};
   int (*open[])(crpc_channel *, const crpc_call_opts *, crpc_stream **) = {
       a__b__c__d__first__upload__open, a__b__c__d__first__watch__open,
       a__b__c__d__first__chat__open};
   int (*read[])(crpc_stream *, A__B__C__D__Local **) = {
-      a__b__c__d__first__upload__read_wait, a__b__c__d__first__watch__read_wait,
-      a__b__c__d__first__chat__read_wait};
+      a__b__c__d__first__upload__recv_wait, a__b__c__d__first__watch__recv_wait,
+      a__b__c__d__first__chat__recv_wait, a__b__c__d__first__upload__read_wait,
+      a__b__c__d__first__watch__read_wait, a__b__c__d__first__chat__read_wait};
   int (*finish[])(crpc_stream *, crpc_status *) = {
-      a__b__c__d__first__upload__finish, a__b__c__d__first__watch__finish,
-      a__b__c__d__first__chat__finish};
+      a__b__c__d__first__upload__finish_wait, a__b__c__d__first__watch__finish_wait,
+      a__b__c__d__first__chat__finish_wait, a__b__c__d__first__upload__finish,
+      a__b__c__d__first__watch__finish, a__b__c__d__first__chat__finish};
   A__B__C__D__First__UploadHandlers uh = {NULL, NULL, NULL, 0};
   A__B__C__D__First__WatchHandlers wh = {NULL, NULL, NULL, 0};
 
@@ -213,8 +220,8 @@ static void streaming_stub_arguments(void **state)
   assert_null(s);
   assert_int_equal(a__b__c__d__first__chat__stream(NULL, NULL, &no_done, NULL, NULL),
                    CRPC_EINVAL);
-  assert_int_equal(a__b__c__d__first__chat__read_wait(NULL, NULL), CRPC_EINVAL);
-  assert_int_equal(a__b__c__d__first__chat__read_wait(NULL, &msg), CRPC_EINVAL);
+  assert_int_equal(a__b__c__d__first__chat__recv_wait(NULL, NULL), CRPC_EINVAL);
+  assert_int_equal(a__b__c__d__first__chat__recv_wait(NULL, &msg), CRPC_EINVAL);
   assert_null(msg);
 }
 

@@ -222,7 +222,7 @@ static int chat_srv_pump(chat_srv *c) {
     m.seq = seq;
     m.data.data = chat_data;
     m.data.len = chat_rep_size[seq];
-    int rc = fa__svc__chat__send(c->call, &m);
+    int rc = fa__svc__chat__server_write(c->call, &m);
     if (c->ended) return 1; /* on_cancel ran inside */
     if (rc == CRPC_EAGAIN) return 0; /* on_writable resumes */
     if (rc == CRPC_ESTATE) {
@@ -1134,9 +1134,9 @@ static void phase_stream_server(world *w, long n) { phase_stream(w, n, FA_SERVER
 /* On a channel that has not connected yet, failing either side. */
 static void phase_stream_cold(world *w, long n) { phase_stream(w, n, FA_ANY, 0); }
 
-/* A blocking Chat stream on a private-loop channel: open, write_wait every chunk, close_send,
- * read_wait every reply, finish. A write that fails ends the writing: the stream is finished at
- * once (which closes the sending side) and its status taken as it comes. */
+/* A blocking Chat stream on a private-loop channel: open, send_wait every chunk, close_send,
+ * recv_wait every reply, finish_wait. A write that fails ends the writing: the stream is finished
+ * at once (which closes the sending side) and its status taken as it comes. */
 typedef struct bchat {
   const char *name;
   int rc_open, rc_write, rc_close, rc_read, rc_finish;
@@ -1159,7 +1159,7 @@ static void bchat_run(crpc_channel *ch, bchat *b) {
     m.data.data = chat_data;
     m.data.len = chat_req_size[b->n_written];
     m.reply_size = chat_rep_size[b->n_written];
-    b->rc_write = fa__svc__chat__write_wait(s, &m);
+    b->rc_write = fa__svc__chat__send_wait(s, &m);
     if (b->rc_write != 0) break;
   }
   if (b->rc_write == 0) {
@@ -1167,7 +1167,7 @@ static void bchat_run(crpc_channel *ch, bchat *b) {
     for (int i = 0; i < CHAT_N + 2; i++) { /* bounded: CHAT_N replies, then the end */
       Fa__Chunk *m = NULL;
       b->reads++;
-      b->rc_read = fa__svc__chat__read_wait(s, &m);
+      b->rc_read = fa__svc__chat__recv_wait(s, &m);
       if (b->rc_read != 1) {
         if (m) b->bad_read++; /* *msg must be NULL then */
         break;
@@ -1181,7 +1181,7 @@ static void bchat_run(crpc_channel *ch, bchat *b) {
   }
   crpc_status st;
   memset(&st, 0, sizeof st);
-  b->rc_finish = fa__svc__chat__finish(s, &st);
+  b->rc_finish = fa__svc__chat__finish_wait(s, &st);
   b->code = st.code;
   b->msg_null = st.message == NULL;
   snprintf(b->message, sizeof b->message, "%s", st.message ? st.message : "(null)");
@@ -1194,12 +1194,12 @@ static void bchat_check(const bchat *b, int strict) {
   if (b->rc_open != 0) return;
   CHECK(b->rc_write == 0 || (!strict && (b->rc_write == CRPC_ENOMEM ||
                                          b->rc_write == CRPC_ESTATE)),
-        "%s: write_wait of chunk %d returned %s", b->name, b->n_written,
+        "%s: send_wait of chunk %d returned %s", b->name, b->n_written,
         crpc_err_name(b->rc_write));
   CHECK(b->rc_close == 0 || (!strict && b->rc_close == CRPC_ESTATE), "%s: close_send returned %s",
         b->name, crpc_err_name(b->rc_close));
   CHECK(b->rc_write != 0 || b->rc_read == 0 || (!strict && b->rc_read == CRPC_ENOMEM),
-        "%s: read_wait %d returned %s (want 1 per reply, then 0)", b->name, b->reads,
+        "%s: recv_wait %d returned %s (want 1 per reply, then 0)", b->name, b->reads,
         b->rc_read == 1 ? "1 (more replies than asked for)" : crpc_err_name(b->rc_read));
   CHECK(!b->bad_read, "%s: %d wrong replies", b->name, b->bad_read);
   CHECK(b->rc_finish == 0, "%s: finish returned %s", b->name, crpc_err_name(b->rc_finish));

@@ -635,11 +635,11 @@ static void bs_run(void *arg) {
     st_outreq req;
     st_outreq_init(&req, &size, 1, i % 5);
     Streamtest__OutputResponse *msg = NULL;
-    rc = streamtest__stream_test__full_duplex__write_wait(s, &req.req);
+    rc = streamtest__stream_test__full_duplex__send_wait(s, &req.req);
     if (rc != 0) {
-      bs_fail(j, "write_wait", rc);
-    } else if ((rc = streamtest__stream_test__full_duplex__read_wait(s, &msg)) != 1) {
-      bs_fail(j, "read_wait", rc);
+      bs_fail(j, "send_wait", rc);
+    } else if ((rc = streamtest__stream_test__full_duplex__recv_wait(s, &msg)) != 1) {
+      bs_fail(j, "recv_wait", rc);
     } else if (st_payload_ok(msg->payload, size) && msg->seq == i) {
       j->steps++;
     } else {
@@ -652,17 +652,17 @@ static void bs_run(void *arg) {
     /* Nothing more is asked for: this read ends only through the other thread's cancel. */
     atomic_store(&j->published, s);
     Streamtest__OutputResponse *msg = NULL;
-    rc = streamtest__stream_test__full_duplex__read_wait(s, &msg);
+    rc = streamtest__stream_test__full_duplex__recv_wait(s, &msg);
     if (rc == 0 && !msg)
       j->steps++;
     else
-      bs_fail(j, "read_wait after cancel", rc);
+      bs_fail(j, "recv_wait after cancel", rc);
     if (msg) protobuf_c_message_free_unpacked(&msg->base, NULL);
     /* The stream stays valid until finish: wait until the canceller is done with it. */
     while (!atomic_load(&j->cancel_done)) sched_yield();
   }
   crpc_status st = {0};
-  rc = streamtest__stream_test__full_duplex__finish(s, &st);
+  rc = streamtest__stream_test__full_duplex__finish_wait(s, &st);
   if (rc == 0) {
     j->steps++;
     j->code = st.code;

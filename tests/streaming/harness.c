@@ -168,8 +168,9 @@ static int write_due(st_call *sc)
     blob.data.data = st_pattern(size);
     resp.payload = &blob;
     resp.seq = sc->seq;
-    rc = sc->method == M_OUTPUT ? streamtest__stream_test__streaming_output__send(sc->call, &resp)
-                                : streamtest__stream_test__full_duplex__send(sc->call, &resp);
+    rc = sc->method == M_OUTPUT
+             ? streamtest__stream_test__streaming_output__server_write(sc->call, &resp)
+             : streamtest__stream_test__full_duplex__server_write(sc->call, &resp);
     free(blob.data.data);
     if (rc == CRPC_EAGAIN) {
       sc->c->eagain++;
@@ -243,7 +244,7 @@ static void finish_input(st_call *sc)
   resp.aggregated_size = sc->aggregated;
   resp.messages = sc->messages;
   /* One small message on a fresh window: never refused. */
-  assert_int_equal(streamtest__stream_test__streaming_input__send(sc->call, &resp), 0);
+  assert_int_equal(streamtest__stream_test__streaming_input__server_write(sc->call, &resp), 0);
   sc->c->written++;
   end_call(sc, CRPC_STATUS_OK, NULL);
 }

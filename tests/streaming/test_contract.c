@@ -232,13 +232,13 @@ static void misuse_read(crpc_server_call *call, const Streamtest__InputRequest *
     note(m, crpc_server_call_end(call, CRPC_STATUS_OK, NULL));
     break;
   case MODE_TWO_RESPONSES:
-    note(m, streamtest__stream_test__streaming_input__send(call, &resp));
+    note(m, streamtest__stream_test__streaming_input__server_write(call, &resp));
     resp.aggregated_size = 43;
-    note(m, streamtest__stream_test__streaming_input__send(call, &resp));
+    note(m, streamtest__stream_test__streaming_input__server_write(call, &resp));
     note(m, crpc_server_call_end(call, CRPC_STATUS_OK, NULL));
     break;
   case MODE_FINISH_TWICE: /* inside on_read: the handle is valid until it returns */
-    note(m, streamtest__stream_test__streaming_input__send(call, &resp));
+    note(m, streamtest__stream_test__streaming_input__server_write(call, &resp));
     note(m, crpc_server_call_end(call, CRPC_STATUS_OK, NULL));
     note(m, crpc_server_call_end(call, CRPC_STATUS_OK, NULL));
     note(m, crpc_server_call_fail(call, CRPC_STATUS_ABORTED, "again"));
@@ -370,7 +370,7 @@ static void cancel_then_finish(cancel_job *j, crpc_stream *s)
   crpc_status status;
 
   crpc_stream_cancel_async(s);
-  if (streamtest__stream_test__streaming_input__finish(s, &status) != 0) {
+  if (streamtest__stream_test__streaming_input__finish_wait(s, &status) != 0) {
     j->errors++;
     return;
   }
@@ -410,7 +410,7 @@ static void cancel_then_finish_job(void *arg)
       st_inreq req;
 
       st_inreq_init(&req, 10);
-      if (streamtest__stream_test__streaming_input__write_wait(s, &req.req) != 0)
+      if (streamtest__stream_test__streaming_input__send_wait(s, &req.req) != 0)
         j->errors++;
       st_inreq_free(&req);
       if (crpc_stream_close_send(s) != 0)
@@ -459,7 +459,7 @@ static void answer_on_close(crpc_server_call *call, const Streamtest__InputReque
   (void)ud;
   if (msg != NULL)
     return;
-  assert_int_equal(streamtest__stream_test__streaming_input__send(call, &resp), 0);
+  assert_int_equal(streamtest__stream_test__streaming_input__server_write(call, &resp), 0);
   assert_int_equal(crpc_server_call_end(call, CRPC_STATUS_OK, NULL), 0);
   uv_timer_start(&g_answered.timer, mark_answered, 0, 0);
 }
@@ -489,7 +489,7 @@ static void cancel_after_unread_ok_job(void *arg)
     crpc_status status;
 
     if (streamtest__stream_test__streaming_input__open(ch, NULL, &s) != 0 ||
-        streamtest__stream_test__streaming_input__finish(s, &status) != 0 ||
+        streamtest__stream_test__streaming_input__finish_wait(s, &status) != 0 ||
         status.code != CRPC_STATUS_OK)
       j->errors++;
     crpc_status_reset(&status);

@@ -255,9 +255,9 @@ static void server_streaming_blocking_job(void *arg)
     return;
   st_outreq_init(&req, out_sizes, 4, 0);
   if (streamtest__stream_test__streaming_output__open(ch, NULL, &s) == 0) {
-    if (streamtest__stream_test__streaming_output__write_wait(s, &req.req) == 0)
+    if (streamtest__stream_test__streaming_output__send_wait(s, &req.req) == 0)
       j->ok_steps++;
-    while ((rc = streamtest__stream_test__streaming_output__read_wait(s, &msg)) == 1) {
+    while ((rc = streamtest__stream_test__streaming_output__recv_wait(s, &msg)) == 1) {
       if (n < 4 && st_payload_ok(msg->payload, out_sizes[n]) && msg->seq == n)
         j->ok_steps++;
       n++;
@@ -265,7 +265,7 @@ static void server_streaming_blocking_job(void *arg)
     }
     if (rc == 0 && msg == NULL && n == 4)
       j->ok_steps++;
-    if (streamtest__stream_test__streaming_output__finish(s, &status) == 0) {
+    if (streamtest__stream_test__streaming_output__finish_wait(s, &status) == 0) {
       j->code = status.code;
       crpc_status_reset(&status);
     }
@@ -304,19 +304,19 @@ static void client_streaming_blocking_job(void *arg)
       blob.data.data = zeros;
       blob.data.len = (size_t)in_sizes[i];
       req.payload = &blob;
-      if (streamtest__stream_test__streaming_input__write_wait(s, &req) == 0)
+      if (streamtest__stream_test__streaming_input__send_wait(s, &req) == 0)
         j->ok_steps++;
     }
     if (crpc_stream_close_send(s) == 0)
       j->ok_steps++;
-    if (streamtest__stream_test__streaming_input__read_wait(s, &resp) == 1 &&
+    if (streamtest__stream_test__streaming_input__recv_wait(s, &resp) == 1 &&
         resp->aggregated_size == 74922 && resp->messages == 4)
       j->ok_steps++;
     if (resp != NULL)
       protobuf_c_message_free_unpacked(&resp->base, NULL);
-    if (streamtest__stream_test__streaming_input__read_wait(s, &resp) == 0 && resp == NULL)
+    if (streamtest__stream_test__streaming_input__recv_wait(s, &resp) == 0 && resp == NULL)
       j->ok_steps++;
-    if (streamtest__stream_test__streaming_input__finish(s, &status) == 0) {
+    if (streamtest__stream_test__streaming_input__finish_wait(s, &status) == 0) {
       j->code = status.code;
       crpc_status_reset(&status);
     }
@@ -349,15 +349,15 @@ static void ping_pong_blocking_job(void *arg)
       Streamtest__OutputResponse *msg = NULL;
 
       st_outreq_init(&req, &out_sizes[i], 1, in_sizes[i]);
-      if (streamtest__stream_test__full_duplex__write_wait(s, &req.req) == 0 &&
-          streamtest__stream_test__full_duplex__read_wait(s, &msg) == 1 &&
+      if (streamtest__stream_test__full_duplex__send_wait(s, &req.req) == 0 &&
+          streamtest__stream_test__full_duplex__recv_wait(s, &msg) == 1 &&
           st_payload_ok(msg->payload, out_sizes[i]) && msg->seq == i)
         j->ok_steps++;
       if (msg != NULL)
         protobuf_c_message_free_unpacked(&msg->base, NULL);
       st_outreq_free(&req);
     }
-    if (streamtest__stream_test__full_duplex__finish(s, &status) == 0) {
+    if (streamtest__stream_test__full_duplex__finish_wait(s, &status) == 0) {
       j->code = status.code;
       crpc_status_reset(&status);
     }

@@ -270,7 +270,7 @@ static int sub_write(sub *s, int seq) {
   Streamtest__OutputResponse r;
   Streamtest__Blob b;
   response_init(&r, &b, seq);
-  return s->typed ? streamtest__stream_test__streaming_output__send(s->call, &r)
+  return s->typed ? streamtest__stream_test__streaming_output__server_write(s->call, &r)
                   : crpc_server_call_write(s->call, (const ProtobufCMessage *)&r);
 }
 
@@ -760,13 +760,13 @@ static void bl_sender(void *p) {
     st_outreq o;
     st_outreq_init(&o, NULL, 0, MSG_SIZE);
     for (int i = 0; i < j->n; i++) {
-      j->rcs[i] = streamtest__stream_test__full_duplex__write_wait(s, &o.req);
+      j->rcs[i] = streamtest__stream_test__full_duplex__send_wait(s, &o.req);
       if (j->rcs[i] != 0) break;
       atomic_fetch_add(&j->progress, 1);
     }
     st_outreq_free(&o);
     crpc_stream_cancel_async(s);
-    streamtest__stream_test__full_duplex__finish(s, &j->st);
+    streamtest__stream_test__full_duplex__finish_wait(s, &j->st);
   }
   crpc_channel_close(ch, NULL, NULL);
 }
@@ -861,12 +861,12 @@ static void park_sender(void *p) {
     st_outreq o;
     st_outreq_init(&o, NULL, 0, MSG_SIZE);
     for (int i = 0; i < 3; i++) { /* two fit the initial window of 65536; the third parks */
-      j->rcs[i] = streamtest__stream_test__full_duplex__write_wait(s, &o.req);
+      j->rcs[i] = streamtest__stream_test__full_duplex__send_wait(s, &o.req);
       atomic_fetch_add(&j->progress, 1);
       if (j->rcs[i] != 0) break;
     }
     st_outreq_free(&o);
-    streamtest__stream_test__full_duplex__finish(s, &j->st);
+    streamtest__stream_test__full_duplex__finish_wait(s, &j->st);
   }
   crpc_channel_close(ch, NULL, NULL);
 }

@@ -9,7 +9,8 @@
 # -Wall -Wextra -Wpedantic -Werror; so does <crpc/crpc.h> next to <uv.h> in either order (C99
 # forbids a repeated typedef, C11 and C++ allow it). The generated headers GEN_HEADERS (relative
 # to the GEN_DIRS, all on the include path) get the same C checks, and GEN_CXX_HEADERS the C++
-# one. All failures are listed.
+# one, each also with -DCRPC_WARN_DEPRECATED (the deprecated aliases' attribute). The public
+# headers are globbed, so crpc/types.h and crpc/gen.h are among them. All failures are listed.
 cmake_minimum_required(VERSION 3.18)
 foreach(_v INCLUDE CC WORK)
   if(NOT ${_v})
@@ -92,6 +93,8 @@ foreach(_h ${GEN_HEADERS})
   foreach(_cc ${CC})
     foreach(_std c99 c11)
       check("${_cc}" c ${_std} "generated ${_h}" "${_text}" ${_gen_includes})
+      check("${_cc}" c ${_std} "generated ${_h} -DCRPC_WARN_DEPRECATED" "${_text}"
+            ${_gen_includes} -DCRPC_WARN_DEPRECATED)
     endforeach()
   endforeach()
 endforeach()
@@ -99,6 +102,8 @@ foreach(_h ${GEN_CXX_HEADERS})
   set(_text "#include \"${_h}\"\n#include \"${_h}\"\n${_tail}")
   foreach(_cxx ${CXX})
     check("${_cxx}" c++ c++11 "generated ${_h}" "${_text}" ${_gen_includes})
+    check("${_cxx}" c++ c++11 "generated ${_h} -DCRPC_WARN_DEPRECATED" "${_text}"
+          ${_gen_includes} -DCRPC_WARN_DEPRECATED)
   endforeach()
 endforeach()
 

@@ -39,28 +39,15 @@
 #include "crpc/method.h"
 #include "crpc/options.h"
 #include "crpc/status.h"
+#include "crpc/types.h"
 #include "crpc/version.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* libuv's loop type, declared here so that this header does not need <uv.h> (which wants POSIX
- * feature macros that a strict -std=c11 build does not define). The functions take
- * `struct uv_loop_s *`, which is uv.h's uv_loop_t. C11 and C++ allow a typedef to be repeated,
- * so there uv_loop_t is declared too, whether or not <uv.h> comes before or after; C99 forbids the
- * repeat, so a C99 program that names uv_loop_t gets it from <uv.h>. */
-struct uv_loop_s;
-#if defined(__cplusplus) || (defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L)
-typedef struct uv_loop_s uv_loop_t;
-#endif
-
-typedef struct crpc_channel crpc_channel;
-typedef struct crpc_call crpc_call;
-typedef struct crpc_cancel_token crpc_cancel_token;
-
-/* Called once when an asynchronous close has finished; the object is gone by then. */
-typedef void (*crpc_close_cb)(void *user_data);
+/* libuv's loop type (struct uv_loop_s, uv.h's uv_loop_t), the handles crpc_channel, crpc_call
+ * and crpc_cancel_token, and crpc_close_cb are declared in crpc/types.h. */
 
 /* Per-call options. Zero-initialise and set what you need: `crpc_call_opts o = {.timeout_ms = 200};`.
  * A NULL crpc_call_opts pointer means all defaults. */
@@ -165,20 +152,6 @@ CRPC_EXTERN void crpc_call_cancel(crpc_call *call);
 
 /* The method a call is for. Valid while the call handle is. */
 CRPC_EXTERN const crpc_method_desc *crpc_call_method(const crpc_call *call);
-
-/* --- For generated code --------------------------------------------------------------------
- * Typed async stubs pass their typed callback through the call as an untyped function pointer
- * (converted back to its own type before it is called, as C allows) and an adapter as cb. */
-typedef void (*crpc_fn)(void);
-
-/* crpc_channel_unary_async() that also stores user_fn in the call, for crpc_call_user_fn(). */
-CRPC_EXTERN int crpc_gen_unary_async(crpc_channel *ch, const crpc_method_desc *method,
-                                     const ProtobufCMessage *request, const crpc_call_opts *opts,
-                                     crpc_unary_cb cb, crpc_fn user_fn, void *user_data,
-                                     crpc_call **call_out);
-
-/* The user_fn given to crpc_gen_unary_async() (NULL for other calls). */
-CRPC_EXTERN crpc_fn crpc_call_user_fn(const crpc_call *call);
 
 #ifdef __cplusplus
 }

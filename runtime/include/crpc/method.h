@@ -8,13 +8,12 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "crpc/types.h"
 #include "crpc/version.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-typedef struct crpc_server_call crpc_server_call;
 
 /* Streaming shape of a method (crpc_method_desc.flags). 0 is a unary method. */
 enum crpc_method_flags {

@@ -25,21 +25,19 @@
 
 #include <protobuf-c/protobuf-c.h>
 
-#include "crpc/channel.h"
 #include "crpc/metadata.h"
 #include "crpc/method.h"
 #include "crpc/options.h"
 #include "crpc/status.h"
+#include "crpc/types.h"
 #include "crpc/version.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* libuv's loop type, `struct uv_loop_s` (uv.h's uv_loop_t), is declared by crpc/channel.h
- * without <uv.h>: see there. */
-
-typedef struct crpc_server crpc_server;
+/* libuv's loop type (struct uv_loop_s, uv.h's uv_loop_t), the handles crpc_server and
+ * crpc_server_call, and crpc_close_cb are declared in crpc/types.h, without <uv.h>: see there. */
 
 /* Creates a server on `loop`, or on a private loop when loop is NULL. The loop must outlive the
  * server. Returns 0 and sets *out (owned by the caller, released by crpc_server_close()), or
@@ -205,14 +203,6 @@ CRPC_EXTERN int crpc_server_call_write(crpc_server_call *call, const ProtobufCMe
  * single-response call must end OK with exactly one response, PROTOCOL.md §6.1) or CRPC_ESTATE
  * (already finished: nothing changes); the call is released as by crpc_server_call_reply(). */
 CRPC_EXTERN int crpc_server_call_end(crpc_server_call *call, crpc_code code, const char *message);
-
-/* For generated code: crpc_server_call_stream_handlers() whose on_read is an adapter that
- * finds the typed callback with crpc_server_call_user_fn(). */
-CRPC_EXTERN int crpc_gen_server_stream_handlers(crpc_server_call *call, crpc_server_read_cb adapter,
-                                                crpc_fn user_fn,
-                                                crpc_server_writable_cb on_writable,
-                                                void *user_data, int auto_read);
-CRPC_EXTERN crpc_fn crpc_server_call_user_fn(const crpc_server_call *call);
 
 /* The method being called. Valid until the call is finished. */
 CRPC_EXTERN const crpc_method_desc *crpc_server_call_method(const crpc_server_call *call);

@@ -26,13 +26,14 @@
 #include "crpc/channel.h"
 #include "crpc/method.h"
 #include "crpc/status.h"
+#include "crpc/types.h"
 #include "crpc/version.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-typedef struct crpc_stream crpc_stream;
+/* crpc_stream, the handle, is declared in crpc/types.h. */
 
 typedef struct crpc_stream_handlers {
   /* A response message (of method->output), in answer to crpc_stream_read() or, with auto_read,
@@ -70,7 +71,7 @@ CRPC_EXTERN int crpc_stream_write(crpc_stream *s, const ProtobufCMessage *msg);
 
 /* Closes the sending side (the server sees the end of the requests). 0, CRPC_ESTATE or
  * CRPC_EINVAL. Async streams: loop thread. Blocking streams: the thread using the stream (for a
- * client-streaming call: write_wait the requests, close_send, then recv_wait the response). */
+ * client-streaming call: send_wait the requests, close_send, then recv_wait the response). */
 CRPC_EXTERN int crpc_stream_close_send(crpc_stream *s);
 
 /* Asks for the next response: on_read runs once with it (maybe before this returns, when one is
@@ -112,14 +113,6 @@ CRPC_EXTERN void crpc_stream_cancel_async(crpc_stream *s);
 
 /* The method, for generated code and logging. */
 CRPC_EXTERN const crpc_method_desc *crpc_stream_method(const crpc_stream *s);
-
-/* For generated code: crpc_channel_stream() whose handlers are adapters; `typed` (the user's
- * typed handler table, which must stay valid until on_done returns) is kept in the stream and
- * returned by crpc_stream_typed(). */
-CRPC_EXTERN int crpc_gen_stream(crpc_channel *ch, const crpc_method_desc *method,
-                                const crpc_call_opts *opts, const crpc_stream_handlers *adapters,
-                                const void *typed, void *user_data, crpc_stream **out);
-CRPC_EXTERN const void *crpc_stream_typed(const crpc_stream *s);
 
 #ifdef __cplusplus
 }

@@ -13,6 +13,7 @@
 #include "base/alloc.h"
 #include "client/call.h"
 #include "crpc/error.h"
+#include "crpc/gen.h"
 #include "base/options.h"
 #include "transport/sigpipe.h"
 

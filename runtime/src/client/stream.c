@@ -7,6 +7,7 @@
 #include "client/channel.h"
 #include "conn/conn.h"
 #include "crpc/error.h"
+#include "crpc/gen.h"
 #include "wire/metadata.h"
 #include "wire/pbdepth.h"
 

@@ -5,6 +5,7 @@
 #include "base/alloc.h"
 #include "conn/conn.h"
 #include "crpc/error.h"
+#include "crpc/gen.h"
 #include "wire/pbdepth.h"
 #include "server/call.h"
 #include "server/server.h"
