@@ -83,8 +83,8 @@ struct crpc__core {
   crpc__list link;            /* on one list of its owner's: live calls, deferred failures, or
                                  the spare objects (call/pool.h) */
   crpc__arena arena;          /* memory that lives as long as the call */
-  crpc__flow flow;            /* windows both ways and the unread messages (call/flow.h): a unary
-                                 call keeps the protocol's initial window and never uses it */
+  crpc__flow flow;            /* windows both ways and the unread messages (call/flow.h), set up
+                                 when a stream starts; a unary call only keeps its queue empty */
 };
 
 /* Sets up a core taken from a pool or fresh (the arena is the caller's: kept across reuse). */
@@ -100,7 +100,9 @@ static inline void crpc__core_init(crpc__core *core, const crpc__call_events *ev
   core->refs = 1;
   crpc__dl_node_init(&core->dl);
   crpc__list_init(&core->link);
-  crpc__flow_init(&core->flow, CRPC__STREAM_WINDOW);
+  /* Unary calls are not flow-controlled (PROTOCOL.md §6.8): only the queue must be valid. */
+  core->flow.head = core->flow.tail = NULL;
+  core->flow.queued = 0;
 }
 
 static inline int crpc__core_transition_ok(unsigned from, unsigned to) {
