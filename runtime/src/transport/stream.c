@@ -6,6 +6,7 @@
  * forward to the user's, so a read or a write costs one indirect call more than libuv's own. The
  * peer's identity is read once, when connected (a getpeername and, for Unix sockets, a
  * getsockopt), because it cannot be asked once the peer has gone. */
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
