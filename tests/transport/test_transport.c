@@ -30,7 +30,7 @@
 #include <cmocka.h>
 #include <uv.h>
 
-#include "transport/transport.h"
+#include "transport/stream.h"
 
 #define MAX_TURNS 20000 /* loop turns any wait may take: a 5 ms tick makes this ~100 s at most */
 

@@ -15,7 +15,7 @@
 #include "crpc/error.h"
 #include "base/options.h"
 #include "transport/sigpipe.h"
-#include "transport/transport.h"
+#include "transport/stream.h"
 
 /* A connect in progress: its transport goes to the connection once connected (the attempt is
  * then freed), or is closed with the attempt (freed in attempt_closed, after the connect request's

@@ -15,7 +15,7 @@
 #include "transport/endpoint.h"
 #include "base/options.h"
 #include "transport/sigpipe.h"
-#include "transport/transport.h"
+#include "transport/stream.h"
 #include "server/call.h"
 
 static void on_goaway(crpc__conn *c, uint32_t last_id, uint32_t code) {

@@ -16,7 +16,7 @@
 #include "base/alloc.h"
 #include "crpc/error.h"
 #include "transport/endpoint.h"
-#include "transport/transport.h"
+#include "transport/stream.h"
 
 typedef struct crpc__stream {
   crpc__transport base; /* first: the transport's pointer is the stream's */

@@ -6,7 +6,8 @@
  * own struct, with a table of operations. The layer above (the transport's *user*: a connection,
  * or a transport stacked on this one) calls the operations and gets events through callbacks it
  * passes in, with t->data for its own pointer. The loop is libuv's and buffers are uv_buf_t
- * (libuv's iovec), so that the libuv implementation (stream.c) forwards them as they are.
+ * (libuv's iovec), so that the libuv implementation (stream.h) forwards them as they are. Who
+ * creates a transport includes its implementation's header; who only uses one includes this.
  *
  * Contract, for users and implementations alike:
  *  - One thread: every operation is called, and every callback runs, on the loop's thread.
@@ -110,22 +111,5 @@ static inline const crpc__peer *crpc__transport_peer(const crpc__transport *t) {
 /* The OS socket under t, or -1: for socket options only (reading or writing it directly would
  * bypass the transport). */
 static inline int crpc__transport_fd(const crpc__transport *t) { return t->fd; }
-
-/* ---- The libuv stream transport (stream.c): uv_tcp_t ("tcp") and uv_pipe_t ("unix") ---------- */
-
-enum crpc__stream_kind { CRPC__STREAM_TCP = 1, CRPC__STREAM_UNIX = 2 };
-
-/* A transport around a new, unconnected libuv handle on loop (kind: enum crpc__stream_kind).
- * Returns 0 with *out set, or CRPC_ENOMEM / a negative libuv error. Before it is connected it may
- * be closed (close) but not read or written. */
-int crpc__stream_new(uv_loop_t *loop, int kind, crpc__transport **out);
-/* The handle, for whoever connects it (uv_tcp_connect, uv_pipe_connect, uv_pipe_open) or accepts
- * into it (uv_accept): a uv_tcp_t or uv_pipe_t as created. Its data field is the transport's:
- * leave it alone. Nothing else may be done with the handle (the transport reads, writes and
- * closes it). */
-uv_stream_t *crpc__stream_handle(crpc__transport *t);
-/* The handle is connected: sets TCP_NODELAY (TCP: frames are coalesced above, a delayed small
- * write only adds latency) and records the peer's identity. */
-void crpc__stream_connected(crpc__transport *t);
 
 #endif
