@@ -122,8 +122,8 @@ static size_t raw_drain(int fd, int *eof) {
 #define SEND_BUF 65536
 
 static void fix_sndbuf(crpc__conn *c) {
-  uv_os_fd_t fd;
-  assert_int_equal(uv_fileno((const uv_handle_t *)c->stream, &fd), 0);
+  int fd = crpc__transport_fd(c->transport);
+  assert_true(fd >= 0);
   int v = SEND_BUF;
   assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v), 0);
 }

@@ -16,14 +16,13 @@
 #include "crpc/gen.h"
 #include "base/options.h"
 #include "transport/sigpipe.h"
+#include "transport/stream.h"
 
+/* A connect in progress: its transport goes to the connection once connected (the attempt is
+ * then freed), or is closed with the attempt (freed in attempt_closed, after the connect request's
+ * callback has run). */
 struct crpc__attempt {
-  union {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } u; /* first member: the connection frees the attempt through its handle pointer */
+  crpc__transport *t; /* t->data is the attempt until attached */
   uv_connect_t req;
   crpc_channel *ch;
   int aborted;
@@ -146,8 +145,8 @@ static uint64_t backoff_delay(crpc_channel *ch) {
   return d < 1 ? 1 : (uint64_t)d;
 }
 
-static void attempt_closed(uv_handle_t *h) {
-  crpc__attempt *a = (crpc__attempt *)(void *)h;
+static void attempt_closed(crpc__transport *t) {
+  crpc__attempt *a = t->data;
   crpc_channel *ch = a->ch;
   crpc__free(a);
   ch->pending--;
@@ -159,7 +158,7 @@ static void attempt_abort(crpc_channel *ch) {
   if (!a) return;
   ch->attempt = NULL;
   a->aborted = 1;
-  uv_close(&a->u.handle, attempt_closed);
+  a->t->ops->close(a->t, attempt_closed);
 }
 
 static void free_addrinfo(crpc_channel *ch) {
@@ -208,34 +207,27 @@ static int attempt_start(crpc_channel *ch, const struct sockaddr *sa) {
   if (!a) return CRPC_ENOMEM;
   a->ch = ch;
   a->req.data = a;
-  int rc;
-  if (ch->ep.kind == CRPC__EP_UNIX && ch->ep.abstract) {
-    rc = uv_pipe_init(ch->loop, &a->u.pipe, 0);
-    if (rc == 0 && (rc = connect_abstract(ch, &a->u.pipe)) < 0) {
-      ch->pending++;
-      uv_close(&a->u.handle, attempt_closed);
-      return rc;
-    }
-    if (rc == 0) {
-      ch->pending++;
-      return attempt_connected(a);
-    }
-  } else if (ch->ep.kind == CRPC__EP_UNIX) {
-    rc = uv_pipe_init(ch->loop, &a->u.pipe, 0);
-    if (rc == 0) uv_pipe_connect(&a->req, &a->u.pipe, ch->ep.path, on_connect);
-  } else {
-    rc = uv_tcp_init(ch->loop, &a->u.tcp);
-    if (rc == 0) {
-      rc = uv_tcp_connect(&a->req, &a->u.tcp, sa, on_connect);
-      if (rc < 0) {
-        ch->pending++;
-        uv_close(&a->u.handle, attempt_closed);
-        return rc;
-      }
-    }
-  }
+  int unix_socket = ch->ep.kind == CRPC__EP_UNIX;
+  int rc = crpc__stream_new(ch->loop, unix_socket ? CRPC__STREAM_UNIX : CRPC__STREAM_TCP, &a->t);
   if (rc < 0) {
     crpc__free(a);
+    return rc;
+  }
+  a->t->data = a;
+  uv_stream_t *h = crpc__stream_handle(a->t);
+  if (unix_socket && ch->ep.abstract) {
+    if ((rc = connect_abstract(ch, (uv_pipe_t *)h)) < 0) {
+      ch->pending++;
+      a->t->ops->close(a->t, attempt_closed);
+      return rc;
+    }
+    ch->pending++;
+    return attempt_connected(a);
+  } else if (unix_socket) {
+    uv_pipe_connect(&a->req, (uv_pipe_t *)h, ch->ep.path, on_connect);
+  } else if ((rc = uv_tcp_connect(&a->req, (uv_tcp_t *)h, sa, on_connect)) < 0) {
+    ch->pending++;
+    a->t->ops->close(a->t, attempt_closed);
     return rc;
   }
   ch->pending++;
@@ -261,7 +253,7 @@ static void on_connect(uv_connect_t *req, int status) {
   if (a->aborted) return; /* closing: attempt_closed releases it */
   ch->attempt = NULL;
   if (status < 0) {
-    uv_close(&a->u.handle, attempt_closed);
+    a->t->ops->close(a->t, attempt_closed);
     attempt_next(ch, status);
     return;
   }
@@ -269,19 +261,22 @@ static void on_connect(uv_connect_t *req, int status) {
   if (rc < 0) connect_failed(ch, rc);
 }
 
-/* The attempt's stream is connected: it now belongs to the connection (which frees it with its
- * handle). Returns 0, or the error for connect_failed(). */
+/* The attempt's transport is connected: it now belongs to the connection (which closes it), and
+ * the attempt is done. Returns 0, or the error for connect_failed(). */
 static int attempt_connected(crpc__attempt *a) {
   crpc_channel *ch = a->ch;
+  crpc__transport *t = a->t;
+  crpc__free(a);
   ch->pending--;
   uv_timer_stop(&ch->timer);
   free_addrinfo(ch);
+  crpc__stream_connected(t);
   crpc__conn *c = ch->conn;
-  int rc = crpc__conn_attach(c, &a->u.stream);
+  int rc = crpc__conn_attach(c, t);
   if (rc < 0) return rc;
   ch->state = CRPC__CH_READY;
   ch->failures = 0;
-  if (c->calls.count == 0) uv_unref(&a->u.handle);
+  if (c->calls.count == 0) t->ops->ref(t, 0);
   return 0;
 }
 
@@ -424,7 +419,7 @@ static void start_keepalive(crpc_channel *ch);
 /* ---- Connection events ----------------------------------------------------------------------- */
 
 void crpc__channel_call_added(crpc_channel *ch, crpc__conn *conn) {
-  if (conn->stream && conn->calls.count == 1) uv_ref((uv_handle_t *)conn->stream);
+  if (conn->transport && conn->calls.count == 1) conn->transport->ops->ref(conn->transport, 1);
   start_keepalive(ch); /* also trims buffers once the connection goes quiet again */
 }
 
@@ -434,7 +429,7 @@ void crpc__channel_call_removed(crpc_channel *ch, crpc__conn *conn) {
     crpc__conn_close(conn, CRPC_STATUS_UNAVAILABLE, "server went away");
     return;
   }
-  if (conn->stream) uv_unref((uv_handle_t *)conn->stream);
+  if (conn->transport) conn->transport->ops->ref(conn->transport, 0);
 }
 
 static void on_goaway(crpc__conn *c, uint32_t last_id, uint32_t code) {

@@ -2,7 +2,6 @@
 #include "conn/conn.h"
 
 #include <string.h>
-#include <sys/ioctl.h>
 
 #include "base/alloc.h"
 #include "crpc/error.h"
@@ -77,11 +76,7 @@ static void conn_release(crpc__conn *c) {
   crpc__free(c);
 }
 
-static void on_stream_closed(uv_handle_t *h) {
-  crpc__conn *c = h->data;
-  crpc__free(h);
-  conn_release(c);
-}
+static void on_transport_closed(crpc__transport *t) { conn_release(t->data); }
 
 static void fail_calls(crpc__conn *c, crpc_code code, const char *why) {
   uint32_t id;
@@ -97,9 +92,8 @@ void crpc__conn_close(crpc__conn *c, crpc_code code, const char *why) {
   /* Waiting writers learn of the end through their calls' completion, below. */
   while (!crpc__list_empty(&c->wwaiters)) crpc__list_remove(c->wwaiters.next);
   fail_calls(c, code, why);
-  if (c->stream) {
-    uv_read_stop(c->stream);
-    uv_close((uv_handle_t *)c->stream, on_stream_closed);
+  if (c->transport) {
+    c->transport->ops->close(c->transport, on_transport_closed); /* stops reading too */
   } else {
     /* Never attached: nothing of libuv's refers to c; release it from the loop. */
     crpc__list_push_back(&c->ctx->reap, &c->dirty_link);
@@ -109,7 +103,7 @@ void crpc__conn_close(crpc__conn *c, crpc_code code, const char *why) {
 
 void crpc__conn_abort(crpc__conn *c, uint32_t goaway_code, const char *why) {
   if (c->state == CRPC__CONN_CLOSING) return;
-  if (c->stream && !c->writing) {
+  if (c->transport && !c->writing) {
     /* Best effort: the peer learns why before the connection goes. */
     size_t tl = strlen(why);
     if (tl > 1024) tl = 1024;
@@ -120,7 +114,7 @@ void crpc__conn_abort(crpc__conn *c, uint32_t goaway_code, const char *why) {
       crpc__goaway_encode(p + CRPC__HDR_LEN, goaway_last(c), goaway_code, why, (uint32_t)tl);
       crpc__outbuf_commit(&c->out, CRPC__HDR_LEN + n);
       uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
-      (void)uv_try_write(c->stream, &b, 1);
+      (void)c->transport->ops->try_write(c->transport, &b, 1);
     }
   }
   crpc__conn_close(c, CRPC_STATUS_UNAVAILABLE, why);
@@ -196,8 +190,8 @@ static void after_output(crpc__conn *c) {
     resume_reading(c);
 }
 
-static void on_write(uv_write_t *req, int status) {
-  crpc__conn *c = req->data;
+static void on_write(crpc__transport *t, int status) {
+  crpc__conn *c = t->data;
   c->writing = 0;
   c->last_write = uv_now(c->ctx->loop);
   crpc__outbuf_clear(&c->wout, SIZE_MAX);
@@ -218,25 +212,24 @@ static void conn_flush(crpc__conn *c) {
     return;
   }
   uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
-  int n = uv_try_write(c->stream, &b, 1);
+  int n = c->transport->ops->try_write(c->transport, &b, 1);
   if (n > 0) c->last_write = uv_now(c->ctx->loop);
   if (n >= 0 && (size_t)n == c->out.len) {
     crpc__outbuf_clear(&c->out, SIZE_MAX);
     after_output(c);
     return;
   }
-  if (n < 0 && n != UV_EAGAIN) {
+  if (n < 0) {
     close_with(c, "write failed", n);
     return;
   }
-  if (n < 0) n = 0;
-  /* The rest goes through uv_write; new frames collect in the other buffer meanwhile. */
+  /* The rest goes through an asynchronous write; new frames collect in the other buffer
+   * meanwhile (wout stays untouched until on_write, as the transport requires). */
   crpc__outbuf tmp = c->wout;
   c->wout = c->out;
   c->out = tmp;
   b = uv_buf_init((char *)c->wout.data + n, (unsigned)(c->wout.len - (size_t)n));
-  c->wreq.data = c;
-  int rc = uv_write(&c->wreq, c->stream, &b, 1, on_write);
+  int rc = c->transport->ops->write(c->transport, &b, 1, on_write);
   if (rc < 0) {
     close_with(c, "write failed", rc);
     return;
@@ -296,7 +289,7 @@ uint8_t *crpc__conn_reserve(crpc__conn *c, size_t n) { return crpc__outbuf_reser
  * which closes properly (a close from here would complete calls under the caller's feet). */
 static void early_flush(crpc__conn *c) {
   uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
-  int n = uv_try_write(c->stream, &b, 1);
+  int n = c->transport->ops->try_write(c->transport, &b, 1);
   if (n < 0 || (size_t)n < c->out.len) c->early_blocked = 1;
   if (n <= 0) return;
   c->last_write = uv_now(c->ctx->loop);
@@ -316,7 +309,7 @@ void crpc__conn_commit(crpc__conn *c, size_t n) {
   if (!c->is_client && !c->read_paused && c->ctx->max_write &&
       crpc__conn_queued(c) > c->ctx->max_write) {
     c->read_paused = 1;
-    uv_read_stop(c->stream);
+    c->transport->ops->read_stop(c->transport);
   }
 }
 
@@ -584,25 +577,11 @@ static int on_frame(void *ud, const crpc__frame *f) {
 }
 
 static void feed(crpc__conn *c, const uint8_t *data, size_t n, uint64_t now);
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+static void on_read(crpc__transport *t, ssize_t n, const uv_buf_t *buf);
 
-/* Bytes the kernel holds for us to read, or 0 when it cannot say. */
-static size_t bytes_waiting(const crpc__conn *c) {
-#ifdef FIONREAD
-  uv_os_fd_t fd;
-  int n = 0;
-  if (uv_fileno((const uv_handle_t *)c->stream, &fd) == 0 && ioctl(fd, FIONREAD, &n) == 0 && n > 0)
-    return (size_t)n;
-#else
-  (void)c;
-#endif
-  return 0;
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  crpc__conn *c = h->data;
+static void on_alloc(crpc__transport *t, uv_buf_t *buf) {
+  crpc__conn *c = t->data;
   crpc__io_ctx *ctx = c->ctx;
-  (void)suggested;
   /* A large frame under way is read straight into the decoder's buffer (one copy less), in one
    * read when the kernel already holds the rest of it. */
   size_t n, ready = 0;
@@ -612,7 +591,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     if (at) (void)crpc__decoder_split(&c->dec, at); /* refused: it arrives whole, as usual */
   }
   if (missing >= CRPC__RBUF_SIZE && (c->dec.tail || c->dec.cap - c->dec.len < missing))
-    ready = bytes_waiting(c);
+    ready = t->ops->pending(t); /* what the kernel holds for us (FIONREAD), 0: cannot say */
   uint8_t *direct = crpc__decoder_space_ready(&c->dec, CRPC__RBUF_SIZE, ready, &n);
   if (direct) {
     c->direct_read = 1;
@@ -624,8 +603,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init((char *)ctx->rbuf, ctx->rbuf ? CRPC__RBUF_SIZE : 0);
 }
 
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
-  crpc__conn *c = s->data;
+static void on_read(crpc__transport *t, ssize_t n, const uv_buf_t *buf) {
+  crpc__conn *c = t->data;
   if (n == 0 || c->state != CRPC__CONN_OPEN) return;
   if (n < 0) {
     close_with(c, n == UV_EOF ? "closed by peer" : "lost", n == UV_EOF ? 0 : (int)n);
@@ -672,15 +651,15 @@ static void feed(crpc__conn *c, const uint8_t *data, size_t n, uint64_t now) {
 static void resume_reading(crpc__conn *c) {
   c->read_paused = 0;
   feed(c, NULL, 0, uv_now(c->ctx->loop)); /* what the pause left unread */
-  if (c->state == CRPC__CONN_OPEN && !c->read_paused) uv_read_start(c->stream, on_alloc, on_read);
+  if (c->state == CRPC__CONN_OPEN && !c->read_paused)
+    c->transport->ops->read_start(c->transport, on_alloc, on_read);
 }
 
-int crpc__conn_attach(crpc__conn *c, uv_stream_t *stream) {
-  c->stream = stream;
-  stream->data = c;
+int crpc__conn_attach(crpc__conn *c, crpc__transport *t) {
+  c->transport = t;
+  t->data = c;
   c->state = CRPC__CONN_OPEN;
-  if (stream->type == UV_TCP) uv_tcp_nodelay((uv_tcp_t *)stream, 1);
-  int rc = uv_read_start(stream, on_alloc, on_read);
+  int rc = t->ops->read_start(t, on_alloc, on_read);
   if (rc < 0) return rc;
   schedule_flush(c);
   return 0;

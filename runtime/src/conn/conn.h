@@ -2,10 +2,11 @@
  * the table of calls in progress on it. The same code serves channels (connecting side, odd call
  * ids) and servers (accepting side, even ids), so that either peer can start calls.
  *
- * Lifecycle: crpc__conn_new() -> (the owner connects or accepts a stream) crpc__conn_attach() ->
- * ... -> crpc__conn_close(): every call still tracked is completed at once (client calls with the
- * given status, server calls marked cancelled), the stream is closed, and the connection's memory
- * is released later from the loop, after which the owner's on_closed hook runs. */
+ * Lifecycle: crpc__conn_new() -> (the owner connects or accepts a transport) crpc__conn_attach()
+ * -> ... -> crpc__conn_close(): every call still tracked is completed at once (client calls with
+ * the given status, server calls marked cancelled), the transport is closed, and the connection's
+ * memory is released later from the loop, after which the owner's on_closed hook runs. The
+ * connection reaches the socket only through the transport's operations (transport/transport.h). */
 #ifndef CRPC_CONN_H
 #define CRPC_CONN_H
 
@@ -19,6 +20,7 @@
 #include "base/idmap.h"
 #include "base/list.h"
 #include "base/outbuf.h"
+#include "transport/transport.h"
 
 typedef struct crpc__conn crpc__conn;
 typedef struct crpc__io_ctx crpc__io_ctx;
@@ -102,7 +104,7 @@ enum crpc__conn_state { CRPC__CONN_NEW, CRPC__CONN_OPEN, CRPC__CONN_CLOSING };
 
 struct crpc__conn {
   crpc__io_ctx *ctx;
-  uv_stream_t *stream; /* heap handle (uv_tcp_t or uv_pipe_t), NULL until attached */
+  crpc__transport *transport; /* the byte stream (its data is c), NULL until attached */
   int state;           /* enum crpc__conn_state */
   int is_client;       /* connecting side: starts odd call ids */
   char *label;         /* endpoint for messages ("tcp://127.0.0.1:5000"); the connection's own copy
@@ -124,9 +126,8 @@ struct crpc__conn {
   unsigned frames_in;        /* frames received: a stalled frame is one with none completing */
   unsigned ping_strikes;
   crpc__outbuf out;    /* frames waiting for the next flush */
-  crpc__outbuf wout;   /* frames handed to uv_write */
-  uv_write_t wreq;
-  int writing;
+  crpc__outbuf wout;   /* frames handed to the transport's write */
+  int writing;         /* a transport write is in progress */
   int early_blocked;   /* the socket was found full this turn: no early or direct write until
                           the flush */
   /* Calls the wire has forgotten (CANCEL, deadline) but their owner still holds (a server handler
@@ -149,9 +150,10 @@ struct crpc__conn {
 /* The preface is queued at once: it goes out with the first flush after attach. label is
  * copied. */
 crpc__conn *crpc__conn_new(crpc__io_ctx *ctx, int is_client, const char *label);
-/* Takes ownership of a connected/accepted stream (stream->data is set to c) and starts reading and
- * writing. Returns 0 or a libuv error (the caller then closes the connection). */
-int crpc__conn_attach(crpc__conn *c, uv_stream_t *stream);
+/* Takes ownership of a connected transport (t->data is set to c; the connection closes it) and
+ * starts reading and writing. Returns 0 or a libuv error (the caller then closes the connection,
+ * which closes t). */
+int crpc__conn_attach(crpc__conn *c, crpc__transport *t);
 /* See the lifecycle above. code/why describe the failure for client calls (why is copied).
  * Safe to call more than once and from inside callbacks of this connection. */
 void crpc__conn_close(crpc__conn *c, crpc_code code, const char *why);

@@ -11,8 +11,10 @@
  * returning (the region was reserved beforehand, so that copy cannot fail) and goes out with the
  * next flush, exactly as if the message had been packed the ordinary way.
  *
- * Only when nothing is being written already (uv_write in progress means frames are queued ahead
- * of this one) and the connection is open; otherwise the ordinary path packs the message. */
+ * Only when nothing is being written already (a transport write in progress means frames are
+ * queued ahead of this one) and the connection is open; otherwise the ordinary path packs the
+ * message. The transport's try_write contract (transport/transport.h) is what makes this safe:
+ * the bytes it takes are its own, so the message may go as soon as we return. */
 #include <limits.h>
 #include <string.h>
 
@@ -55,11 +57,11 @@ static void direct_append(ProtobufCBuffer *buffer, size_t len, const uint8_t *da
 
 int crpc__conn_send_direct(crpc__conn *c, size_t head, const ProtobufCMessage *msg, size_t len) {
   /* Once the socket was found full this turn, trying again would only move the queue again. */
-  if (c->state != CRPC__CONN_OPEN || !c->stream || c->writing || c->early_blocked)
+  if (c->state != CRPC__CONN_OPEN || !c->transport || c->writing || c->early_blocked)
     return 0;
   /* The frame was reserved by the caller: out.data + out.len + head is where the message goes. */
   size_t total = c->out.len + head + len;
-  if (total > INT_MAX) return 0; /* uv_try_write reports an int */
+  if (total > INT_MAX) return 0; /* try_write reports an int */
   direct_buf b = {.base = {.append = direct_append}};
   b.start = c->out.data;
   b.at = c->out.data + c->out.len + head;
@@ -81,7 +83,7 @@ int crpc__conn_send_direct(crpc__conn *c, size_t head, const ProtobufCMessage *m
     from = b.refs[i].off + b.refs[i].len;
   }
   if (total > from) iov[n++] = uv_buf_init((char *)b.start + from, (unsigned)(total - from));
-  int w = uv_try_write(c->stream, iov, n);
+  int w = c->transport->ops->try_write(c->transport, iov, n);
   size_t sent = w > 0 ? (size_t)w : 0; /* errors: the flush retries the write and reports them */
   if (sent < total) c->early_blocked = 1;
   if (sent) c->last_write = uv_now(c->ctx->loop);

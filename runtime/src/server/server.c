@@ -15,6 +15,7 @@
 #include "transport/endpoint.h"
 #include "base/options.h"
 #include "transport/sigpipe.h"
+#include "transport/stream.h"
 #include "server/call.h"
 
 static void on_goaway(crpc__conn *c, uint32_t last_id, uint32_t code) {
@@ -107,19 +108,19 @@ int crpc_server_register(crpc_server *srv, const crpc_service_desc *svc, const v
 
 /* ---- Accept ---------------------------------------------------------------------------------- */
 
-typedef union crpc__stream_handle {
+typedef union crpc__spare_handle {
   uv_handle_t handle;
   uv_stream_t stream;
   uv_tcp_t tcp;
   uv_pipe_t pipe;
-} crpc__stream_handle;
+} crpc__spare_handle;
 
 static void free_handle(uv_handle_t *h) { crpc__free(h); }
 
 /* Accepts the pending connection into the spare handle and closes it at once: the client learns
  * at once, and libuv keeps polling the listener. */
 static void refuse_connection(crpc_server *srv, uv_stream_t *ls) {
-  crpc__stream_handle *h = srv->spare;
+  crpc__spare_handle *h = srv->spare;
   if (!h) return; /* nothing left to accept with: the next accept after memory returns will */
   srv->spare = NULL;
   int rc = ls->type == UV_TCP ? uv_tcp_init(srv->loop, &h->tcp) : uv_pipe_init(srv->loop, &h->pipe, 0);
@@ -132,40 +133,36 @@ static void refuse_connection(crpc_server *srv, uv_stream_t *ls) {
 }
 
 static void keep_spare(crpc_server *srv) {
-  if (!srv->spare) srv->spare = crpc__malloc(sizeof(crpc__stream_handle));
+  if (!srv->spare) srv->spare = crpc__malloc(sizeof(crpc__spare_handle));
 }
 
 static void on_connection(uv_stream_t *ls, int status) {
   crpc__listener *lst = ls->data;
   crpc_server *srv = lst->srv;
   if (status < 0 || srv->closing) return;
-  crpc__stream_handle *h = crpc__malloc(sizeof *h);
-  if (!h) {
+  crpc__transport *t;
+  int kind = ls->type == UV_TCP ? CRPC__STREAM_TCP : CRPC__STREAM_UNIX;
+  if (crpc__stream_new(srv->loop, kind, &t) < 0) {
     refuse_connection(srv, ls);
     return;
   }
-  int rc = ls->type == UV_TCP ? uv_tcp_init(srv->loop, &h->tcp) : uv_pipe_init(srv->loop, &h->pipe, 0);
-  if (rc < 0) {
-    crpc__free(h);
-    refuse_connection(srv, ls);
-    return;
-  }
-  if (uv_accept(ls, &h->stream) < 0) {
-    uv_close(&h->handle, free_handle);
+  if (uv_accept(ls, crpc__stream_handle(t)) < 0) {
+    t->ops->close(t, NULL);
     return;
   }
   if (srv->nconns >= (size_t)srv->opt[CRPC_OPT_MAX_CONNECTIONS]) {
-    uv_close(&h->handle, free_handle); /* over the limit: closed at once, never left pending */
+    t->ops->close(t, NULL); /* over the limit: closed at once, never left pending */
     return;
   }
   crpc__conn *c = crpc__conn_new(&srv->io, 0, lst->label);
   if (!c) {
-    uv_close(&h->handle, free_handle);
+    t->ops->close(t, NULL);
     return;
   }
   crpc__list_push_back(&srv->conns, &c->owner_link);
   srv->nconns++;
-  if (crpc__conn_attach(c, &h->stream) < 0) crpc__conn_close(c, CRPC_STATUS_UNAVAILABLE, "accept failed");
+  crpc__stream_connected(t);
+  if (crpc__conn_attach(c, t) < 0) crpc__conn_close(c, CRPC_STATUS_UNAVAILABLE, "accept failed");
   keep_spare(srv);
 }
 
