@@ -59,7 +59,7 @@
 #endif
 
 #include "fa.crpc.h"
-#include "failmalloc.h"
+#include "failalloc.h"
 
 #define FA_MAX_N 600          /* no phase needs more allocations than this */
 #define FA_CHILD_ALARM_S 30   /* a child still running after this is a hang */
