@@ -63,7 +63,7 @@ void st_inreq_free(st_inreq *o) { free(o->blob.data.data); }
 
 /* ---- Service ---------------------------------------------------------------------------------- */
 
-enum { M_OUTPUT, M_INPUT, M_DUPLEX, M_SINK };
+enum { M_OUTPUT, M_INPUT, M_DUPLEX, M_SINK, M_UNARY };
 
 /* One streaming call the service is serving. Responses still to write wait in `todo`. */
 struct st_call {
@@ -298,11 +298,84 @@ void st_sink_release(st_counters *c)
   }
 }
 
+/* UnaryCall: answers at once, or holds the call (request.hold) until it is cancelled or
+ * st_unary_release(). The request lives as long as the call, so a held one is answered from it. */
+static void unary_answer(st_counters *c, crpc_server_call *call,
+                         const Streamtest__OutputRequest *req)
+{
+  int size = req->n_responses > 0 ? req->responses[0]->size
+                                  : (req->payload != NULL ? (int)req->payload->data.len : 0);
+  Streamtest__OutputResponse resp = STREAMTEST__OUTPUT_RESPONSE__INIT;
+  Streamtest__Blob blob = STREAMTEST__BLOB__INIT;
+  const crpc_metadata *md;
+  size_t n = 0;
+
+  md = crpc_server_call_metadata(call, &n);
+  for (size_t i = 0; i < n; i++)
+    assert_int_equal(crpc_server_call_add_trailer(call, md[i].key, md[i].value, md[i].value_len),
+                     0);
+  blob.data.len = (size_t)size;
+  blob.data.data = st_pattern(size);
+  resp.payload = &blob;
+  assert_int_equal(streamtest__stream_test__unary_call__reply(call, &resp), 0);
+  free(blob.data.data);
+  c->ended_ok++;
+  c->written++;
+}
+
+static int unary_unhold(st_counters *c, crpc_server_call *call)
+{
+  for (int i = 0; i < c->unary_held; i++) {
+    if (c->unary[i].call != call)
+      continue;
+    c->unary[i] = c->unary[--c->unary_held];
+    return 1;
+  }
+  return 0;
+}
+
+static void unary_cancelled(crpc_server_call *call, void *ud)
+{
+  st_counters *c = ud;
+
+  assert_true(unary_unhold(c, call));
+  c->cancels++;
+  assert_int_equal(crpc_server_call_fail(call, CRPC_STATUS_CANCELLED, "cancelled"), 0);
+}
+
+static void unary(crpc_server_call *call, const Streamtest__OutputRequest *req, void *ud)
+{
+  st_counters *c = ud;
+
+  c->started[M_UNARY]++;
+  c->requests++;
+  if (!req->hold) {
+    unary_answer(c, call, req);
+    return;
+  }
+  assert_true(c->unary_held < ST_MAX_HELD);
+  c->unary[c->unary_held].call = call;
+  c->unary[c->unary_held].req = req;
+  c->unary_held++;
+  crpc_server_call_on_cancel(call, unary_cancelled, c);
+}
+
+void st_unary_release(st_counters *c)
+{
+  assert_true(c->unary_held > 0);
+  while (c->unary_held > 0) {
+    st_unary u = c->unary[--c->unary_held];
+
+    unary_answer(c, u.call, u.req);
+  }
+}
+
 const Streamtest__StreamTest__Handlers st_service_handlers = {
     .streaming_output = output,
     .streaming_input = input,
     .full_duplex = duplex,
     .sink = sink,
+    .unary_call = unary,
 };
 
 /* ---- Environment ------------------------------------------------------------------------------ */
@@ -319,17 +392,26 @@ void st_wait_count(st_env *e, const int *value, int target, uint64_t timeout_ms,
   ts_wait_count(&e->loop, &e->tick, value, target, timeout_ms, what);
 }
 
-void st_env_start(st_env *e)
+void st_env_start(st_env *e) { st_env_start_at(e, "tcp://127.0.0.1:0"); }
+
+void st_env_start_at(st_env *e, const char *listen)
 {
+  const char *colon;
+
   memset(e, 0, sizeof(*e));
   assert_int_equal(uv_loop_init(&e->loop), 0);
   assert_int_equal(uv_timer_init(&e->loop, &e->tick), 0);
   assert_int_equal(crpc_server_new(&e->srv, &e->loop), 0);
-  assert_int_equal(crpc_server_listen(e->srv, "tcp://127.0.0.1:0", &e->port), 0);
+  assert_int_equal(crpc_server_listen(e->srv, listen, &e->port), 0);
   assert_int_equal(streamtest__stream_test__crpc_register(e->srv, &st_service_handlers,
                                                           &e->counters),
                    0);
-  snprintf(e->endpoint, sizeof(e->endpoint), "tcp://127.0.0.1:%d", e->port);
+  /* TCP with port 0: the port the server picked replaces it. */
+  colon = strrchr(listen, ':');
+  if (strncmp(listen, "tcp://", 6) == 0 && colon != NULL && strcmp(colon, ":0") == 0)
+    snprintf(e->endpoint, sizeof(e->endpoint), "%.*s:%d", (int)(colon - listen), listen, e->port);
+  else
+    snprintf(e->endpoint, sizeof(e->endpoint), "%s", listen);
   assert_int_equal(crpc_channel_new(&e->ch, &e->loop, e->endpoint), 0);
 }
 
@@ -343,16 +425,18 @@ static void walk_report(uv_handle_t *h, void *arg)
 
 void st_env_finish(st_env *e)
 {
-  int want = 0;
+  int want = e->closes; /* close callbacks the test already saw */
 
   if (e->ch != NULL) {
     crpc_channel_close(e->ch, closed, e);
     e->ch = NULL;
     want++;
   }
-  crpc_server_close(e->srv, closed, e);
-  e->srv = NULL;
-  want++;
+  if (e->srv != NULL) { /* NULL: the test closed or shut down the server itself */
+    crpc_server_close(e->srv, closed, e);
+    e->srv = NULL;
+    want++;
+  }
   st_wait_count(e, &e->closes, want, 10000, "close callbacks");
   uv_close((uv_handle_t *)&e->tick, NULL);
   uv_run(&e->loop, UV_RUN_DEFAULT);

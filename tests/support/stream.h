@@ -1,5 +1,5 @@
-/* Streaming-test harness: one libuv loop on the test's thread holds a loop server for the
- * streamtest.StreamTest service (stream_test.proto) and the test's loop channels; waits run that
+/* The test service fixture: one libuv loop on the test's thread holds a loop server for the
+ * streamtest.StreamTest service (test_service.proto) and the test's loop channels; waits run that
  * loop until a condition holds, bounded in time, so nothing sleeps to synchronise. Blocking
  * clients run on a helper thread while the loop serves them. The service implementation
  * (st_service_*) only uses crpc's API, so a child process can serve it on a private loop.
@@ -13,6 +13,9 @@
  *                    client has closed and everything is written
  *   Sink             holds the call without reading until st_sink_release(); any number of Sink
  *                    calls may be held at once (each keeps its own state)
+ *   UnaryCall        one response of responses[0].size bytes (none asked: the request payload's
+ *                    size), the request's metadata sent back as trailers; with hold, the call is
+ *                    held until it is cancelled or st_unary_release()
  * A cancelled call (on_cancel) is counted and ended with CANCELLED. */
 #ifndef ST_HARNESS_H
 #define ST_HARNESS_H
@@ -35,8 +38,15 @@
 
 typedef struct st_call st_call;
 
+#define ST_MAX_HELD 64
+
+typedef struct st_unary {
+  crpc_server_call *call;
+  const Streamtest__OutputRequest *req;
+} st_unary;
+
 typedef struct st_counters {
-  int started[4];      /* per method, in .proto order */
+  int started[5];      /* per method, in .proto order */
   int ended_ok;        /* calls the service ended with OK */
   int cancels;         /* on_cancel callbacks */
   int requests;        /* client messages read (all methods) */
@@ -46,11 +56,15 @@ typedef struct st_counters {
   int flood_written;   /* StreamingOutput flood responses written so far (last flood call) */
   int sinks_held;      /* Sink calls held now (started, not yet released or ended) */
   st_call *sink;       /* the held Sink calls, most recent first (a list through st_call) */
+  st_unary unary[ST_MAX_HELD]; /* the held UnaryCall calls */
+  int unary_held;
 } st_counters;
 
 extern const Streamtest__StreamTest__Handlers st_service_handlers; /* user_data: st_counters */
 /* Lets every held Sink call read (auto_read) and finish; at least one must be held. */
 void st_sink_release(st_counters *c);
+/* Answers every held UnaryCall call (as if it had not been held); at least one must be held. */
+void st_unary_release(st_counters *c);
 
 /* ---- Environment ------------------------------------------------------------------------------ */
 
@@ -59,7 +73,7 @@ typedef struct st_env {
   uv_timer_t tick;     /* keeps uv_run(ONCE) short while waiting */
   crpc_server *srv;
   int port;
-  char endpoint[64];
+  char endpoint[128];  /* what channels connect to */
   st_counters counters;
   crpc_channel *ch;    /* the loop channel of st_env_start, closed by st_env_finish */
   int closes;          /* close callbacks run */
@@ -67,6 +81,8 @@ typedef struct st_env {
 
 /* Loop, server (127.0.0.1, any port, STREAM_WINDOW default) and one loop channel to it. */
 void st_env_start(st_env *e);
+/* The same on the endpoint `listen` (a TCP port 0 is replaced with the port picked). */
+void st_env_start_at(st_env *e, const char *listen);
 /* Closes channel and server, runs the loop dry and asserts no handle is left. */
 void st_env_finish(st_env *e);
 
