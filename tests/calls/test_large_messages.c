@@ -1320,7 +1320,7 @@ static void backpressure_big_replies(void **state) { backpressure(state, 256 * K
   ITEST_CASE_(backpressure_256k, t), ITEST_CASE_(backpressure_2m, t),                        \
       ITEST_CASE_(backpressure_big_replies, t)
 
-/* usage: integration_large_messages [tcp4|unix [rest|in_flight|split|backpressure]]: one
+/* usage: calls_large_messages [tcp4|unix [rest|in_flight|split|backpressure]]: one
  * transport, and one part of the cases (ctest runs each part on its own, to keep each short);
  * everything without arguments. */
 int main(int argc, char **argv) {

@@ -1,11 +1,11 @@
-/* MAX_DECODE_RATIO end to end (issue 12, item 1): a request, a response or a stream message in
+/* MAX_DECODE_RATIO end to end: a request, a response or a stream message in
  * either direction that protobuf-c would turn into more than the ratio times its wire size
  * (default 16) fails its call with RESOURCE_EXHAUSTED, the connection and other calls going on;
  * messages with a few unknown fields still decode; and a call the handler holds pins at most the
  * documented bound, ratio x size + 64 KiB (plus the arena's chunk overhead), measured on the
  * server call's arena (crpc_testing exposes runtime/src).
  *
- * The worst shape of the issue, 4 MiB of 2-byte unknown fields after `hold = true`, is sent raw;
+ * The worst shape, 4 MiB of 2-byte unknown fields after `hold = true`, is sent raw;
  * hostile responses and stream messages are ordinary messages carrying many unknown fields,
  * which protobuf-c packs as they are. */
 #include <stdio.h>
@@ -116,7 +116,7 @@ static int status_for(void *p) {
   return w->b && w->b->n > 0;
 }
 
-/* The issue's request: 4 MiB of `78 00` (field 15, varint 0) after hold = true. Before the
+/* The worst request: 4 MiB of `78 00` (field 15, varint 0) after hold = true. Before the
  * budget the handler got it and held it with about 150 MB pinned. */
 static void test_unknown_fields_request(void **state) {
   sem_env *e = *state;

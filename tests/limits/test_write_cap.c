@@ -1,4 +1,4 @@
-/* MAX_WRITE_BUFFER caps what is queued for a connection whoever produces it (issue 12, item 3).
+/* MAX_WRITE_BUFFER caps what is queued for a connection whoever produces it.
  *
  *  server_broadcast  A server streams to two clients: a loop channel that reads everything, and a
  *                    raw socket holding STALLED_STREAMS streams (each granted a window far larger

@@ -1,4 +1,4 @@
-/* Integration-test harness: see harness.h. */
+/* The per-transport server fixture: see itest.h. */
 #include "itest.h"
 
 #include <arpa/inet.h>

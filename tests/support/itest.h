@@ -1,11 +1,11 @@
-/* Integration-test harness: a test server on its own thread, on a transport given as a parameter,
- * and client-side helpers that run a loop until a condition holds (bounded in time).
+/* The per-transport server fixture (itest): a test server on its own thread, on a transport
+ * given as a parameter, and client-side helpers that run a loop until a condition holds (bounded
+ * in time).
  *
- * One conformance suite, stamped out per transport: a test case takes an itest_transport as its
- * cmocka state, and ITEST_PER_TRANSPORT() registers it once for TCP over IPv4, TCP over IPv6 and
- * Unix domain sockets.
+ * A test case takes an itest_transport as its cmocka state, and ITEST_PER_TRANSPORT() registers
+ * it once for TCP over IPv4, TCP over IPv6 and Unix domain sockets.
  *
- * The test server serves itest.Echo (protos/itest.proto). What a handler does is chosen by the
+ * The test server serves itest.Echo (itest.proto). What a handler does is chosen by the
  * request: answer at once, answer after delay_ms from a timer, fail with fail_code, hold the call
  * until it is cancelled, reply with reply_size bytes, or misuse the server API. Every held or
  * delayed call is polled every few milliseconds: once crpc_server_call_cancelled() is true it is
@@ -84,7 +84,7 @@ typedef struct itest_final {
 } itest_final;
 void itest_server_stop_get(itest_server *s, itest_final *final);
 
-/* The Echo handler table, for servers built outside the harness (itest_server_main.c). The
+/* The Echo handler table, for servers built outside the fixture (lifecycle/itest_server_main.c). The
  * user_data given to itest__echo__crpc_register() must be an itest_stats. */
 extern const Itest__Echo__Handlers itest_echo_handlers;
 

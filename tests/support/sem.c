@@ -1,4 +1,4 @@
-/* Semantics-test harness: see harness.h. */
+/* The one-loop fixture: see sem.h. */
 #include "sem.h"
 
 #include <arpa/inet.h>

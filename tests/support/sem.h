@@ -1,5 +1,6 @@
-/* Semantics-test harness: one loop on the test's thread holding a loop server, loop channels and
- * raw sockets, with waits that run the loop until a condition holds (bounded in time).
+/* The one-loop fixture (sem): one loop on the test's thread holding a loop server, loop channels
+ * and raw peers (rawpeer.h), with waits that run the loop until a condition holds (bounded in
+ * time).
  *
  * Server side: the sem.Echo service (sem.proto). The Echo handler answers at once, after
  * delay_ms, fails with fail_code, holds the call (sem_held: the test finishes it), or answers
@@ -7,9 +8,7 @@
  * env->nest_reply when set. Handler counters live in sem_env and are touched on the loop thread
  * only.
  *
- * Raw side: non-blocking sockets (ts_raw) that the waits pump, and a fake server (ts_fake) that
- * accepts connections and lets the test answer frame by frame, both speaking runtime/PROTOCOL.md
- * through the codec of frame.h. */
+ * Raw side: the raw peer of rawpeer.h (ts_raw, ts_fake), pumped by the waits. */
 #ifndef SEM_HARNESS_H
 #define SEM_HARNESS_H
 
