@@ -8,16 +8,6 @@
 
 #include "itest.h"
 
-typedef struct wait_count {
-  atomic_int *counter;
-  int want;
-} wait_count;
-
-static int count_reached(void *ud) {
-  wait_count *w = ud;
-  return atomic_load(w->counter) >= w->want;
-}
-
 static void start_call(crpc_channel *ch, uint32_t seq, int hold, uint32_t delay, itest_rec *rec) {
   char buf[32];
   Itest__EchoRequest req;
@@ -175,8 +165,8 @@ static void graceful_shutdown(void **state) {
   itest_rec recs[10];
   memset(recs, 0, sizeof recs);
   for (uint32_t i = 0; i < 10; i++) start_call(ch, i, 0, 100 + 10 * i, &recs[i]);
-  wait_count w = {&st.received, 10};
-  assert_true(itest_run_until(&loop, count_reached, &w, 20000));
+  itest_wait_count w = {&st.received, 10};
+  assert_true(itest_run_until(&loop, itest_count_reached, &w, 20000));
   shut_ctx sc = {0};
   assert_int_equal(crpc_server_shutdown(srv, 20000, on_shut, &sc), 0);
   itest_recs all = {recs, 10};
@@ -255,8 +245,8 @@ static void blocking_cancel_token(void **state) {
   /* the server sees the held call cancelled */
   uv_loop_t loop;
   uv_loop_init(&loop);
-  wait_count w = {&itest_server_stats(srv)->cancel_seen, 1};
-  assert_true(itest_run_until(&loop, count_reached, &w, 20000));
+  itest_wait_count w = {&itest_server_stats(srv)->cancel_seen, 1};
+  assert_true(itest_run_until(&loop, itest_count_reached, &w, 20000));
   itest_loop_finish(&loop);
   crpc_channel_close(ch, NULL, NULL);
   itest_server_stop(srv);

@@ -5,16 +5,6 @@
 
 #include "itest.h"
 
-typedef struct wait_count {
-  atomic_int *counter;
-  int want;
-} wait_count;
-
-static int count_reached(void *ud) {
-  wait_count *w = ud;
-  return atomic_load(w->counter) >= w->want;
-}
-
 static void deadline_async(void **state) {
   itest_server *srv = itest_server_start(ITEST_TRANSPORT(state), NULL);
   uv_loop_t loop;
@@ -50,8 +40,8 @@ static void deadline_async(void **state) {
   assert_int_equal(recs[2].code, CRPC_STATUS_OK);
   assert_int_equal(recs[2].seq, 2);
   /* The server's handlers learn that the calls are over (client CANCEL or their own deadline). */
-  wait_count w = {&itest_server_stats(srv)->cancel_seen, 2};
-  assert_true(itest_run_until(&loop, count_reached, &w, 20000));
+  itest_wait_count w = {&itest_server_stats(srv)->cancel_seen, 2};
+  assert_true(itest_run_until(&loop, itest_count_reached, &w, 20000));
   itest_channel_close(&loop, ch);
   itest_loop_finish(&loop);
   itest_server_stop(srv);
@@ -118,8 +108,8 @@ static void cancel_in_flight(void **state) {
   req.delay_ms = 300;
   req.seq = 2;
   assert_int_equal(itest__echo__echo__start(ch, &req, NULL, itest_rec_done, &other, NULL), 0);
-  wait_count w = {&itest_server_stats(srv)->received, 2};
-  assert_true(itest_run_until(&loop, count_reached, &w, 20000));
+  itest_wait_count w = {&itest_server_stats(srv)->received, 2};
+  assert_true(itest_run_until(&loop, itest_count_reached, &w, 20000));
 
   crpc_call_cancel(call);
   /* completed before crpc_call_cancel() returned */
@@ -128,8 +118,8 @@ static void cancel_in_flight(void **state) {
   assert_false(rec.has_response);
 
   /* the handler sees the cancellation and still finishes its call */
-  wait_count c = {&itest_server_stats(srv)->cancel_seen, 1};
-  assert_true(itest_run_until(&loop, count_reached, &c, 20000));
+  itest_wait_count c = {&itest_server_stats(srv)->cancel_seen, 1};
+  assert_true(itest_run_until(&loop, itest_count_reached, &c, 20000));
   itest_recs one = {&other, 1};
   assert_true(itest_run_until(&loop, itest_all_done, &one, 20000));
   itest_run_for(&loop, 20);

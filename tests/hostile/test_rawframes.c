@@ -14,40 +14,14 @@
 
 #include "wire/frame.h"
 #include "itest.h"
+#include "rawpeer.h"
 #include "stream.h"
 
-/* Connects a blocking socket to a harness endpoint. */
+/* Connects a blocking socket to a server's endpoint. */
 static int raw_connect(const char *ep) {
-  int fd;
-  if (strncmp(ep, "unix:", 5) == 0) {
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    snprintf(a.sun_path, sizeof a.sun_path, "%s", ep + 5);
-    fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    return fd;
-  }
-  int port = atoi(strrchr(ep, ':') + 1);
-  if (strstr(ep, "[::1]")) {
-    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
-    a.sin6_addr = in6addr_loopback;
-    fd = socket(AF_INET6, SOCK_STREAM, 0);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-  } else {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-  }
+  int fd = ts_connect_fd(ep, 0);
+  if (fd < 0) fail_msg("connect %s: %s", ep, strerror(-fd));
   return fd;
-}
-
-static void write_all(int fd, const uint8_t *p, size_t n) {
-  while (n) {
-    ssize_t w = write(fd, p, n);
-    assert_true(w > 0);
-    p += w;
-    n -= (size_t)w;
-  }
 }
 
 /* Connects to ep as a raw client: the preface sent, dec ready for the server's frames. */
@@ -55,7 +29,7 @@ static int raw_open(const char *ep, crpc__decoder *dec) {
   int fd = raw_connect(ep);
   uint8_t preface[CRPC__PREFACE_LEN];
   crpc__preface_encode(preface);
-  write_all(fd, preface, sizeof preface);
+  ts_send_all(fd, preface, sizeof preface);
   crpc__decoder_init(dec, 1u << 20, 1);
   return fd;
 }
@@ -81,7 +55,7 @@ static void send_call_n(int fd, uint32_t id, const char *method, size_t mlen, co
   crpc__hdr_encode(buf, CRPC__F_CALL, CRPC__FL_END | CRPC__FL_MESSAGE, id, (uint32_t)(fixed + msg_len));
   uint8_t *p = crpc__call_fixed_encode(buf + CRPC__HDR_LEN, method, (uint16_t)mlen, timeout_ms, NULL, 0);
   memcpy(p, msg, msg_len);
-  write_all(fd, buf, total);
+  ts_send_all(fd, buf, total);
   free(buf);
 }
 
@@ -308,8 +282,8 @@ static void unary_against(const uint8_t *answer, size_t answer_len, unary_job *j
   assert_true(fd >= 0);
   uint8_t preface[CRPC__PREFACE_LEN];
   crpc__preface_encode(preface);
-  write_all(fd, preface, sizeof preface);
-  write_all(fd, answer, answer_len); /* the call is id 1 */
+  ts_send_all(fd, preface, sizeof preface);
+  ts_send_all(fd, answer, answer_len); /* the call is id 1 */
   uv_thread_join(&t);                /* bounded by the call's 20 s timeout */
   close(fd);
   close(lfd);
@@ -416,7 +390,7 @@ static void http_request_is_refused(void **state) {
   itest_server *srv = itest_server_start(ITEST_TRANSPORT(state), NULL);
   int fd = raw_connect(itest_server_endpoint(srv));
   const char *http = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-  write_all(fd, (const uint8_t *)http, strlen(http));
+  ts_send_all(fd, (const uint8_t *)http, strlen(http));
   answer a;
   read_to_eof(fd, NULL, &a);
   close(fd);
@@ -448,7 +422,7 @@ static void send_goaway(int fd, uint32_t last_id, uint32_t code) {
   size_t n = crpc__goaway_size(4);
   crpc__hdr_encode(buf, CRPC__F_GOAWAY, 0, 0, (uint32_t)n);
   crpc__goaway_encode(buf + CRPC__HDR_LEN, last_id, code, "done", 4);
-  write_all(fd, buf, CRPC__HDR_LEN + n);
+  ts_send_all(fd, buf, CRPC__HDR_LEN + n);
 }
 
 static void echo_ok(int fd, crpc__decoder *dec, uint32_t id, uint32_t seq) {
@@ -535,7 +509,7 @@ static void malformed_call_is_not_processed(void **state) {
       crpc__be32_put(frame + CRPC__HDR_LEN + 2 + mlen + 4, 1000); /* metadata_len overruns */
     else
       frame[6] = 1; /* reserved header byte */
-    write_all(fd, frame, CRPC__HDR_LEN + fixed + len);
+    ts_send_all(fd, frame, CRPC__HDR_LEN + fixed + len);
     answer a;
     read_to_eof(fd, &dec, &a);
     assert_true(a.goaway);
@@ -587,7 +561,7 @@ static void send_frame(int fd, uint8_t type, uint8_t flags, uint32_t id, const v
   assert_non_null(buf);
   crpc__hdr_encode(buf, type, flags, id, (uint32_t)len);
   if (len) memcpy(buf + CRPC__HDR_LEN, payload, len);
-  write_all(fd, buf, CRPC__HDR_LEN + len);
+  ts_send_all(fd, buf, CRPC__HDR_LEN + len);
   free(buf);
 }
 
@@ -737,7 +711,7 @@ static void fake_thread(void *arg) {
   if (fd < 0) return;
   uint8_t preface[CRPC__PREFACE_LEN];
   crpc__preface_encode(preface);
-  write_all(fd, preface, sizeof preface);
+  ts_send_all(fd, preface, sizeof preface);
   crpc__decoder dec;
   crpc__decoder_init(&dec, 1u << 20, 1);
   int sent_window = 0;
@@ -753,7 +727,7 @@ static void fake_thread(void *arg) {
       uint8_t w[CRPC__HDR_LEN + 4];
       crpc__hdr_encode(w, CRPC__F_WINDOW, 0, fs->call_id, 4);
       crpc__be32_put(w + CRPC__HDR_LEN, UINT32_MAX);
-      write_all(fd, w, sizeof w);
+      ts_send_all(fd, w, sizeof w);
       sent_window = 1;
     }
   }

@@ -6,16 +6,6 @@
 
 #define N_HELD 20
 
-typedef struct wait_count {
-  atomic_int *counter;
-  int want;
-} wait_count;
-
-static int count_reached(void *ud) {
-  wait_count *w = ud;
-  return atomic_load(w->counter) >= w->want;
-}
-
 /* Starts n held calls (the server keeps them until they are cancelled) and waits until the
  * server's handlers have them all. */
 static void start_held(crpc_channel *ch, uv_loop_t *loop, itest_server *srv, itest_rec *recs,
@@ -28,8 +18,8 @@ static void start_held(crpc_channel *ch, uv_loop_t *loop, itest_server *srv, ite
     req.hold = 1;
     assert_int_equal(itest__echo__echo__start(ch, &req, NULL, itest_rec_done, &recs[i], NULL), 0);
   }
-  wait_count w = {&itest_server_stats(srv)->received, before + n};
-  assert_true(itest_run_until(loop, count_reached, &w, 20000));
+  itest_wait_count w = {&itest_server_stats(srv)->received, before + n};
+  assert_true(itest_run_until(loop, itest_count_reached, &w, 20000));
 }
 
 typedef struct close_check {
@@ -71,8 +61,8 @@ static void client_close_with_calls_in_flight(void **state) {
     assert_false(recs[i].has_response);
   }
   /* The server learns that the calls are gone and its handlers finish them. */
-  wait_count w = {&itest_server_stats(srv)->cancel_seen, N_HELD};
-  assert_true(itest_run_until(&loop, count_reached, &w, 20000));
+  itest_wait_count w = {&itest_server_stats(srv)->cancel_seen, N_HELD};
+  assert_true(itest_run_until(&loop, itest_count_reached, &w, 20000));
   itest_loop_finish(&loop);
   itest_server_stop(srv);
 }
@@ -112,8 +102,8 @@ static void client_close_from_callback(void **state) {
   assert_int_equal(cc.cb_runs, 1);
   assert_true(cc.all_done_before_cb);
   for (int i = 0; i < N_HELD; i++) assert_int_equal(recs[i].code, CRPC_STATUS_CANCELLED);
-  wait_count w = {&itest_server_stats(srv)->cancel_seen, N_HELD};
-  assert_true(itest_run_until(&loop, count_reached, &w, 20000));
+  itest_wait_count w = {&itest_server_stats(srv)->cancel_seen, N_HELD};
+  assert_true(itest_run_until(&loop, itest_count_reached, &w, 20000));
   itest_loop_finish(&loop);
   itest_server_stop(srv);
 }
@@ -133,8 +123,8 @@ static void server_close_with_calls_in_flight(void **state) {
   itest_req_init(&req, 1000, buf, sizeof buf);
   req.delay_ms = 60000;
   assert_int_equal(itest__echo__echo__start(ch, &req, NULL, itest_rec_done, &recs[N_HELD], NULL), 0);
-  wait_count w = {&itest_server_stats(srv)->received, N_HELD + 1};
-  assert_true(itest_run_until(&loop, count_reached, &w, 20000));
+  itest_wait_count w = {&itest_server_stats(srv)->received, N_HELD + 1};
+  assert_true(itest_run_until(&loop, itest_count_reached, &w, 20000));
 
   /* The server closes on its own thread; the stop asserts that its close callback ran once,
    * after every handler had finished its call. */

@@ -39,6 +39,7 @@
 #include "client/call.h"
 #include "conn/conn.h"
 #include "wire/frame.h"
+#include "rawpeer.h"
 #include "stream.h"
 #include "server/call.h"
 
@@ -59,30 +60,11 @@ static void set_nonblock(int fd) {
 }
 
 static int raw_connect(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  assert_true(fd >= 0);
-  int rcv = RAW_RCVBUF;
-  assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv), 0);
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_port = htons((uint16_t)port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) fail_msg("connect: %s", strerror(errno));
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  char ep[64];
+  snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port);
+  int fd = ts_connect_fd(ep, RAW_RCVBUF);
+  if (fd < 0) fail_msg("connect: %s", strerror(-fd));
   return fd;
-}
-
-/* Small frames, sent before anything stalls: a blocking send of the whole buffer. */
-static void raw_send_all(int fd, const uint8_t *p, size_t n) {
-  while (n) {
-    ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-    if (k < 0 && errno == EINTR) continue;
-    assert_true(k > 0);
-    p += k;
-    n -= (size_t)k;
-  }
 }
 
 static void raw_frame(int fd, uint8_t type, uint8_t flags, uint32_t id, const void *payload,
@@ -91,7 +73,7 @@ static void raw_frame(int fd, uint8_t type, uint8_t flags, uint32_t id, const vo
   assert_non_null(buf);
   crpc__hdr_encode(buf, type, flags, id, (uint32_t)len);
   if (len) memcpy(buf + CRPC__HDR_LEN, payload, len);
-  raw_send_all(fd, buf, CRPC__HDR_LEN + len);
+  ts_send_all(fd, buf, CRPC__HDR_LEN + len);
   free(buf);
 }
 
@@ -342,7 +324,7 @@ static void test_server_broadcast(void **state) {
   int fd = raw_connect(e->port);
   uint8_t preface[CRPC__PREFACE_LEN];
   crpc__preface_encode(preface);
-  raw_send_all(fd, preface, sizeof preface);
+  ts_send_all(fd, preface, sizeof preface);
   Streamtest__OutputRequest req = STREAMTEST__OUTPUT_REQUEST__INIT;
   req.flood_size = 1; /* any non-empty request */
   uint8_t reqbuf[16];
@@ -499,20 +481,7 @@ typedef struct fake {
 static void fake_listen(fake *f) {
   memset(f, 0, sizeof *f);
   f->fd = -1;
-  f->lfd = socket(AF_INET, SOCK_STREAM, 0);
-  assert_true(f->lfd >= 0);
-  int rcv = RAW_RCVBUF; /* inherited by the accepted socket (set before the handshake) */
-  assert_int_equal(setsockopt(f->lfd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv), 0);
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  assert_int_equal(bind(f->lfd, (struct sockaddr *)&a, sizeof a), 0);
-  assert_int_equal(listen(f->lfd, 4), 0);
-  socklen_t al = sizeof a;
-  assert_int_equal(getsockname(f->lfd, (struct sockaddr *)&a, &al), 0);
-  f->port = ntohs(a.sin_port);
-  set_nonblock(f->lfd);
+  f->lfd = ts_listen_fd(RAW_RCVBUF, &f->port); /* the accepted socket inherits RAW_RCVBUF */
 }
 
 static int fake_accepted(void *p) {
@@ -539,7 +508,7 @@ static void fake_start(st_env *e, fake *f) {
   assert_int_equal(fcntl(f->fd, F_SETFL, fl & ~O_NONBLOCK), 0);
   uint8_t preface[CRPC__PREFACE_LEN];
   crpc__preface_encode(preface);
-  raw_send_all(f->fd, preface, sizeof preface);
+  ts_send_all(f->fd, preface, sizeof preface);
   raw_window(f->fd, 1, GRANT);
   set_nonblock(f->fd);
 }
@@ -891,7 +860,7 @@ static void test_client_blocking_status_while_parked(void **state) {
   crpc__preface_encode(preface);
   int fl = fcntl(f.fd, F_GETFL);
   assert_int_equal(fcntl(f.fd, F_SETFL, fl & ~O_NONBLOCK), 0);
-  raw_send_all(f.fd, preface, sizeof preface);
+  ts_send_all(f.fd, preface, sizeof preface);
   set_nonblock(f.fd);
   /* The two sends that fit have returned; give the third time to park (not needed for the
    * result: a send after the STATUS is CRPC_ESTATE as well). */

@@ -8,6 +8,7 @@
  *  - a blocking stream cancelled with crpc_stream_cancel_async() before it is finished ends
  *    CANCELLED, every time, although its server answers OK as soon as the client half-closes
  *    (and the client half-closed just before the cancel). */
+#include "rawpeer.h"
 #include "stream.h"
 
 #include <errno.h>
@@ -68,17 +69,6 @@ static int raw_accept(st_env *e, int lfd)
   return a.fd;
 }
 
-static void write_all(int fd, const uint8_t *p, size_t n)
-{
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-
-    assert_true(w > 0);
-    p += w;
-    n -= (size_t)w;
-  }
-}
-
 /* Appends a STATUS frame without message to buf at *len. */
 static void put_status(uint8_t *buf, size_t cap, size_t *len, uint32_t id, uint32_t code,
                        const char *text, size_t text_len)
@@ -127,8 +117,8 @@ static void client_streaming_against(st_env *e, const uint8_t *answer, size_t an
       streamtest__stream_test__streaming_input__stream(ch, NULL, &input_handlers, r, &r->s), 0);
   fd = raw_accept(e, lfd);
   crpc__preface_encode(out);
-  write_all(fd, out, CRPC__PREFACE_LEN);
-  write_all(fd, answer, answer_len); /* the call is id 1: the first of the connecting side */
+  ts_send_all(fd, out, CRPC__PREFACE_LEN);
+  ts_send_all(fd, answer, answer_len); /* the call is id 1: the first of the connecting side */
   st_wait_done(e, r, WAIT_MS);
   assert_int_equal(r->done, 1);
   crpc_channel_close(ch, NULL, NULL);
@@ -538,38 +528,23 @@ static void cancel_async_before_finish_wins_over_unread_ok(void **state)
   assert_int_equal(j.wrong, 0);
 }
 
-static int setup(void **state)
-{
-  static st_env env;
-
-  st_env_start(&env);
-  *state = &env;
-  return 0;
-}
-
-static int teardown(void **state)
-{
-  st_env_finish(*state);
-  return 0;
-}
-
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(client_streaming_ok_without_response_is_internal, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(client_streaming_second_response_is_internal, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(client_streaming_one_response_is_ok, setup, teardown),
-      cmocka_unit_test_setup_teardown(status_text_not_utf8_is_repaired, setup, teardown),
-      cmocka_unit_test_setup_teardown(server_end_ok_without_response_is_internal, setup,
-                                      teardown),
-      cmocka_unit_test_setup_teardown(server_second_response_is_refused, setup, teardown),
-      cmocka_unit_test_setup_teardown(server_second_finish_is_estate, setup, teardown),
-      cmocka_unit_test_setup_teardown(server_second_finish_after_fail_is_estate, setup, teardown),
-      cmocka_unit_test_setup_teardown(cancel_async_before_finish_wins, setup, teardown),
-      cmocka_unit_test_setup_teardown(cancel_async_before_finish_wins_over_unread_ok, setup,
-                                      teardown),
+      cmocka_unit_test_setup_teardown(client_streaming_ok_without_response_is_internal, st_setup,
+                                      st_teardown),
+      cmocka_unit_test_setup_teardown(client_streaming_second_response_is_internal, st_setup,
+                                      st_teardown),
+      cmocka_unit_test_setup_teardown(client_streaming_one_response_is_ok, st_setup, st_teardown),
+      cmocka_unit_test_setup_teardown(status_text_not_utf8_is_repaired, st_setup, st_teardown),
+      cmocka_unit_test_setup_teardown(server_end_ok_without_response_is_internal, st_setup,
+                                      st_teardown),
+      cmocka_unit_test_setup_teardown(server_second_response_is_refused, st_setup, st_teardown),
+      cmocka_unit_test_setup_teardown(server_second_finish_is_estate, st_setup, st_teardown),
+      cmocka_unit_test_setup_teardown(server_second_finish_after_fail_is_estate, st_setup, st_teardown),
+      cmocka_unit_test_setup_teardown(cancel_async_before_finish_wins, st_setup, st_teardown),
+      cmocka_unit_test_setup_teardown(cancel_async_before_finish_wins_over_unread_ok, st_setup,
+                                      st_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,21 +9,6 @@
 #define WAIT_MS 30000
 #define WINDOW 65536 /* CRPC_OPT_STREAM_WINDOW's default, both directions */
 
-static int setup(void **state)
-{
-  static st_env env;
-
-  st_env_start(&env);
-  *state = &env;
-  return 0;
-}
-
-static int teardown(void **state)
-{
-  st_env_finish(*state);
-  return 0;
-}
-
 /* ---- Slow consumer ---------------------------------------------------------------------------- */
 
 enum { FLOOD_COUNT = 120, FLOOD_SIZE = 4000 };
@@ -336,11 +321,11 @@ static void slow_stream_does_not_stall_others(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(slow_consumer, setup, teardown),
-      cmocka_unit_test_setup_teardown(writer_past_window, setup, teardown),
-      cmocka_unit_test_setup_teardown(concurrent_sinks, setup, teardown),
-      cmocka_unit_test_setup_teardown(hundred_streams, setup, teardown),
-      cmocka_unit_test_setup_teardown(slow_stream_does_not_stall_others, setup, teardown),
+      cmocka_unit_test_setup_teardown(slow_consumer, st_setup, st_teardown),
+      cmocka_unit_test_setup_teardown(writer_past_window, st_setup, st_teardown),
+      cmocka_unit_test_setup_teardown(concurrent_sinks, st_setup, st_teardown),
+      cmocka_unit_test_setup_teardown(hundred_streams, st_setup, st_teardown),
+      cmocka_unit_test_setup_teardown(slow_stream_does_not_stall_others, st_setup, st_teardown),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

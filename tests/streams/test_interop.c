@@ -19,46 +19,6 @@ static const Streamtest__StreamTest__StreamingInputHandlers input_handlers = {
 static const Streamtest__StreamTest__FullDuplexHandlers duplex_handlers = {
     st_rec_out, st_rec_writable, st_rec_done, 0};
 
-static int setup(void **state)
-{
-  static st_env env;
-
-  st_env_start(&env);
-  *state = &env;
-  return 0;
-}
-
-static int teardown(void **state)
-{
-  st_env_finish(*state);
-  return 0;
-}
-
-/* Writes with the typed stub, waiting for on_writable while the window is used up. */
-static void write_input(st_env *e, st_rec *r, int size)
-{
-  st_inreq req;
-  int rc;
-
-  st_inreq_init(&req, size);
-  while ((rc = streamtest__stream_test__streaming_input__write(r->s, &req.req)) == CRPC_EAGAIN)
-    st_wait_count(e, &r->writable, r->writable + 1, WAIT_MS, "on_writable");
-  assert_int_equal(rc, 0);
-  st_inreq_free(&req);
-}
-
-static void write_duplex(st_env *e, st_rec *r, const int *sizes, size_t n, int payload)
-{
-  st_outreq req;
-  int rc;
-
-  st_outreq_init(&req, sizes, n, payload);
-  while ((rc = streamtest__stream_test__full_duplex__write(r->s, &req.req)) == CRPC_EAGAIN)
-    st_wait_count(e, &r->writable, r->writable + 1, WAIT_MS, "on_writable");
-  assert_int_equal(rc, 0);
-  st_outreq_free(&req);
-}
-
 static void server_streaming(void **state)
 {
   st_env *e = *state;
@@ -93,7 +53,7 @@ static void client_streaming(void **state)
   assert_int_equal(
       streamtest__stream_test__streaming_input__stream(e->ch, NULL, &input_handlers, &r, &r.s), 0);
   for (int i = 0; i < 4; i++)
-    write_input(e, &r, in_sizes[i]);
+    st_write_input(e, &r, in_sizes[i]);
   assert_int_equal(crpc_stream_close_send(r.s), 0);
   assert_int_equal(crpc_stream_read(r.s), 0); /* the one response */
   st_wait_done(e, &r, WAIT_MS);
@@ -112,7 +72,7 @@ static void ping_pong(void **state)
   assert_int_equal(
       streamtest__stream_test__full_duplex__stream(e->ch, NULL, &duplex_handlers, &r, &r.s), 0);
   for (int i = 0; i < 4; i++) {
-    write_duplex(e, &r, &out_sizes[i], 1, in_sizes[i]);
+    st_write_duplex(e, &r, &out_sizes[i], 1, in_sizes[i]);
     assert_int_equal(crpc_stream_read(r.s), 0);
     st_wait_count(e, &r.nread, i + 1, WAIT_MS, "ping-pong response");
     assert_int_equal(r.sizes[i], out_sizes[i]);
@@ -178,7 +138,7 @@ static void cancel_after_first_response(void **state)
   st_rec_init(&r, e);
   assert_int_equal(
       streamtest__stream_test__full_duplex__stream(e->ch, NULL, &duplex_handlers, &r, &r.s), 0);
-  write_duplex(e, &r, &out_sizes[0], 1, in_sizes[0]);
+  st_write_duplex(e, &r, &out_sizes[0], 1, in_sizes[0]);
   assert_int_equal(crpc_stream_read(r.s), 0);
   st_wait_count(e, &r.nread, 1, WAIT_MS, "first response");
   assert_int_equal(r.sizes[0], out_sizes[0]);
@@ -199,7 +159,7 @@ static void timeout_on_sleeping_server(void **state)
   st_rec_init(&r, e);
   assert_int_equal(
       streamtest__stream_test__full_duplex__stream(e->ch, &opts, &duplex_handlers, &r, &r.s), 0);
-  write_duplex(e, &r, NULL, 0, in_sizes[0]); /* asks for no response: the server stays quiet */
+  st_write_duplex(e, &r, NULL, 0, in_sizes[0]); /* asks for no response: the server stays quiet */
   st_wait_done(e, &r, WAIT_MS);
   assert_int_equal(r.code, CRPC_STATUS_DEADLINE_EXCEEDED);
   assert_int_equal(r.nread, 0);
@@ -379,17 +339,17 @@ static void ping_pong_blocking(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(server_streaming, setup, teardown),
-      cmocka_unit_test_setup_teardown(client_streaming, setup, teardown),
-      cmocka_unit_test_setup_teardown(ping_pong, setup, teardown),
-      cmocka_unit_test_setup_teardown(empty_stream, setup, teardown),
-      cmocka_unit_test_setup_teardown(cancel_after_begin, setup, teardown),
-      cmocka_unit_test_setup_teardown(cancel_after_first_response, setup, teardown),
-      cmocka_unit_test_setup_teardown(timeout_on_sleeping_server, setup, teardown),
-      cmocka_unit_test_setup_teardown(unimplemented_stream, setup, teardown),
-      cmocka_unit_test_setup_teardown(server_streaming_blocking, setup, teardown),
-      cmocka_unit_test_setup_teardown(ping_pong_blocking, setup, teardown),
-      cmocka_unit_test_setup_teardown(client_streaming_blocking, setup, teardown),
+      cmocka_unit_test_setup_teardown(server_streaming, st_setup, st_teardown),
+      cmocka_unit_test_setup_teardown(client_streaming, st_setup, st_teardown),
+      cmocka_unit_test_setup_teardown(ping_pong, st_setup, st_teardown),
+      cmocka_unit_test_setup_teardown(empty_stream, st_setup, st_teardown),
+      cmocka_unit_test_setup_teardown(cancel_after_begin, st_setup, st_teardown),
+      cmocka_unit_test_setup_teardown(cancel_after_first_response, st_setup, st_teardown),
+      cmocka_unit_test_setup_teardown(timeout_on_sleeping_server, st_setup, st_teardown),
+      cmocka_unit_test_setup_teardown(unimplemented_stream, st_setup, st_teardown),
+      cmocka_unit_test_setup_teardown(server_streaming_blocking, st_setup, st_teardown),
+      cmocka_unit_test_setup_teardown(ping_pong_blocking, st_setup, st_teardown),
+      cmocka_unit_test_setup_teardown(client_streaming_blocking, st_setup, st_teardown),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -287,6 +287,11 @@ int itest_run_until(uv_loop_t *loop, int (*pred)(void *), void *arg, uint64_t ti
 
 void itest_run_for(uv_loop_t *loop, uint64_t ms) { ts_run_for(loop, NULL, ms); }
 
+int itest_count_reached(void *ud) {
+  itest_wait_count *w = ud;
+  return atomic_load(w->counter) >= w->want;
+}
+
 typedef struct close_ctx {
   int calls;
 } close_ctx;

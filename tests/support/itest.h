@@ -113,6 +113,13 @@ typedef struct itest_rec {
 } itest_rec;
 void itest_rec_done(const crpc_status *status, const Itest__EchoReply *response, void *ud);
 
+/* pred for itest_run_until: *counter (e.g. a field of itest_stats) >= want. */
+typedef struct itest_wait_count {
+  atomic_int *counter;
+  int want;
+} itest_wait_count;
+int itest_count_reached(void *w /* itest_wait_count */);
+
 /* pred for itest_run_until: every one of n records completed at least once. */
 typedef struct itest_recs {
   itest_rec *r;

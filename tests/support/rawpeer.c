@@ -9,6 +9,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -41,26 +42,16 @@ void ts_raw_from_fd(ts_raw *r, int fd) {
 }
 
 void ts_raw_connect(ts_raw *r, int port, int rcvbuf) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  assert_true(fd >= 0);
-  if (rcvbuf > 0) assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_port = htons((uint16_t)port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) fail_msg("connect: %s", strerror(errno));
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  ts_raw_from_fd(r, fd);
+  char ep[64];
+  snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port);
+  int rc = ts_raw_connect_endpoint(r, ep, rcvbuf);
+  if (rc != 0) fail_msg("connect %s: %s", ep, strerror(-rc));
 }
 
-int ts_raw_connect_endpoint(ts_raw *r, const char *endpoint, int rcvbuf) {
+int ts_connect_fd(const char *endpoint, int rcvbuf) {
   struct sockaddr_storage ss;
   socklen_t sl;
   memset(&ss, 0, sizeof ss);
-  memset(r, 0, sizeof *r);
-  r->fd = -1;
   if (strncmp(endpoint, "unix:", 5) == 0) {
     struct sockaddr_un *u = (struct sockaddr_un *)&ss;
     const char *path = endpoint + 5;
@@ -115,8 +106,47 @@ int ts_raw_connect_endpoint(ts_raw *r, const char *endpoint, int rcvbuf) {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   }
+  return fd;
+}
+
+int ts_raw_connect_endpoint(ts_raw *r, const char *endpoint, int rcvbuf) {
+  memset(r, 0, sizeof *r);
+  r->fd = -1;
+  int fd = ts_connect_fd(endpoint, rcvbuf);
+  if (fd < 0) return fd;
   ts_raw_from_fd(r, fd);
   return 0;
+}
+
+void ts_send_all(int fd, const void *data, size_t n) {
+  const uint8_t *p = data;
+  while (n) {
+    ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) fail_msg("send: %s", k < 0 ? strerror(errno) : "nothing sent");
+    p += k;
+    n -= (size_t)k;
+  }
+}
+
+int ts_listen_fd(int rcvbuf, int *port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(fd >= 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  /* Set before the handshake, so accepted sockets inherit it. */
+  if (rcvbuf > 0) assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(listen(fd, 16), 0);
+  socklen_t sl = sizeof a;
+  assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &sl), 0);
+  *port = ntohs(a.sin_port);
+  set_nonblock(fd);
+  return fd;
 }
 
 void ts_raw_send(ts_raw *r, const void *data, size_t len) {
@@ -251,20 +281,7 @@ int ts_raw_find_status(ts_raw *r, uint32_t id, uint32_t *code) {
 
 void ts_fake_open(ts_fake *f) {
   memset(f, 0, sizeof *f);
-  f->fd = socket(AF_INET, SOCK_STREAM, 0);
-  assert_true(f->fd >= 0);
-  int one = 1;
-  setsockopt(f->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  assert_int_equal(bind(f->fd, (struct sockaddr *)&a, sizeof a), 0);
-  assert_int_equal(listen(f->fd, 16), 0);
-  socklen_t sl = sizeof a;
-  assert_int_equal(getsockname(f->fd, (struct sockaddr *)&a, &sl), 0);
-  f->port = ntohs(a.sin_port);
-  set_nonblock(f->fd);
+  f->fd = ts_listen_fd(0, &f->port);
 }
 
 void ts_fake_pump(ts_fake *f) {

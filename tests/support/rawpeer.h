@@ -29,7 +29,16 @@ void ts_raw_connect(ts_raw *r, int port, int rcvbuf);
  * "unix:@NAME" (abstract). Returns 0, or the connect error (-errno, e.g. -ECONNREFUSED) without
  * failing the test; on error r is left closed (fd -1). */
 int ts_raw_connect_endpoint(ts_raw *r, const char *endpoint, int rcvbuf);
-void ts_raw_from_fd(ts_raw *r, int fd);
+void ts_raw_from_fd(ts_raw *r, int fd); /* makes fd non-blocking; r owns it */
+
+/* Socket-level helpers for peers that drive their own descriptor.
+ * ts_connect_fd: a blocking socket connected to a crpc endpoint (as ts_raw_connect_endpoint;
+ * TCP_NODELAY on TCP), or -errno. ts_send_all: sends all n bytes on a blocking socket, failing
+ * the test otherwise. ts_listen_fd: a non-blocking listening socket on 127.0.0.1 (any port, in
+ * *port); rcvbuf > 0 sets SO_RCVBUF, which accepted sockets inherit. */
+int ts_connect_fd(const char *endpoint, int rcvbuf);
+void ts_send_all(int fd, const void *data, size_t n);
+int ts_listen_fd(int rcvbuf, int *port);
 void ts_raw_send(ts_raw *r, const void *data, size_t len);  /* queued; pump sends */
 void ts_raw_pump(ts_raw *r);                                 /* send what it can, read all */
 void ts_raw_close(ts_raw *r);

@@ -508,3 +508,45 @@ void st_wait_done(st_env *e, st_rec *r, uint64_t timeout_ms)
     fail_msg("stream not done after %llu ms (%d responses read)", (unsigned long long)timeout_ms,
              r->nread);
 }
+
+void st_write_input(st_env *e, st_rec *r, int size)
+{
+  st_inreq req;
+  int rc;
+
+  st_inreq_init(&req, size);
+  while ((rc = streamtest__stream_test__streaming_input__write(r->s, &req.req)) == CRPC_EAGAIN)
+    st_wait_count(e, &r->writable, r->writable + 1, ST_WAIT_MS, "on_writable");
+  assert_int_equal(rc, 0);
+  st_inreq_free(&req);
+}
+
+void st_write_duplex(st_env *e, st_rec *r, const int *sizes, size_t n, int payload)
+{
+  st_outreq req;
+  int rc;
+
+  st_outreq_init(&req, sizes, n, payload);
+  while ((rc = streamtest__stream_test__full_duplex__write(r->s, &req.req)) == CRPC_EAGAIN)
+    st_wait_count(e, &r->writable, r->writable + 1, ST_WAIT_MS, "on_writable");
+  assert_int_equal(rc, 0);
+  st_outreq_free(&req);
+}
+
+int st_setup(void **state)
+{
+  st_env *e = calloc(1, sizeof(*e));
+
+  if (e == NULL)
+    return -1;
+  st_env_start(e);
+  *state = e;
+  return 0;
+}
+
+int st_teardown(void **state)
+{
+  st_env_finish(*state);
+  free(*state);
+  return 0;
+}

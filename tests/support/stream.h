@@ -85,6 +85,9 @@ void st_env_start(st_env *e);
 void st_env_start_at(st_env *e, const char *listen);
 /* Closes channel and server, runs the loop dry and asserts no handle is left. */
 void st_env_finish(st_env *e);
+/* cmocka fixtures: a fresh st_env (st_env_start) per test in *state, finished and freed after. */
+int st_setup(void **state);
+int st_teardown(void **state);
 
 typedef int (*st_pred)(void *arg);
 /* Runs the loop until pred(arg) holds or timeout_ms passed; 1 when it held. */
@@ -122,6 +125,13 @@ void st_rec_done(crpc_stream *s, const crpc_status *status, void *ud);
 void st_rec_writable(crpc_stream *s, void *ud);
 /* Runs until r is done; fails after timeout_ms. */
 void st_wait_done(st_env *e, st_rec *r, uint64_t timeout_ms);
+
+/* Writes one message with the typed stub (StreamingInput: an InputRequest of `size` payload
+ * bytes; FullDuplex: an OutputRequest asking for `sizes`, with `payload` bytes), waiting for
+ * on_writable (at most ST_WAIT_MS each time) while the window is used up. */
+#define ST_WAIT_MS 20000
+void st_write_input(st_env *e, st_rec *r, int size);
+void st_write_duplex(st_env *e, st_rec *r, const int *sizes, size_t n, int payload);
 
 /* Requests whose payload is `size` bytes of a pattern derived from size (st_payload_ok checks
  * it); *_free releases the buffer. */

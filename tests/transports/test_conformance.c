@@ -202,19 +202,6 @@ static void server_streaming(void **state)
   server_streaming_sized(e, sizes, 4);
 }
 
-/* Writes one client message, waiting for on_writable while the window is used up. */
-static void write_input(st_env *e, st_rec *r, int size)
-{
-  st_inreq req;
-  int rc;
-
-  st_inreq_init(&req, size);
-  while ((rc = streamtest__stream_test__streaming_input__write(r->s, &req.req)) == CRPC_EAGAIN)
-    st_wait_count(e, &r->writable, r->writable + 1, WAIT_MS, "on_writable");
-  assert_int_equal(rc, 0);
-  st_inreq_free(&req);
-}
-
 static void client_streaming_sized(st_env *e, const int *sizes, size_t n)
 {
   int64_t sum = 0;
@@ -225,7 +212,7 @@ static void client_streaming_sized(st_env *e, const int *sizes, size_t n)
   assert_int_equal(
       streamtest__stream_test__streaming_input__stream(e->ch, NULL, &input_handlers, &r, &r.s), 0);
   for (size_t i = 0; i < n; i++) {
-    write_input(e, &r, sizes[i]);
+    st_write_input(e, &r, sizes[i]);
     sum += sizes[i];
   }
   assert_int_equal(crpc_stream_close_send(r.s), 0);
@@ -256,14 +243,7 @@ static void bidi_streaming(void **state)
   assert_int_equal(
       streamtest__stream_test__full_duplex__stream(e->ch, NULL, &duplex_handlers, &r, &r.s), 0);
   for (int i = 0; i < 4; i++) { /* ping-pong: each answer before the next request */
-    st_outreq req;
-    int rc;
-
-    st_outreq_init(&req, &sizes[i], 1, 100 * i);
-    while ((rc = streamtest__stream_test__full_duplex__write(r.s, &req.req)) == CRPC_EAGAIN)
-      st_wait_count(e, &r.writable, r.writable + 1, WAIT_MS, "on_writable");
-    assert_int_equal(rc, 0);
-    st_outreq_free(&req);
+    st_write_duplex(e, &r, &sizes[i], 1, 100 * i);
     st_wait_count(e, &r.nread, i + 1, WAIT_MS, "bidi response");
     assert_int_equal(r.sizes[i], sizes[i]);
     assert_int_equal(r.seqs[i], i);
