@@ -160,11 +160,12 @@ cmd_test_clang() {
   CC=clang build_and_test build-clang "" -- -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCRPC_FUZZ=OFF
 }
 
-# Every test whose process runs more than one thread: the integration, semantics, streaming and
-# codegen loopback tests run their servers on threads of their own. Not the large-message tests:
+# Every test whose process runs more than one thread: the calls, deadlines, limits, streams,
+# lifecycle, transports and hostile tests and the codegen loopback test run servers or blocking
+# callers on threads of their own (not limits_emfile, which forks). Not the large-message tests:
 # they move gigabytes through memcpy, which ThreadSanitizer slows past their 20 s deadlines, and
 # their threads do nothing the blocking and batch_and_leader tests do not.
-tsan_tests='-R ^(integration_|semantics_|streaming_|codegen_loopback|examples_|hostile_) -E ^integration_large_messages_'
+tsan_tests='-R ^(calls_|deadlines_|limits_|streams_|lifecycle_|transports_|hostile_|codegen_loopback|examples_) -E ^(calls_large_messages_|limits_emfile)'
 
 cmd_test_tsan() {
   cmd_deps

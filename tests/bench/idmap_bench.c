@@ -1,5 +1,5 @@
-/* idmap-bench: nanoseconds per call-table lookup (runtime/src/base/idmap.c) for the shape of issue 12,
- * item 2: 4,000 calls open with ids a peer chose, then 150,000 frames (CANCELs) for ids the table
+/* idmap-bench: nanoseconds per call-table lookup (runtime/src/base/idmap.c) for a hostile peer's
+ * ids: 4,000 calls open with ids a peer chose, then 150,000 frames (CANCELs) for ids the table
  * does not hold, each a lookup. Sequential ids against ids = 1 mod 2^20 and ids solved against the
  * former fixed-multiplier hash. Prints one line per shape; no assertion (tests/unit/test_idmap.c
  * checks the probe counts). Uses only crpc__idmap_init/put/get/del, so that it also builds against

@@ -17,7 +17,7 @@
 #error "include guard of common/types.crpc.h not derived from its path"
 #endif
 
-/* The __METHOD macros are address constants: they initialise statics (issue 12). */
+/* The __METHOD macros are address constants: they initialise statics. */
 static const crpc_method_desc *const static_say = ECHO__SAY__METHOD;
 static const crpc_method_desc *const static_first[] = {
     A__B__C__D__FIRST__LOOKUP__METHOD, A__B__C__D__FIRST__PING__METHOD,

@@ -15,7 +15,7 @@
  * N runs from 1 until a run in which the N-th allocation never came (the phase made fewer): that
  * run is the baseline, and must pass with everything OK.
  *
- * The allocator is failmalloc.c, reached through the linker's --wrap (see CMakeLists.txt). The
+ * The allocator is tests/support/failalloc.c, reached through the linker's --wrap (see CMakeLists.txt). The
  * client and the server live in one process, each on its own loop, both driven by the main
  * thread in turn; the thread's allocator side follows the loop it runs, so a phase can fail the
  * N-th allocation of the client, of the server, or of either.
@@ -59,7 +59,7 @@
 #endif
 
 #include "fa.crpc.h"
-#include "failmalloc.h"
+#include "failalloc.h"
 
 #define FA_MAX_N 600          /* no phase needs more allocations than this */
 #define FA_CHILD_ALARM_S 30   /* a child still running after this is a hang */

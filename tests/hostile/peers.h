@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "wire/frame.h"
+#include "rawpeer.h" /* the codec of wire/frame.h, and the socket helpers */
 
 /* Connects to 127.0.0.1:port (blocking: the listen backlog takes it before the server accepts),
  * then makes the socket non-blocking with TCP_NODELAY. rcvbuf > 0 sets SO_RCVBUF before the

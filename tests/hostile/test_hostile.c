@@ -1,6 +1,7 @@
 /* Slow and hostile peers against one loop server, all at the same time, while a legitimate
- * channel keeps calling (issue: "slowloris, a client that never reads responses, a ping flood:
- * legitimate clients' calls keep succeeding and server memory stays within its documented bound").
+ * channel keeps calling: under slowloris, a client that never reads responses and a ping flood,
+ * the legitimate client's calls keep succeeding and the server's memory stays within its
+ * documented bound.
  *
  *  - N_SLOW slowloris connections send the preface, then a CALL frame one byte every SLOW_BYTE_MS.
  *    The server (STALL_TIMEOUT_MS = STALL_MS) must close every one (EOF seen) between STALL_MS

@@ -19,32 +19,10 @@
 
 #include <cmocka.h>
 
+#include "failalloc.h" /* linked with --wrap=malloc,calloc,realloc: fa_arm() fails the N-th */
 #include "wire/frame.h"
 
 #define MAXP (16u << 20)
-
-/* ---- failing allocations ----------------------------------------------------------------------
- * Armed with fail_nth = N, the N-th allocation from then on fails (0: off). */
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t size);
-void *__real_realloc(void *p, size_t n);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t size);
-void *__wrap_realloc(void *p, size_t n);
-
-static long fail_nth;
-static int fail_hit;
-
-static int fail_now(void) {
-  if (fail_nth <= 0) return 0;
-  if (--fail_nth > 0) return 0;
-  fail_hit = 1;
-  return 1;
-}
-
-void *__wrap_malloc(size_t n) { return fail_now() ? NULL : __real_malloc(n); }
-void *__wrap_calloc(size_t n, size_t size) { return fail_now() ? NULL : __real_calloc(n, size); }
-void *__wrap_realloc(void *p, size_t n) { return fail_now() ? NULL : __real_realloc(p, n); }
 
 /* ---- streams of frames -----------------------------------------------------------------------*/
 
@@ -387,11 +365,10 @@ static void split_refused_out_of_memory(void **state) {
   rec r;
   rec_init(&r, &d);
   assert_int_equal(feed(&d, &r, &s, 0, 4000), 0);
-  fail_nth = 1;
-  fail_hit = 0;
+  fa_arm(FA_ANY, 1);
   refused(&d, 2000);
-  fail_nth = 0;
-  assert_true(fail_hit);
+  fa_disarm();
+  assert_true(fa_injected());
   assert_int_equal(feed(&d, &r, &s, 4000, s.len - 4000), 0);
   assert_int_equal(r.n, 1);
   check_got(&r, 0, &s, 0, 0);
@@ -407,17 +384,16 @@ static void split_refused_out_of_memory(void **state) {
   uint8_t *c = malloc(s.len - 4000);
   assert_non_null(c);
   memcpy(c, s.b + 4000, s.len - 4000);
-  fail_nth = 1;
-  fail_hit = 0;
+  fa_arm(FA_ANY, 1);
   assert_int_equal(crpc__decoder_feed(&d, c, s.len - 4000, on_frame, &r), CRPC__FR_NOMEM);
-  assert_true(fail_hit);
+  assert_true(fa_injected());
   assert_int_equal(crpc__decoder_missing(&d), missing);
   /* ... and a direct read's space cannot be offered either */
   size_t n = 12345;
-  fail_nth = 1;
+  fa_arm(FA_ANY, 1);
   assert_null(crpc__decoder_space_ready(&d, 1, missing, &n));
   assert_int_equal(n, 0);
-  fail_nth = 0;
+  fa_disarm();
   free(c);
   assert_int_equal(r.n, 0);
   crpc__decoder_free(&d); /* the tail goes with it (LSan) */

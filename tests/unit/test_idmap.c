@@ -2,7 +2,7 @@
  *
  * The peer picks its call ids, so the table must not let it choose which slots they land in:
  * with a fixed hash, ids = 1 mod 2^20 (or ids solved against the hash) all share one probe run,
- * and every frame for an unknown id scans it (issue 12, item 2). The cost measure is the number
+ * and every frame for an unknown id scans it. The cost measure is the number
  * of slots a lookup examines (crpc__idmap_probes), counted, not timed: for 4,000 open calls with
  * adversarial ids, lookups of 150,000 unknown adversarial ids must cost within a small factor of
  * the same with sequential ids, on average and at worst. The table's behaviour as a map (put,

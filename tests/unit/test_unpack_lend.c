@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "base/arena.h"
+#include "failalloc.h" /* linked with --wrap=malloc,calloc,realloc: fa_arm() fails the N-th */
 #include "wire/frame.h"
 #include "lend.pb-c.h"
 #include "lend3.pb-c.h"
@@ -35,30 +36,6 @@
 
 #define MAXP (16u << 20) /* decoder limit: larger than any message here */
 
-/* ---- failing allocations ----------------------------------------------------------------------
- * The executable is linked with --wrap=malloc,calloc,realloc (CMakeLists.txt), as the failalloc
- * suite is: every allocation of crpc_testing's objects, of the generated code and of this file
- * comes here. Armed with fail_nth = N, the N-th allocation from then on fails. */
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t size);
-void *__real_realloc(void *p, size_t n);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t size);
-void *__wrap_realloc(void *p, size_t n);
-
-static long fail_nth; /* 0: off */
-static int fail_hit;  /* the armed failure happened */
-
-static int fail_now(void) {
-  if (fail_nth <= 0) return 0;
-  if (--fail_nth > 0) return 0;
-  fail_hit = 1;
-  return 1;
-}
-
-void *__wrap_malloc(size_t n) { return fail_now() ? NULL : __real_malloc(n); }
-void *__wrap_calloc(size_t n, size_t size) { return fail_now() ? NULL : __real_calloc(n, size); }
-void *__wrap_realloc(void *p, size_t n) { return fail_now() ? NULL : __real_realloc(p, n); }
 #define PREFIX 37        /* bytes of "CALL header" before the message in the prefixed runs */
 
 /* ---- protobuf wire bytes, written by hand ----------------------------------------------------*/
@@ -298,11 +275,10 @@ static int lend_cb(void *ud, const crpc__frame *f) {
   dv->msg_at = f->payload + dv->prefix;
   dv->msg_len = f->length - dv->prefix;
   if (r->prefill) assert_non_null(crpc__arena_alloc(dv->arena, r->prefill));
-  fail_nth = r->fail_nth;
-  fail_hit = 0;
+  fa_arm(FA_ANY, r->fail_nth);
   dv->got = crpc__unpack_lend(dv->desc, dv->arena, dv->msg_len, dv->msg_at, d, f);
-  r->fail_hit = fail_hit;
-  fail_nth = 0;
+  r->fail_hit = fa_injected();
+  fa_disarm();
   dv->taken = dv->assembled && d->buf == NULL;
   if (dv->taken) assert_true(d->taken);
   if (!dv->assembled) assert_false(d->taken); /* nothing to take from fed bytes */
@@ -623,12 +599,11 @@ static int split_cb(void *ud, const crpc__frame *f) {
   s->tail = f->tail;
   s->tail_len = f->length - f->head_len;
   s->got = (ProtobufCMessage *)&s->got; /* must be overwritten */
-  fail_nth = s->fail_nth;
-  fail_hit = 0;
+  fa_arm(FA_ANY, s->fail_nth);
   s->rc = crpc__unpack_split(s->desc, s->arena, NULL, f->payload + s->prefix, f->head_len - s->prefix, d,
                              f, s->max_depth, &s->got);
-  s->fail_hit = fail_hit;
-  fail_nth = 0;
+  s->fail_hit = fa_injected();
+  fa_disarm();
   s->taken = d->tail_taken;
   if (s->rc == 0) assert_non_null(s->got);
   else assert_null(s->got);
