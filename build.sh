@@ -165,7 +165,7 @@ cmd_test_clang() {
 # callers on threads of their own (not limits_emfile, which forks). Not the large-message tests:
 # they move gigabytes through memcpy, which ThreadSanitizer slows past their 20 s deadlines, and
 # their threads do nothing the blocking and batch_and_leader tests do not.
-tsan_tests='-R ^(calls_|deadlines_|limits_|streams_|lifecycle_|transports_|hostile_|codegen_loopback|examples_) -E ^(calls_large_messages_|limits_emfile)'
+tsan_tests='-R ^(calls_|deadlines_|limits_|streams_|lifecycle_|transports_|hostile_|codegen_loopback|codegen_old_names|examples_) -E ^(calls_large_messages_|limits_emfile)'
 
 cmd_test_tsan() {
   cmd_deps
