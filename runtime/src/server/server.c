@@ -108,12 +108,7 @@ int crpc_server_register(crpc_server *srv, const crpc_service_desc *svc, const v
 
 /* ---- Accept ---------------------------------------------------------------------------------- */
 
-typedef union crpc__spare_handle {
-  uv_handle_t handle;
-  uv_stream_t stream;
-  uv_tcp_t tcp;
-  uv_pipe_t pipe;
-} crpc__spare_handle;
+typedef crpc__uv_stream crpc__spare_handle;
 
 static void free_handle(uv_handle_t *h) { crpc__free(h); }
 

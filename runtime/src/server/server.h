@@ -13,15 +13,11 @@
 #include "crpc/server.h"
 #include "base/list.h"
 #include "server/registry.h"
+#include "transport/stream.h"
 
 typedef struct crpc__listener {
   crpc__list link;
-  union {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } u;
+  crpc__uv_stream u;
   crpc_server *srv;
   char *label; /* the endpoint, for messages */
   char *path;  /* unix:PATH: the socket file this listener created (NULL otherwise) ... */

@@ -20,12 +20,7 @@
 
 typedef struct crpc__stream {
   crpc__transport base; /* first: the transport's pointer is the stream's */
-  union {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } u;
+  crpc__uv_stream u;
   uv_write_t wreq;
   crpc__transport_alloc_cb alloc;
   crpc__transport_read_cb read;

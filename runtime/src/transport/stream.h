@@ -8,6 +8,14 @@
 
 #include "transport/transport.h"
 
+/* Any libuv stream handle crpc makes: a TCP or Unix socket, connected, listening or accepting. */
+typedef union crpc__uv_stream {
+  uv_handle_t handle;
+  uv_stream_t stream;
+  uv_tcp_t tcp;
+  uv_pipe_t pipe;
+} crpc__uv_stream;
+
 enum crpc__stream_kind { CRPC__STREAM_TCP = 1, CRPC__STREAM_UNIX = 2 };
 
 /* A transport around a new, unconnected libuv handle on loop (kind: enum crpc__stream_kind).
