@@ -29,6 +29,10 @@
 
 #define MAX_MSG (16 << 20) /* both sides' MAX_RECV/MAX_SEND_MESSAGE_SIZE */
 #define IN_FLIGHT 32
+/* How long a batch may take before the test calls it stuck: a bound on liveness, not on speed.
+ * 32 calls of 8 MiB take ~15 s under ASan on an idle 2-core machine and twice that when ctest
+ * runs a heavy test beside them, so the bound leaves room for a loaded CI runner. */
+#define LIVENESS_MS 120000
 #define KIB 1024u
 #define MIB (1024u * 1024u)
 
@@ -221,7 +225,7 @@ static void blocking_echo(crpc_channel *ch, size_t len, uint32_t seq, char *why,
   req.payload.len = len;
   Itest__EchoReply *resp = NULL;
   crpc_status st = {0};
-  crpc_call_opts opts = {.timeout_ms = 30000};
+  crpc_call_opts opts = {.timeout_ms = LIVENESS_MS};
   int rc = itest__echo__echo__call(ch, &req, &resp, &st, &opts);
   memset(data, 0, len); /* the request is the caller's again: nothing may still point into it */
   free(data);
@@ -365,7 +369,8 @@ static void async_batch(uv_loop_t *loop, crpc_channel *ch, const size_case *sc, 
     free(data);
   }
   batch b = {calls, n};
-  if (!itest_run_until(loop, batch_done, &b, 30000)) fail_msg("%s: calls still open after 30 s", sc->name);
+  if (!itest_run_until(loop, batch_done, &b, LIVENESS_MS)) fail_msg("%s: calls still open after %d s", sc->name,
+                                                               LIVENESS_MS / 1000);
   for (int i = 0; i < n; i++) {
     if (calls[i].completions != 1)
       fail_msg("%s: call %d completed %d times", sc->name, i, calls[i].completions);
@@ -434,7 +439,7 @@ static void async_mixed_sizes(void **state) {
     free(data);
   }
   batch b = {calls, IN_FLIGHT};
-  assert_true(itest_run_until(&loop, batch_done, &b, 30000));
+  assert_true(itest_run_until(&loop, batch_done, &b, LIVENESS_MS));
   for (int i = 0; i < IN_FLIGHT; i++) {
     assert_int_equal(calls[i].completions, 1);
     if (!calls[i].ok) fail_msg("call %d (%zu bytes): %s", i, calls[i].len, calls[i].why);

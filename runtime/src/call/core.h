@@ -87,7 +87,8 @@ struct crpc__core {
                                  when a stream starts; a unary call only keeps its queue empty */
 };
 
-/* Sets up a core taken from a pool or fresh (the arena is the caller's: kept across reuse). */
+/* Sets up a core taken from the owner's pool (call/pool.h: its arena and link are the pool's,
+ * kept across reuse). */
 static inline void crpc__core_init(crpc__core *core, const crpc__call_events *ev,
                                    const crpc__core_kind *kind) {
   core->cc.ev = ev;
@@ -99,10 +100,9 @@ static inline void crpc__core_init(crpc__core *core, const crpc__call_events *ev
   core->in_cb = 0;
   core->refs = 1;
   crpc__dl_node_init(&core->dl);
-  crpc__list_init(&core->link);
-  /* Unary calls are not flow-controlled (PROTOCOL.md §6.8): only the queue must be valid. */
-  core->flow.head = core->flow.tail = NULL;
-  core->flow.queued = 0;
+  /* Unary calls are not flow-controlled (PROTOCOL.md §6.8): streams set the flow state up when
+   * they start, and all a unary call needs is an empty queue. (link is the pool's: unlinked.) */
+  core->flow.head = NULL;
 }
 
 static inline int crpc__core_transition_ok(unsigned from, unsigned to) {

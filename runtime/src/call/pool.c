@@ -14,7 +14,9 @@ void crpc__call_pool_init(crpc__call_pool *p) {
 
 void *crpc__call_pool_new(size_t size, size_t offset) {
   void *obj = crpc__malloc(size);
-  if (obj) crpc__arena_init(&core_at(obj, offset)->arena);
+  if (!obj) return NULL;
+  crpc__arena_init(&core_at(obj, offset)->arena);
+  crpc__list_init(&core_at(obj, offset)->link);
   return obj;
 }
 

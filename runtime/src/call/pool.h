@@ -26,8 +26,9 @@ void crpc__call_pool_destroy(void *obj, size_t offset);
 /* Frees every spare object. */
 void crpc__call_pool_free(crpc__call_pool *p, size_t offset);
 
-/* An object of `size` bytes: a spare one, or a new one whose core's arena is initialised (the
- * caller sets up the rest, crpc__core_init included). NULL when out of memory. */
+/* An object of `size` bytes: a spare one, or a new one whose core's arena and link are
+ * initialised (the caller sets up the rest, crpc__core_init included). NULL when out of
+ * memory. */
 static inline void *crpc__call_pool_take(crpc__call_pool *p, size_t size, size_t offset) {
   if (crpc__list_empty(&p->spare)) return crpc__call_pool_new(size, offset);
   crpc__core *core = CRPC__CONTAINER_OF(p->spare.next, crpc__core, link);
@@ -36,12 +37,11 @@ static inline void *crpc__call_pool_take(crpc__call_pool *p, size_t size, size_t
   return (char *)core - offset;
 }
 
-/* The object is no longer used (the caller has freed what it holds besides its core): kept for
- * reuse with its arena reset and its unread messages freed, or freed outright when the pool is
- * full or keep is 0 (the owner closes). */
+/* The object is no longer used (the caller has freed what it holds besides its core, and
+ * taken it off its lists): kept for reuse with its arena reset and its unread messages freed, or
+ * freed outright when the pool is full or keep is 0 (the owner closes). */
 static inline void crpc__call_pool_give(crpc__call_pool *p, void *obj, size_t offset, int keep) {
   crpc__core *core = (crpc__core *)(void *)((char *)obj + offset);
-  crpc__list_remove(&core->link);
   if (!keep || p->n >= CRPC__CALL_POOL_MAX) {
     crpc__call_pool_destroy(obj, offset);
     return;

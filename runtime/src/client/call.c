@@ -52,8 +52,10 @@ void crpc__call_release(crpc_call *call) {
     crpc__stream_free(call->stream);
     call->stream = NULL;
   }
-  crpc__free(call->fail_why);
-  call->fail_why = NULL;
+  if (call->fail_why) { /* only calls that failed as they started have one */
+    crpc__free(call->fail_why);
+    call->fail_why = NULL;
+  }
   crpc__call_pool_give(&ch->pool, call, offsetof(crpc_call, core), !ch->closing);
 }
 

@@ -84,6 +84,7 @@ void crpc__scall_release(crpc_server_call *sc) {
     crpc__sstream_free(sc->stream);
     sc->stream = NULL;
   }
+  crpc__list_remove(&sc->core.link);
   crpc__deadline_stop(&srv->deadlines, &sc->core);
   crpc__outbuf_free(&sc->trailers);
   crpc__call_pool_give(&srv->pool, sc, SC_CORE, !srv->closing);
