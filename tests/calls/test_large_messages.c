@@ -369,8 +369,8 @@ static void async_batch(uv_loop_t *loop, crpc_channel *ch, const size_case *sc, 
     free(data);
   }
   batch b = {calls, n};
-  if (!itest_run_until(loop, batch_done, &b, LIVENESS_MS)) fail_msg("%s: calls still open after %d s", sc->name,
-                                                               LIVENESS_MS / 1000);
+  if (!itest_run_until(loop, batch_done, &b, LIVENESS_MS))
+    fail_msg("%s: calls still open after %d s", sc->name, LIVENESS_MS / 1000);
   for (int i = 0; i < n; i++) {
     if (calls[i].completions != 1)
       fail_msg("%s: call %d completed %d times", sc->name, i, calls[i].completions);
