@@ -46,7 +46,8 @@ static crpc_call *call_alloc(crpc_channel *ch) {
   return call;
 }
 
-void crpc__call_release(crpc_call *call) {
+/* Frees or pools a call object: its core's release (call/core.h), and for calls never sent. */
+static void call_release(crpc_call *call) {
   crpc_channel *ch = call->ch;
   if (call->stream) {
     crpc__stream_free(call->stream);
@@ -62,7 +63,7 @@ void crpc__call_release(crpc_call *call) {
 static void release_core(crpc__core *core) {
   crpc_call *call = CRPC__CONTAINER_OF(core, crpc_call, core);
   crpc_channel *ch = call->ch;
-  crpc__call_release(call);
+  call_release(call);
   if (ch->closing) crpc__channel_maybe_free(ch);
 }
 
@@ -411,7 +412,7 @@ static int call_begin(crpc_call *call, const ProtobufCMessage *request,
   if (rc != 0) {
     crpc__list_remove(&call->core.link);
     ch->ncalls--;
-    crpc__call_release(call);
+    call_release(call);
     return rc;
   }
   crpc__channel_call_added(ch, conn);

@@ -82,8 +82,6 @@ int crpc__call_start_stream(crpc_channel *ch, const crpc_method_desc *method,
                             crpc_call **call_out);
 /* The single completion of a call. */
 void crpc__call_finish(crpc_call *call, const crpc__result *r);
-/* Frees or pools a call object: its core's release (call/core.h), and for calls never sent. */
-void crpc__call_release(crpc_call *call);
 /* 1 once the call is complete (DONE). */
 static inline int crpc__call_done(const crpc_call *call) { return crpc__core_done(&call->core); }
 /* stream.c hooks called by call.c and conn.c. */

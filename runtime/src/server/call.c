@@ -77,7 +77,9 @@ void crpc__server_calls_unhold(crpc__conn *c) {
     unhold(CRPC__CONTAINER_OF(c->held.next, crpc_server_call, hlink));
 }
 
-void crpc__scall_release(crpc_server_call *sc) {
+/* Frees or pools a call object: its core's release (call/core.h), and for calls refused at
+ * admission. */
+static void scall_release(crpc_server_call *sc) {
   crpc_server *srv = sc->srv;
   unhold(sc);
   if (sc->stream) {
@@ -93,7 +95,7 @@ void crpc__scall_release(crpc_server_call *sc) {
 static void release_core(crpc__core *core) {
   crpc_server_call *sc = CRPC__CONTAINER_OF(core, crpc_server_call, core);
   crpc_server *srv = sc->srv;
-  crpc__scall_release(sc);
+  scall_release(sc);
   if (srv->closing || srv->draining) crpc__server_maybe_free(srv);
 }
 
@@ -180,7 +182,7 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
                                   (size_t)srv->opt[CRPC_OPT_MAX_METADATA_SIZE], arena_fn,
                                   &sc->core.arena, &sc->md, &sc->md_count);
   if (mrc != 0) {
-    crpc__scall_release(sc);
+    scall_release(sc);
     refuse(c, id, CRPC_STATUS_RESOURCE_EXHAUSTED,
            mrc == CRPC__MD_TOO_BIG ? "%s: request metadata exceeds the server's MAX_METADATA_SIZE"
                                    : "%s: server out of memory",
@@ -194,7 +196,7 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
   }
   if (crpc__pb_depth_check(e->method->input, h->message, h->message_len,
                            (unsigned)srv->opt[CRPC_OPT_MAX_NESTING_DEPTH]) != 0) {
-    crpc__scall_release(sc);
+    scall_release(sc);
     refuse(c, id, CRPC_STATUS_INTERNAL,
            "%s: request nests deeper than MAX_NESTING_DEPTH or is malformed", h->method,
            h->method_len);
@@ -206,7 +208,7 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
   if (sc->request && crpc__decode_budget_check(&sc->core.arena.budget) != 0) sc->request = NULL;
   if (!sc->request) {
     int over = sc->core.arena.budget.over;
-    crpc__scall_release(sc);
+    scall_release(sc);
     quoted_name q;
     char text[sizeof q.s + 160];
     if (over)
@@ -226,7 +228,7 @@ void crpc__server_on_call(crpc__conn *c, const crpc__frame *f, const crpc__call_
 static int admit(crpc_server_call *sc, crpc__conn *c, uint32_t id, const crpc__call_hdr *h) {
   crpc_server *srv = sc->srv;
   if (crpc__core_open(&sc->core, c, id) != 0) {
-    crpc__scall_release(sc);
+    scall_release(sc);
     refuse(c, id, CRPC_STATUS_RESOURCE_EXHAUSTED, "%s: server out of memory", h->method,
            h->method_len);
     return -1;

@@ -77,7 +77,5 @@ void crpc__sstream_free(crpc__sstream *st);
 /* Dispatches to the handler (request NULL for client/bidi streams). Returns 1 when the call was
  * freed inside (the caller must not touch it). */
 int crpc__scall_dispatch(crpc_server_call *sc, const ProtobufCMessage *request);
-/* Frees a call that never reached its handler (refused at admission). */
-void crpc__scall_release(crpc_server_call *sc);
 
 #endif
