@@ -46,8 +46,9 @@ static crpc_call *call_alloc(crpc_channel *ch) {
   return call;
 }
 
-/* Frees or pools a call object: its core's release (call/core.h), and for calls never sent. */
-static void call_release(crpc_call *call) {
+/* The core's release (call/core.h), and the end of a call never sent: frees or pools it. */
+static void release_core(crpc__core *core) {
+  crpc_call *call = CRPC__CONTAINER_OF(core, crpc_call, core);
   crpc_channel *ch = call->ch;
   if (call->stream) {
     crpc__stream_free(call->stream);
@@ -57,14 +58,9 @@ static void call_release(crpc_call *call) {
     crpc__free(call->fail_why);
     call->fail_why = NULL;
   }
-  crpc__call_pool_give(&ch->pool, call, offsetof(crpc_call, core), !ch->closing);
-}
-
-static void release_core(crpc__core *core) {
-  crpc_call *call = CRPC__CONTAINER_OF(core, crpc_call, core);
-  crpc_channel *ch = call->ch;
-  call_release(call);
-  if (ch->closing) crpc__channel_maybe_free(ch);
+  int closing = ch->closing;
+  crpc__call_pool_give(&ch->pool, call, offsetof(crpc_call, core), !closing);
+  if (closing) crpc__channel_maybe_free(ch);
 }
 
 void crpc__calls_free(crpc_channel *ch) {
@@ -412,7 +408,7 @@ static int call_begin(crpc_call *call, const ProtobufCMessage *request,
   if (rc != 0) {
     crpc__list_remove(&call->core.link);
     ch->ncalls--;
-    call_release(call);
+    release_core(&call->core);
     return rc;
   }
   crpc__channel_call_added(ch, conn);
