@@ -485,7 +485,8 @@ static void blocking_late_run(void *p) {
     ProtobufCMessage *m = NULL;
     j->recv1 = crpc_stream_recv_wait(s, &m);
     if (m) protobuf_c_message_free_unpacked(m, NULL);
-    /* The second message came in the same read: it waits unread while the call ends. */
+    /* The second message came with the first (one flush, one read on loopback): it waits
+     * unread while the call ends. Read apart, the receive below finds nothing: same outcome. */
     crpc_stream_cancel_async(s);
     m = NULL;
     j->recv2 = crpc_stream_recv_wait(s, &m);
