@@ -122,7 +122,15 @@ static void wake_reader(crpc_call *call) {
   if (!w->response && why == CRPC__DECODE_OVER) {
     /* The call ends here; the parked receive learns it (0) and finish reports the status. */
     crpc__free(m);
-    crpc__call_abandon(call, CRPC_STATUS_RESOURCE_EXHAUSTED, OVER_BUDGET);
+    if (!crpc__call_done(call)) {
+      crpc__call_abandon(call, CRPC_STATUS_RESOURCE_EXHAUSTED, OVER_BUDGET);
+      return;
+    }
+    /* It ended already (cancelled, deadline, connection lost) with this message unread: that
+     * outcome stands (a call completes once), and the receive learns the end. */
+    st->waiter = NULL;
+    w->result = 0;
+    crpc__waiter_signal(call->ch, w);
     return;
   }
   st->waiter = NULL;
