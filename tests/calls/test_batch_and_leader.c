@@ -91,7 +91,7 @@ static void lone_leader_calls(void **state) {
     Itest__EchoReply *resp = NULL;
     crpc_status st = {0};
     crpc_call_opts opts = {.timeout_ms = CALL_TIMEOUT_MS};
-    int rc = itest__echo__echo__call(ch, &req, &resp, &st, &opts);
+    int rc = itest__test__echo__call(ch, &req, &resp, &st, &opts);
     if (!echo_ok(rc, &st, resp, &req)) {
       char why[320];
       describe(why, sizeof why, "lone leader", req.seq, rc, &st);
@@ -128,7 +128,7 @@ static void opener_run(void *arg) {
     Itest__EchoReply *resp = NULL;
     crpc_status st = {0};
     crpc_call_opts opts = {.timeout_ms = CALL_TIMEOUT_MS};
-    int rc = itest__echo__echo__call(o->ch, &req, &resp, &st, &opts);
+    int rc = itest__test__echo__call(o->ch, &req, &resp, &st, &opts);
     if (echo_ok(rc, &st, resp, &req))
       o->ok++;
     else if (!o->err[0])
@@ -219,7 +219,7 @@ static void lf_run(void *arg) {
     }
     Itest__EchoReply *resp = NULL;
     crpc_status st = {0};
-    int rc = itest__echo__echo__call(sh->ch, &req, &resp, &st, &opts);
+    int rc = itest__test__echo__call(sh->ch, &req, &resp, &st, &opts);
     if (kind == 2) atomic_store(&sh->slot[w->index], NULL);
     int good;
     if (kind == 2) {
@@ -335,7 +335,7 @@ static void unreach_run(void *arg) {
     Itest__EchoReply *resp = NULL;
     crpc_status st = {0};
     crpc_call_opts opts = {.timeout_ms = CALL_TIMEOUT_MS};
-    int rc = itest__echo__echo__call(u->ch, &req, &resp, &st, &opts);
+    int rc = itest__test__echo__call(u->ch, &req, &resp, &st, &opts);
     if (rc == 0 && st.code == CRPC_STATUS_UNAVAILABLE && !resp) {
       u->unavailable++;
     } else if (!u->other++) {
@@ -405,7 +405,7 @@ static void mixer_run(void *arg) {
     Itest__EchoReply *resp = NULL;
     crpc_status st = {0};
     crpc_call_opts opts = {.timeout_ms = CALL_TIMEOUT_MS};
-    int rc = itest__echo__echo__call(m->ch, &req, &resp, &st, &opts);
+    int rc = itest__test__echo__call(m->ch, &req, &resp, &st, &opts);
     if (echo_ok(rc, &st, resp, &req))
       m->ok++;
     else if (!m->err[0])
@@ -450,7 +450,7 @@ static void large_requests_socket_full(void **state) {
   assert_int_equal(fin.received, total);
 }
 
-/* ---- A server serving Echo and StreamTest, whose Echo handler may close it ------------------- */
+/* ---- A server serving Echo and the streams, whose Echo handler may close it ----------------- */
 
 typedef enum { END_NONE, END_CLOSE, END_SHUTDOWN } end_mode;
 
@@ -503,13 +503,36 @@ static void srv_echo(crpc_server_call *call, const Itest__EchoRequest *req, void
   Itest__EchoReply reply = ITEST__ECHO_REPLY__INIT;
   reply.seq = req->seq;
   reply.payload = req->payload;
-  assert_int_equal(itest__echo__echo__reply(call, &reply), 0);
+  assert_int_equal(itest__test__echo__reply(call, &reply), 0);
   atomic_fetch_add(&e->st.finished, 1);
   e->handler_ends++;
   srv_end(e, e->mode);
 }
 
-static const Itest__Echo__Handlers srv_echo_handlers = {.echo = srv_echo};
+/* The streaming methods: stream.h's, with their own counters. */
+static void srv_output(crpc_server_call *call, const Itest__OutputRequest *req, void *ud) {
+  st_service_handlers.streaming_output(call, req, &((srv_env *)ud)->sc);
+}
+static void srv_input(crpc_server_call *call, void *ud) {
+  st_service_handlers.streaming_input(call, &((srv_env *)ud)->sc);
+}
+static void srv_duplex(crpc_server_call *call, void *ud) {
+  st_service_handlers.full_duplex(call, &((srv_env *)ud)->sc);
+}
+static void srv_sink(crpc_server_call *call, void *ud) {
+  st_service_handlers.sink(call, &((srv_env *)ud)->sc);
+}
+static void srv_unary(crpc_server_call *call, const Itest__OutputRequest *req, void *ud) {
+  st_service_handlers.unary_call(call, req, &((srv_env *)ud)->sc);
+}
+
+/* One service, one table: Echo is this file's, the streaming methods stream.h's. */
+static const Itest__Test__Handlers srv_handlers = {.echo = srv_echo,
+                                                   .streaming_output = srv_output,
+                                                   .streaming_input = srv_input,
+                                                   .full_duplex = srv_duplex,
+                                                   .sink = srv_sink,
+                                                   .unary_call = srv_unary};
 
 static void srv_thread(void *arg) {
   srv_env *e = arg;
@@ -529,8 +552,9 @@ static srv_env *srv_start(const itest_transport *t, end_mode mode, uint32_t clos
   uv_cond_init(&e->cv);
   assert_int_equal(uv_loop_init(&e->loop), 0);
   assert_int_equal(crpc_server_new(&e->srv, &e->loop), 0);
-  assert_int_equal(itest__echo__crpc_register(e->srv, &srv_echo_handlers, e), 0);
-  assert_int_equal(streamtest__stream_test__crpc_register(e->srv, &st_service_handlers, &e->sc), 0);
+  assert_int_equal(itest__test__crpc_register(e->srv, &srv_handlers, e), 0);
+  /* One service: stream.h's table cannot be registered beside this one (it is forwarded to). */
+  assert_int_equal(itest__test__crpc_register(e->srv, &st_service_handlers, &e->sc), CRPC_EEXIST);
   char listen_ep[256];
   if (t->listen) {
     snprintf(listen_ep, sizeof listen_ep, "%s", t->listen);
@@ -610,7 +634,7 @@ static void bs_run(void *arg) {
       Itest__EchoReply *resp = NULL;
       crpc_status st = {0};
       crpc_call_opts opts = {.timeout_ms = CALL_TIMEOUT_MS};
-      int rc = itest__echo__echo__call(j->ch, &req, &resp, &st, &opts);
+      int rc = itest__test__echo__call(j->ch, &req, &resp, &st, &opts);
       if (echo_ok(rc, &st, resp, &req))
         j->steps++;
       else if (!j->err[0])
@@ -623,7 +647,7 @@ static void bs_run(void *arg) {
   }
   crpc_stream *s = NULL;
   crpc_call_opts opts = {.timeout_ms = CALL_TIMEOUT_MS};
-  int rc = streamtest__stream_test__full_duplex__open(j->ch, &opts, &s);
+  int rc = itest__test__full_duplex__open(j->ch, &opts, &s);
   if (rc != 0) {
     bs_fail(j, "open", rc);
     return;
@@ -634,11 +658,11 @@ static void bs_run(void *arg) {
     int size = 10 + (i * 37 + j->index) % 300;
     st_outreq req;
     st_outreq_init(&req, &size, 1, i % 5);
-    Streamtest__OutputResponse *msg = NULL;
-    rc = streamtest__stream_test__full_duplex__send_wait(s, &req.req);
+    Itest__OutputResponse *msg = NULL;
+    rc = itest__test__full_duplex__send_wait(s, &req.req);
     if (rc != 0) {
       bs_fail(j, "send_wait", rc);
-    } else if ((rc = streamtest__stream_test__full_duplex__recv_wait(s, &msg)) != 1) {
+    } else if ((rc = itest__test__full_duplex__recv_wait(s, &msg)) != 1) {
       bs_fail(j, "recv_wait", rc);
     } else if (st_payload_ok(msg->payload, size) && msg->seq == i) {
       j->steps++;
@@ -651,8 +675,8 @@ static void bs_run(void *arg) {
   if (j->role == 1) {
     /* Nothing more is asked for: this read ends only through the other thread's cancel. */
     atomic_store(&j->published, s);
-    Streamtest__OutputResponse *msg = NULL;
-    rc = streamtest__stream_test__full_duplex__recv_wait(s, &msg);
+    Itest__OutputResponse *msg = NULL;
+    rc = itest__test__full_duplex__recv_wait(s, &msg);
     if (rc == 0 && !msg)
       j->steps++;
     else
@@ -662,7 +686,7 @@ static void bs_run(void *arg) {
     while (!atomic_load(&j->cancel_done)) sched_yield();
   }
   crpc_status st = {0};
-  rc = streamtest__stream_test__full_duplex__finish_wait(s, &st);
+  rc = itest__test__full_duplex__finish_wait(s, &st);
   if (rc == 0) {
     j->steps++;
     j->code = st.code;
@@ -752,7 +776,7 @@ static void lb_run(void *arg) {
   if (w->index % 2 == 0) opts.cancel = w->sh->tok[w->index];
   Itest__EchoReply *resp = NULL;
   crpc_status st = {0};
-  w->rc = itest__echo__echo__call(w->sh->ch, &req, &resp, &st, &opts);
+  w->rc = itest__test__echo__call(w->sh->ch, &req, &resp, &st, &opts);
   w->code = st.code;
   w->had_response = resp != NULL;
   if (resp) itest__echo_reply__free_unpacked(resp, NULL);
@@ -821,7 +845,7 @@ static void loop_close_with_blocked(void **state) {
   char buf[32];
   Itest__EchoRequest req;
   itest_req_init(&req, 1, buf, sizeof buf);
-  assert_int_equal(itest__echo__echo__start(sh.ch, &req, NULL, lb_trigger_done, &sh, NULL), 0);
+  assert_int_equal(itest__test__echo__start(sh.ch, &req, NULL, lb_trigger_done, &sh, NULL), 0);
   uv_thread_t canceller;
   assert_int_equal(uv_thread_create(&canceller, lb_cancel_run, &sh), 0);
   int back = itest_run_until(&loop, lb_all_back, &lw, 20000);
@@ -876,7 +900,7 @@ static void cc_done(const crpc_status *status, const Itest__EchoReply *resp, voi
   char buf[32];
   Itest__EchoRequest req;
   itest_req_init(&req, 77777, buf, sizeof buf);
-  cc->late_rc = itest__echo__echo__start(cc->ch, &req, NULL, cc_done, &late, NULL);
+  cc->late_rc = itest__test__echo__start(cc->ch, &req, NULL, cc_done, &late, NULL);
   crpc_channel_close(cc->ch, cc_closed, cc);
 }
 
@@ -909,7 +933,7 @@ static void close_channel_in_callback(void **state) {
     Itest__EchoRequest req;
     itest_req_init(&req, (uint32_t)i, buf, sizeof buf);
     if (i % 8 == 5) req.hold = 1; /* held by the server: certainly pending at the close */
-    assert_int_equal(itest__echo__echo__start(cc->ch, &req, NULL, cc_done, &slots[i], NULL), 0);
+    assert_int_equal(itest__test__echo__start(cc->ch, &req, NULL, cc_done, &slots[i], NULL), 0);
   }
   if (!itest_run_until(&loop, cc_finished, cc, 20000)) fail_msg("calls or close did not finish");
   itest_run_for(&loop, 20);
@@ -975,7 +999,7 @@ static void gw_done(const crpc_status *status, const Itest__EchoReply *resp, voi
   char buf[32];
   Itest__EchoRequest req;
   itest_req_init(&req, 88888, buf, sizeof buf);
-  gw->late_rc = itest__echo__echo__start(gw->ch, &req, NULL, gw_done, &late, NULL);
+  gw->late_rc = itest__test__echo__start(gw->ch, &req, NULL, gw_done, &late, NULL);
   crpc_channel_close(gw->ch, gw_closed, gw);
 }
 
@@ -1009,7 +1033,7 @@ static void close_channel_on_goaway(void **state) {
     Itest__EchoRequest req;
     itest_req_init(&req, (uint32_t)i, buf, sizeof buf);
     crpc_call_opts opts = {.timeout_ms = CALL_TIMEOUT_MS};
-    assert_int_equal(itest__echo__echo__start(gw->ch, &req, &opts, gw_done, &slots[i], NULL), 0);
+    assert_int_equal(itest__test__echo__start(gw->ch, &req, &opts, gw_done, &slots[i], NULL), 0);
   }
   if (!itest_run_until(&loop, gw_finished, gw, 25000))
     fail_msg("after the GOAWAY: %d close callbacks, closer %d", gw->closes, gw->closer);
@@ -1057,7 +1081,7 @@ static void server_ended_in_handler(const itest_transport *t, end_mode mode) {
     itest_req_init(&req, (uint32_t)i, buf, sizeof buf);
     if (i % 10 == 3) req.delay_ms = 20;
     crpc_call_opts opts = {.timeout_ms = CALL_TIMEOUT_MS};
-    assert_int_equal(itest__echo__echo__start(ch, &req, &opts, itest_rec_done, &recs[i], NULL), 0);
+    assert_int_equal(itest__test__echo__start(ch, &req, &opts, itest_rec_done, &recs[i], NULL), 0);
   }
   itest_recs all = {recs, SH_CALLS};
   if (!itest_run_until(&loop, itest_all_done, &all, 25000)) fail_msg("calls did not all complete");

@@ -28,7 +28,7 @@ static void worker_run(void *arg) {
     Itest__EchoReply *resp = NULL;
     crpc_status st = {0};
     crpc_call_opts opts = {.timeout_ms = 60000};
-    int rc = itest__echo__echo__call(w->ch, &req, &resp, &st, &opts);
+    int rc = itest__test__echo__call(w->ch, &req, &resp, &st, &opts);
     int good = rc == 0 && st.code == CRPC_STATUS_OK && resp && resp->seq == seq &&
                resp->payload.len == req.payload.len &&
                memcmp(resp->payload.data, req.payload.data, req.payload.len) == 0;
@@ -88,7 +88,7 @@ static void workers_on_loop_channel(void **state) {
     Itest__EchoRequest req;
     itest_req_init(&req, 900000 + i, buf, sizeof buf);
     req.delay_ms = i % 7;
-    assert_int_equal(itest__echo__echo__start(ch, &req, NULL, itest_rec_done, &recs[i], NULL), 0);
+    assert_int_equal(itest__test__echo__start(ch, &req, NULL, itest_rec_done, &recs[i], NULL), 0);
   }
   atomic_int finished = 0;
   worker ws[4];
@@ -124,14 +124,14 @@ static void blocking_on_loop_thread_is_edeadlk(void **state) {
   itest_req_init(&req, 1, buf, sizeof buf);
   Itest__EchoReply *resp = (Itest__EchoReply *)&req; /* must be set to NULL */
   crpc_status st = {0};
-  assert_int_equal(itest__echo__echo__call(ch, &req, &resp, &st, NULL), CRPC_EDEADLK);
+  assert_int_equal(itest__test__echo__call(ch, &req, &resp, &st, NULL), CRPC_EDEADLK);
   assert_null(resp);
   assert_int_equal(st.code, CRPC_STATUS_INTERNAL);
   assert_non_null(st.message);
   crpc_status_reset(&st);
   /* The channel is not harmed: an async call works. */
   itest_rec rec = {0};
-  assert_int_equal(itest__echo__echo__start(ch, &req, NULL, itest_rec_done, &rec, NULL), 0);
+  assert_int_equal(itest__test__echo__start(ch, &req, NULL, itest_rec_done, &rec, NULL), 0);
   itest_recs one = {&rec, 1};
   assert_true(itest_run_until(&loop, itest_all_done, &one, 20000));
   itest_assert_echo(&rec, 1);

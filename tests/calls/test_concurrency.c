@@ -24,7 +24,7 @@ static void thousand_calls_out_of_order(void **state) {
     /* Every third call is answered late; earlier calls later than later ones (call 0 waits the
      * longest), so responses come back in another order than the requests went out. */
     if (i % 3 == 0) req.delay_ms = 40 + (N_CALLS - i) / 5;
-    assert_int_equal(itest__echo__echo__start(ch, &req, &opts, itest_rec_done, &recs[i], NULL), 0);
+    assert_int_equal(itest__test__echo__start(ch, &req, &opts, itest_rec_done, &recs[i], NULL), 0);
   }
   for (uint32_t i = 0; i < N_CALLS; i++) assert_int_equal(recs[i].completions, 0);
 
@@ -57,7 +57,7 @@ static void chain_start(chain *c) {
   char buf[32];
   Itest__EchoRequest req;
   itest_req_init(&req, (uint32_t)c->next, buf, sizeof buf);
-  assert_int_equal(itest__echo__echo__start(c->ch, &req, NULL, chain_step, c, NULL), 0);
+  assert_int_equal(itest__test__echo__start(c->ch, &req, NULL, chain_step, c, NULL), 0);
 }
 
 static void chain_step(const crpc_status *status, const Itest__EchoReply *resp, void *ud) {
@@ -83,7 +83,7 @@ static void calls_from_callbacks(void **state) {
     Itest__EchoRequest req;
     itest_req_init(&req, 1000 + i, buf, sizeof buf);
     req.delay_ms = i % 5;
-    assert_int_equal(itest__echo__echo__start(c.ch, &req, NULL, itest_rec_done, &recs[i], NULL), 0);
+    assert_int_equal(itest__test__echo__start(c.ch, &req, NULL, itest_rec_done, &recs[i], NULL), 0);
   }
   itest_recs all = {recs, 50};
   assert_true(itest_run_until(&loop, chain_done, &c, 30000));

@@ -14,7 +14,7 @@ static void start_call(crpc_channel *ch, uint32_t seq, int hold, uint32_t delay,
   itest_req_init(&req, seq, buf, sizeof buf);
   req.hold = hold;
   req.delay_ms = delay;
-  assert_int_equal(itest__echo__echo__start(ch, &req, NULL, itest_rec_done, rec, NULL), 0);
+  assert_int_equal(itest__test__echo__start(ch, &req, NULL, itest_rec_done, rec, NULL), 0);
 }
 
 /* A loop server on `loop` with one option set before listening (opt < 0: none), registered with
@@ -24,7 +24,7 @@ static crpc_server *start_server(const itest_transport *t, uv_loop_t *loop, int 
   crpc_server *srv;
   assert_int_equal(crpc_server_new(&srv, loop), 0);
   if (opt >= 0) assert_int_equal(crpc_server_set_option(srv, (crpc_option)opt, value), 0);
-  assert_int_equal(itest__echo__crpc_register(srv, &itest_echo_handlers, st), 0);
+  assert_int_equal(itest__test__crpc_register(srv, &itest_echo_handlers, st), 0);
   itest_unused_endpoint(t, ep, eplen);
   if (t->listen) snprintf(ep, eplen, "%s", t->listen);
   int port = 0;
@@ -222,7 +222,7 @@ static void blocking_cancel_token(void **state) {
   crpc_status st = {0};
   crpc_call_opts opts = {.timeout_ms = 30000, .cancel = tok};
   uint64_t t0 = ts_now_ms();
-  assert_int_equal(itest__echo__echo__call(ch, &req, &resp, &st, &opts), 0);
+  assert_int_equal(itest__test__echo__call(ch, &req, &resp, &st, &opts), 0);
   uv_thread_join(&th);
   assert_true(c.saw_received);
   assert_int_equal(st.code, CRPC_STATUS_CANCELLED);
@@ -232,11 +232,11 @@ static void blocking_cancel_token(void **state) {
   assert_true(crpc_cancel_token_cancelled(tok));
   /* a cancelled token cancels the next call at once; after a reset it does not */
   req.hold = 0;
-  assert_int_equal(itest__echo__echo__call(ch, &req, &resp, &st, &opts), 0);
+  assert_int_equal(itest__test__echo__call(ch, &req, &resp, &st, &opts), 0);
   assert_int_equal(st.code, CRPC_STATUS_CANCELLED);
   crpc_status_reset(&st);
   crpc_cancel_token_reset(tok);
-  assert_int_equal(itest__echo__echo__call(ch, &req, &resp, &st, &opts), 0);
+  assert_int_equal(itest__test__echo__call(ch, &req, &resp, &st, &opts), 0);
   assert_int_equal(st.code, CRPC_STATUS_OK);
   assert_int_equal(resp->seq, 1);
   itest__echo_reply__free_unpacked(resp, NULL);

@@ -138,7 +138,7 @@ static void lserver_thread(void *arg) {
 
 static void large_register(lserver *s);
 
-/* A server with MAX_WRITE_BUFFER max_write, serving itest.Echo and ltest.Large. */
+/* A server with MAX_WRITE_BUFFER max_write, serving itest.Test and ltest.Large. */
 static lserver *start_server_w(void **state, int64_t max_write) {
   const itest_transport *t = ITEST_TRANSPORT(state);
   lserver *s = calloc(1, sizeof *s);
@@ -148,7 +148,7 @@ static lserver *start_server_w(void **state, int64_t max_write) {
   assert_int_equal(crpc_server_set_option(s->srv, CRPC_OPT_MAX_RECV_MESSAGE_SIZE, MAX_MSG), 0);
   assert_int_equal(crpc_server_set_option(s->srv, CRPC_OPT_MAX_SEND_MESSAGE_SIZE, MAX_MSG), 0);
   assert_int_equal(crpc_server_set_option(s->srv, CRPC_OPT_MAX_WRITE_BUFFER, max_write), 0);
-  assert_int_equal(itest__echo__crpc_register(s->srv, &itest_echo_handlers, &s->st), 0);
+  assert_int_equal(itest__test__crpc_register(s->srv, &itest_echo_handlers, &s->st), 0);
   large_register(s);
   char ep[256];
   if (t->listen)
@@ -226,7 +226,7 @@ static void blocking_echo(crpc_channel *ch, size_t len, uint32_t seq, char *why,
   Itest__EchoReply *resp = NULL;
   crpc_status st = {0};
   crpc_call_opts opts = {.timeout_ms = LIVENESS_MS};
-  int rc = itest__echo__echo__call(ch, &req, &resp, &st, &opts);
+  int rc = itest__test__echo__call(ch, &req, &resp, &st, &opts);
   memset(data, 0, len); /* the request is the caller's again: nothing may still point into it */
   free(data);
   size_t bad;
@@ -364,7 +364,7 @@ static void async_batch(uv_loop_t *loop, crpc_channel *ch, const size_case *sc, 
     if (sc->msg) assert_int_equal(itest__echo_request__get_packed_size(&req), sc->bytes);
     calls[i].seq = seq;
     calls[i].len = len;
-    assert_int_equal(itest__echo__echo__start(ch, &req, NULL, acall_done, &calls[i], NULL), 0);
+    assert_int_equal(itest__test__echo__start(ch, &req, NULL, acall_done, &calls[i], NULL), 0);
     memset(data, 0xEE, len); /* encoded before start returned: nothing may point into it now */
     free(data);
   }
@@ -435,7 +435,7 @@ static void async_mixed_sizes(void **state) {
     req.payload.len = len;
     calls[i].seq = seq;
     calls[i].len = len;
-    assert_int_equal(itest__echo__echo__start(ch, &req, NULL, acall_done, &calls[i], NULL), 0);
+    assert_int_equal(itest__test__echo__start(ch, &req, NULL, acall_done, &calls[i], NULL), 0);
     free(data);
   }
   batch b = {calls, IN_FLIGHT};
@@ -1241,7 +1241,7 @@ static int bp_batch(uv_loop_t *loop, crpc_channel *ch, size_t len, size_t reply_
     req.payload.data = data;
     req.payload.len = len;
     crpc_call_opts opts = {.timeout_ms = 20000};
-    assert_int_equal(itest__echo__echo__start(ch, &req, &opts, bpcall_done, &calls[i], NULL), 0);
+    assert_int_equal(itest__test__echo__start(ch, &req, &opts, bpcall_done, &calls[i], NULL), 0);
     calls[i].started = 1;
   }
   free(data);
@@ -1289,7 +1289,7 @@ static void backpressure(void **state, size_t len, size_t reply_size) {
   req.payload.data = data;
   req.payload.len = len;
   crpc_call_opts opts = {.timeout_ms = 20000};
-  assert_int_equal(itest__echo__echo__start(ch, &req, &opts, bpcall_done, &after, NULL), 0);
+  assert_int_equal(itest__test__echo__start(ch, &req, &opts, bpcall_done, &after, NULL), 0);
   after.started = 1;
   free(data);
   assert_true(itest_run_until(&loop, bcall_completed, &after.completions, 20000));

@@ -45,10 +45,10 @@ static void echo(crpc_server_call *call, const Itest__EchoRequest *req, void *ud
   Itest__EchoReply r = ITEST__ECHO_REPLY__INIT;
   r.payload = req->payload;
   r.seq = req->seq;
-  itest__echo__echo__reply(call, &r);
+  itest__test__echo__reply(call, &r);
 }
 
-static const Itest__Echo__Handlers handlers = {.echo = echo};
+static const Itest__Test__Handlers handlers = {.echo = echo};
 
 typedef struct {
   crpc_server *srv;
@@ -69,7 +69,7 @@ static void call_many(const char *target, int *ok) {
       Itest__EchoReply *rep = NULL;
       crpc_status st;
       crpc_call_opts opts = {.timeout_ms = 20000};
-      assert_int_equal(itest__echo__echo__call(ch, &req, &rep, &st, &opts), 0);
+      assert_int_equal(itest__test__echo__call(ch, &req, &rep, &st, &opts), 0);
       if (st.code == CRPC_STATUS_OK && rep->seq == req.seq && rep->payload.len == 1 &&
           rep->payload.data[0] == byte)
         (*ok)++;
@@ -87,7 +87,7 @@ static void serve_and_check(int graceful) {
   runner r;
   assert_int_equal(crpc_server_new(&r.srv, NULL), 0);
   assert_int_equal(crpc_server_set_option(r.srv, CRPC_OPT_LOOPS, LOOPS), 0);
-  assert_int_equal(itest__echo__crpc_register(r.srv, &handlers, &s), 0);
+  assert_int_equal(itest__test__crpc_register(r.srv, &handlers, &s), 0);
   int port = 0;
   assert_int_equal(crpc_server_listen(r.srv, "tcp://127.0.0.1:0", &port), 0);
   assert_true(port > 0);

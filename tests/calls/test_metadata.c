@@ -49,7 +49,7 @@ static void assert_rec_trailers(const sem_rec *r) {
 
 /* Echoes the request metadata back as trailers, then fails with details (fail_code set) or
  * replies OK. */
-static void echo_md_hook(sem_env *e, crpc_server_call *call, const Sem__EchoRequest *req) {
+static void echo_md_hook(sem_env *e, crpc_server_call *call, const Itest__EchoRequest *req) {
   size_t n = 99;
   const crpc_metadata *md = crpc_server_call_metadata(call, &n);
   seen.count = n;
@@ -61,7 +61,7 @@ static void echo_md_hook(sem_env *e, crpc_server_call *call, const Sem__EchoRequ
     seen.finish_rc = crpc_server_call_fail_details(call, (crpc_code)req->fail_code,
                                                    req->fail_message, details, sizeof details);
   else
-    seen.finish_rc = sem__echo__echo__reply(call, &(Sem__EchoReply)SEM__ECHO_REPLY__INIT);
+    seen.finish_rc = itest__test__echo__reply(call, &(Itest__EchoReply)ITEST__ECHO_REPLY__INIT);
   e->finished++;
 }
 
@@ -76,7 +76,7 @@ static void async_round_trip(sem_env *e, uint32_t fail_code) {
   sem_server_start(e, NULL, 0);
   e->hook = echo_md_hook;
   crpc_channel *ch = sem_channel(e, NULL, NULL, 0);
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   req.fail_code = fail_code;
   req.fail_message = "precondition not met";
   crpc_call_opts o = {.timeout_ms = 10000, .metadata = sent, .metadata_count = NSENT};
@@ -114,12 +114,12 @@ static void test_async_ok_trailers(void **state) { async_round_trip(*state, 0); 
 
 typedef struct blocking_job {
   const char *endpoint;
-  const Sem__EchoRequest *req;
+  const Itest__EchoRequest *req;
   crpc_call_opts opts;
   sem_opt chopt[4];
   size_t nchopt;
   int new_rc, rc;
-  Sem__EchoReply *resp;
+  Itest__EchoReply *resp;
   crpc_status st;
 } blocking_job;
 
@@ -130,7 +130,7 @@ static void blocking_call(void *p) {
   if (j->new_rc != 0) return;
   for (size_t i = 0; i < j->nchopt; i++)
     if (crpc_channel_set_option(ch, j->chopt[i].opt, j->chopt[i].value) != 0) j->new_rc = -1;
-  j->rc = sem__echo__echo__call(ch, j->req, &j->resp, &j->st, &j->opts);
+  j->rc = itest__test__echo__call(ch, j->req, &j->resp, &j->st, &j->opts);
   crpc_channel_close(ch, NULL, NULL);
 }
 
@@ -138,7 +138,7 @@ static void test_blocking_fail_details(void **state) {
   sem_env *e = *state;
   sem_server_start(e, NULL, 0);
   e->hook = echo_md_hook;
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   req.fail_code = CRPC_STATUS_ABORTED;
   req.fail_message = "aborted here";
   blocking_job j = {.endpoint = e->endpoint, .req = &req,
@@ -181,7 +181,7 @@ static void test_blocking_ok_trailers(void **state) {
   sem_env *e = *state;
   sem_server_start(e, NULL, 0);
   e->hook = echo_md_hook;
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   blocking_job j = {.endpoint = e->endpoint, .req = &req,
                     .opts = {.timeout_ms = 10000, .metadata = sent, .metadata_count = NSENT}};
   sem_in_thread(e, blocking_call, &j, 20000);
@@ -189,7 +189,7 @@ static void test_blocking_ok_trailers(void **state) {
   assert_int_equal(j.st.code, CRPC_STATUS_OK);
   assert_non_null(j.resp);
   assert_true(md_equal(j.st.trailers, j.st.trailers_count));
-  sem__echo_reply__free_unpacked(j.resp, NULL);
+  itest__echo_reply__free_unpacked(j.resp, NULL);
   crpc_status_reset(&j.st);
 }
 
@@ -214,7 +214,7 @@ static void test_invalid_entries(void **state) {
       {long_key, (const uint8_t *)"a", 1},     /* 256 bytes */
       {"sp ace", (const uint8_t *)"a", 1},
   };
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     assert_int_equal(crpc_metadata_valid(bad[i].key, bad[i].value, bad[i].value_len), 0);
     /* Alone, and after a valid entry. */
@@ -223,7 +223,7 @@ static void test_invalid_entries(void **state) {
       crpc_call_opts o = {.metadata = k ? two : &bad[i], .metadata_count = k ? 2 : 1};
       sem_rec r = {0};
       crpc_call *call = NULL;
-      int rc = sem__echo__echo__start(ch, &req, &o, sem_rec_echo, &r, &call);
+      int rc = itest__test__echo__start(ch, &req, &o, sem_rec_echo, &r, &call);
       if (rc != CRPC_EINVAL) fail_msg("entry %zu (key \"%.20s\"): start returned %d, want CRPC_EINVAL", i, bad[i].key, rc);
       assert_int_equal(r.completions, 0);
     }
@@ -251,7 +251,7 @@ static void test_invalid_blocking(void **state) {
   sem_env *e = *state;
   sem_server_start(e, NULL, 0);
   const crpc_metadata bad = {"Upper", (const uint8_t *)"a", 1};
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   blocking_job j = {.endpoint = e->endpoint, .req = &req,
                     .opts = {.timeout_ms = 10000, .metadata = &bad, .metadata_count = 1}};
   sem_in_thread(e, blocking_call, &j, 20000);
@@ -272,7 +272,7 @@ static void call_with_value(sem_env *e, crpc_channel *ch, size_t n, sem_rec *r) 
   memset(v, 'v', n);
   const crpc_metadata md = {"k", v, n};
   crpc_call_opts o = {.timeout_ms = 10000, .metadata = &md, .metadata_count = 1};
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   memset(r, 0, sizeof *r);
   sem_start(ch, &req, &o, r);
   free(v); /* copied by the call function */
@@ -325,14 +325,14 @@ static void test_over_client_limit(void **state) {
 /* Trailers within the server's limit but over the client's: the client refuses the STATUS. */
 static size_t big_trailer_len;
 
-static void big_trailer_hook(sem_env *e, crpc_server_call *call, const Sem__EchoRequest *req) {
+static void big_trailer_hook(sem_env *e, crpc_server_call *call, const Itest__EchoRequest *req) {
   (void)req;
   uint8_t *v = malloc(big_trailer_len + 1);
   assert_non_null(v);
   memset(v, 't', big_trailer_len);
   seen.add_rc[0] = crpc_server_call_add_trailer(call, "big", v, big_trailer_len);
   free(v);
-  seen.finish_rc = sem__echo__echo__reply(call, &(Sem__EchoReply)SEM__ECHO_REPLY__INIT);
+  seen.finish_rc = itest__test__echo__reply(call, &(Itest__EchoReply)ITEST__ECHO_REPLY__INIT);
   e->finished++;
 }
 
@@ -361,7 +361,7 @@ static void test_trailers_over_client_limit(void **state) {
 }
 
 /* crpc_server_call_add_trailer past the server's limit: CRPC_ELIMIT, nothing added. */
-static void add_limit_hook(sem_env *e, crpc_server_call *call, const Sem__EchoRequest *req) {
+static void add_limit_hook(sem_env *e, crpc_server_call *call, const Itest__EchoRequest *req) {
   (void)req;
   uint8_t v[200];
   memset(v, 'x', sizeof v);
@@ -403,7 +403,7 @@ static void test_add_trailer_limit(void **state) {
 }
 
 /* fail_details with a length but no bytes: CRPC_EINVAL, and the call ends INTERNAL. */
-static void bad_details_hook(sem_env *e, crpc_server_call *call, const Sem__EchoRequest *req) {
+static void bad_details_hook(sem_env *e, crpc_server_call *call, const Itest__EchoRequest *req) {
   (void)req;
   seen.finish_rc = crpc_server_call_fail_details(call, CRPC_STATUS_ABORTED, "x", NULL, 3);
   e->finished++;

@@ -40,7 +40,7 @@ static void channel_misuse(void **state) {
   Itest__EchoRequest req;
   itest_req_init(&req, 1, buf, sizeof buf);
   Itest__Garbage wrong = ITEST__GARBAGE__INIT;
-  const crpc_method_desc *m = ITEST__ECHO__ECHO__METHOD;
+  const crpc_method_desc *m = ITEST__TEST__ECHO__METHOD;
   int cb_runs = 0;
   crpc_call_opts neg = {.timeout_ms = -1};
   crpc_call *call = (crpc_call *)&cb_runs;
@@ -62,7 +62,7 @@ static void channel_misuse(void **state) {
 
   /* a good call freezes the options */
   itest_rec rec = {0};
-  assert_int_equal(itest__echo__echo__start(ch, &req, NULL, itest_rec_done, &rec, NULL), 0);
+  assert_int_equal(itest__test__echo__start(ch, &req, NULL, itest_rec_done, &rec, NULL), 0);
   assert_int_equal(crpc_channel_set_option(ch, CRPC_OPT_CONNECT_TIMEOUT_MS, 6000), CRPC_ESTATE);
   itest_recs one = {&rec, 1};
   assert_true(itest_run_until(&loop, itest_all_done, &one, 20000));
@@ -112,7 +112,7 @@ static void noop_handler(crpc_server_call *call, const Itest__EchoRequest *req, 
   handled++;
   crpc_server_call_fail(call, CRPC_STATUS_UNAVAILABLE, "noop");
 }
-static const Itest__Echo__Handlers noop_handlers = {.echo = noop_handler};
+static const Itest__Test__Handlers noop_handlers = {.echo = noop_handler};
 static const Itest__Unserved__Handlers no_handlers = {0};
 
 static void server_misuse(void **state) {
@@ -125,15 +125,18 @@ static void server_misuse(void **state) {
   assert_ptr_equal(crpc_server_loop(srv), &loop);
   assert_int_equal(crpc_server_run(srv), CRPC_ENOTSUP); /* a loop server */
 
-  assert_int_equal(crpc_server_register(NULL, &itest__echo__crpc_service, &noop_handlers, NULL), CRPC_EINVAL);
+  assert_int_equal(crpc_server_register(NULL, &itest__test__crpc_service, &noop_handlers, NULL),
+                   CRPC_EINVAL);
   assert_int_equal(crpc_server_register(srv, NULL, &noop_handlers, NULL), CRPC_EINVAL);
-  assert_int_equal(crpc_server_register(srv, &itest__echo__crpc_service, NULL, NULL), CRPC_EINVAL);
-  crpc_service_desc future = itest__echo__crpc_service;
+  assert_int_equal(crpc_server_register(srv, &itest__test__crpc_service, NULL, NULL), CRPC_EINVAL);
+  crpc_service_desc future = itest__test__crpc_service;
   future.abi = CRPC_GENERATED_ABI + 1;
   assert_int_equal(crpc_server_register(srv, &future, &noop_handlers, NULL), CRPC_EABI);
-  assert_int_equal(itest__echo__crpc_register(srv, &noop_handlers, NULL), 0);
-  assert_int_equal(itest__echo__crpc_register(srv, &noop_handlers, NULL), CRPC_EEXIST);
-  assert_int_equal(crpc_server_register(srv, &itest__echo__crpc_service, &itest_echo_handlers, NULL), CRPC_EEXIST);
+  assert_int_equal(itest__test__crpc_register(srv, &noop_handlers, NULL), 0);
+  assert_int_equal(itest__test__crpc_register(srv, &noop_handlers, NULL), CRPC_EEXIST);
+  assert_int_equal(
+      crpc_server_register(srv, &itest__test__crpc_service, &itest_echo_handlers, NULL),
+      CRPC_EEXIST);
 
   assert_int_equal(crpc_server_set_option(srv, CRPC_OPT_COUNT_, 1), CRPC_EINVAL);
   assert_int_equal(crpc_server_set_option(srv, CRPC_OPT_CONNECT_TIMEOUT_MS, 100), CRPC_EINVAL);

@@ -24,10 +24,10 @@ static void client_close(client *c) {
   itest_server_stop(c->srv);
 }
 
-/* One typed async call of itest.Echo/Echo; waits (bounded) for its completion. */
+/* One typed async call of itest.Test/Echo; waits (bounded) for its completion. */
 static void call_and_wait(client *c, const Itest__EchoRequest *req, itest_rec *rec) {
   memset(rec, 0, sizeof *rec);
-  assert_int_equal(itest__echo__echo__start(c->ch, req, NULL, itest_rec_done, rec, NULL), 0);
+  assert_int_equal(itest__test__echo__start(c->ch, req, NULL, itest_rec_done, rec, NULL), 0);
   itest_recs one = {rec, 1};
   assert_true(itest_run_until(&c->loop, itest_all_done, &one, 20000));
 }
@@ -112,12 +112,12 @@ static void unknown_method_is_unimplemented(void **state) {
   assert_non_null(strstr(rec.message, "itest.Unserved/Echo"));
 
   /* A method the registered service lacks. */
-  crpc_method_desc nope = *ITEST__ECHO__ECHO__METHOD;
+  crpc_method_desc nope = *ITEST__TEST__ECHO__METHOD;
   nope.name = "Nope";
-  nope.full_name = "itest.Echo/Nope";
+  nope.full_name = "itest.Test/Nope";
   call_method_and_wait(&c, &nope, &req.base, &rec);
   assert_int_equal(rec.code, CRPC_STATUS_UNIMPLEMENTED);
-  assert_non_null(strstr(rec.message, "itest.Echo/Nope"));
+  assert_non_null(strstr(rec.message, "itest.Test/Nope"));
 
   good_call(&c, 2); /* the connection goes on */
   client_close(&c);
@@ -128,7 +128,7 @@ static void undecodable_request_is_internal(void **state) {
   client_open(&c, state);
   /* Same method name, another input type: field 1 arrives as fixed32 where the server expects
    * bytes, which protobuf-c refuses to unpack. */
-  crpc_method_desc liar = *ITEST__ECHO__ECHO__METHOD;
+  crpc_method_desc liar = *ITEST__TEST__ECHO__METHOD;
   liar.input = &itest__garbage__descriptor;
   Itest__Garbage g = ITEST__GARBAGE__INIT;
   g.payload = 0xdeadbeef;

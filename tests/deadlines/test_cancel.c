@@ -14,7 +14,7 @@ static int setup(void **state) {
 }
 
 static void expect_ok_call(sem_env *e, crpc_channel *ch) {
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   sem_rec r = {0};
   sem_start(ch, &req, &(crpc_call_opts){.timeout_ms = 10000}, &r);
   sem_wait_rec(e, &r, 10000);
@@ -25,12 +25,12 @@ static void test_cancel_held(void **state) {
   sem_env *e = *state;
   e->finish_on_cancel = 1;
   crpc_channel *ch = sem_channel(e, NULL, NULL, 0);
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   req.hold = 1;
   sem_rec r = {0};
   crpc_call *call = sem_start(ch, &req, &(crpc_call_opts){.timeout_ms = 30000}, &r);
   sem_wait_count(e, &e->nheld, 1, 5000, "call reached the handler");
-  assert_ptr_equal(crpc_call_method(call), SEM__ECHO__ECHO__METHOD);
+  assert_ptr_equal(crpc_call_method(call), ITEST__TEST__ECHO__METHOD);
   crpc_call_cancel(call);
   assert_int_equal(r.completions, 1); /* before crpc_call_cancel returned */
   assert_int_equal(r.code, CRPC_STATUS_CANCELLED);
@@ -49,7 +49,7 @@ static void test_cancel_held(void **state) {
 static crpc_server_call *bare;
 static int late_cb_runs;
 
-static void bare_hook(sem_env *e, crpc_server_call *call, const Sem__EchoRequest *req) {
+static void bare_hook(sem_env *e, crpc_server_call *call, const Itest__EchoRequest *req) {
   (void)e;
   (void)req;
   bare = call;
@@ -74,7 +74,7 @@ static void test_on_cancel_after_cancel(void **state) {
   late_cb_runs = 0;
   e->hook = bare_hook;
   crpc_channel *ch = sem_channel(e, NULL, NULL, 0);
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   sem_rec r = {0};
   crpc_call *call = sem_start(ch, &req, NULL, &r);
   sem_wait_count(e, &e->echo_calls, 1, 5000, "call reached the handler");
@@ -101,7 +101,7 @@ static void first_cb(crpc_server_call *call, void *ud) {
   first_cb_runs++;
 }
 
-static void replace_hook(sem_env *e, crpc_server_call *call, const Sem__EchoRequest *req) {
+static void replace_hook(sem_env *e, crpc_server_call *call, const Itest__EchoRequest *req) {
   (void)e;
   (void)req;
   bare = call;
@@ -115,7 +115,7 @@ static void test_on_cancel_replaced(void **state) {
   late_cb_runs = first_cb_runs = 0;
   e->hook = replace_hook;
   crpc_channel *ch = sem_channel(e, NULL, NULL, 0);
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   sem_rec r = {0};
   crpc_call *call = sem_start(ch, &req, NULL, &r);
   sem_wait_count(e, &e->echo_calls, 1, 5000, "call reached the handler");
@@ -132,7 +132,7 @@ static void test_cancel_at_once(void **state) {
   sem_env *e = *state;
   e->finish_on_cancel = 1;
   crpc_channel *ch = sem_channel(e, NULL, NULL, 0);
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   req.hold = 1;
   sem_rec r = {0};
   crpc_call *call = sem_start(ch, &req, NULL, &r);
@@ -155,7 +155,7 @@ typedef struct self_cancel {
   crpc_call *call;
 } self_cancel;
 
-static void self_cancel_done(const crpc_status *st, const Sem__EchoReply *resp, void *ud) {
+static void self_cancel_done(const crpc_status *st, const Itest__EchoReply *resp, void *ud) {
   self_cancel *s = ud;
   sem_rec_echo(st, resp, &s->r);
   crpc_call_cancel(s->call);
@@ -164,9 +164,9 @@ static void self_cancel_done(const crpc_status *st, const Sem__EchoReply *resp, 
 static void test_cancel_inside_callback(void **state) {
   sem_env *e = *state;
   crpc_channel *ch = sem_channel(e, NULL, NULL, 0);
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   self_cancel s = {0};
-  assert_int_equal(sem__echo__echo__start(ch, &req, NULL, self_cancel_done, &s, &s.call), 0);
+  assert_int_equal(itest__test__echo__start(ch, &req, NULL, self_cancel_done, &s, &s.call), 0);
   sem_wait_rec(e, &s.r, 10000);
   sem_run_for(e, 30);
   assert_int_equal(s.r.completions, 1);
@@ -180,7 +180,7 @@ static void test_cancel_inside_callback(void **state) {
 static void test_cancel_only_that_call(void **state) {
   sem_env *e = *state;
   crpc_channel *ch = sem_channel(e, NULL, NULL, 0);
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   req.hold = 1;
   enum { N = 20 };
   sem_rec r[N];
@@ -243,7 +243,7 @@ static void test_close_channel_cancels(void **state) {
   sem_env *e = *state;
   e->finish_on_cancel = 1;
   crpc_channel *ch = sem_channel(e, NULL, NULL, 0);
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   req.hold = 1;
   sem_rec r = {0};
   sem_start(ch, &req, NULL, &r);

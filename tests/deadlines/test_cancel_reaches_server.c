@@ -24,7 +24,7 @@ static void job_run(void *arg) {
   crpc_call_opts opts = {.timeout_ms = 60000, .cancel = j->tok};
   Itest__EchoReply *resp = NULL;
   crpc_status st = {0};
-  j->rc = itest__echo__echo__call(j->ch, &req, &resp, &st, &opts);
+  j->rc = itest__test__echo__call(j->ch, &req, &resp, &st, &opts);
   j->code = st.code;
   if (resp) itest__echo_reply__free_unpacked(resp, NULL);
   crpc_status_reset(&st);

@@ -29,7 +29,7 @@ static void check_server_side(sem_env *e, uint64_t start, sem_rec *r, crpc_chann
   assert_int_equal(h->cancels, 1);
   if (r) assert_int_equal(r->completions, 1);
   if (ch) {
-    Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+    Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
     sem_rec ok = {0};
     sem_start(ch, &req, &(crpc_call_opts){.timeout_ms = 10000}, &ok);
     sem_wait_rec(e, &ok, 10000);
@@ -41,7 +41,7 @@ static void test_async_deadline(void **state) {
   sem_env *e = *state;
   sem_server_start(e, NULL, 0);
   crpc_channel *ch = sem_channel(e, NULL, NULL, 0);
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   req.hold = 1;
   sem_rec r = {0};
   uint64_t start = ts_now_ms();
@@ -62,7 +62,7 @@ typedef struct blocking_job {
   int64_t default_timeout;
   int rc;
   uint64_t start, end;
-  Sem__EchoReply *resp;
+  Itest__EchoReply *resp;
   crpc_status st;
 } blocking_job;
 
@@ -74,10 +74,10 @@ static void blocking_hold(void *p) {
   if (j->default_timeout)
     j->rc = crpc_channel_set_option(ch, CRPC_OPT_DEFAULT_TIMEOUT_MS, j->default_timeout);
   if (j->rc == 0) {
-    Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+    Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
     req.hold = 1;
     j->start = ts_now_ms();
-    j->rc = sem__echo__echo__call(ch, &req, &j->resp, &j->st, &j->opts);
+    j->rc = itest__test__echo__call(ch, &req, &j->resp, &j->st, &j->opts);
     j->end = ts_now_ms();
   }
   crpc_channel_close(ch, NULL, NULL);
@@ -116,7 +116,7 @@ static void test_channel_default_timeout(void **state) {
   sem_server_start(e, NULL, 0);
   const sem_opt co[] = {{CRPC_OPT_DEFAULT_TIMEOUT_MS, TIMEOUT}};
   crpc_channel *ch = sem_channel(e, NULL, co, 1);
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   req.hold = 1;
   sem_rec r = {0};
   uint64_t start = ts_now_ms();
@@ -134,7 +134,7 @@ static void test_channel_default_timeout(void **state) {
   assert_true(e->held[1].time_left0 > 0 && e->held[1].time_left0 <= TIMEOUT);
 
   /* Longer than the default: answered after 400 ms, OK. */
-  Sem__EchoRequest slow = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest slow = ITEST__ECHO_REQUEST__INIT;
   slow.delay_ms = 400;
   sem_rec r2 = {0};
   sem_start(ch, &slow, &(crpc_call_opts){.timeout_ms = 20000}, &r2);
@@ -148,7 +148,7 @@ static void test_no_deadline(void **state) {
   sem_env *e = *state;
   sem_server_start(e, NULL, 0);
   crpc_channel *ch = sem_channel(e, NULL, NULL, 0);
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   sem_rec r = {0};
   sem_start(ch, &req, NULL, &r);
   sem_wait_rec(e, &r, 10000);
@@ -178,10 +178,10 @@ static void test_misuse(void **state) {
   sem_server_start(e, NULL, 0);
   crpc_channel *ch = sem_channel(e, NULL, NULL, 0);
   assert_int_equal(crpc_channel_set_option(ch, CRPC_OPT_DEFAULT_TIMEOUT_MS, -1), CRPC_EINVAL);
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   sem_rec r = {0};
-  assert_int_equal(sem__echo__echo__start(ch, &req, &(crpc_call_opts){.timeout_ms = -5},
-                                          sem_rec_echo, &r, NULL),
+  assert_int_equal(itest__test__echo__start(ch, &req, &(crpc_call_opts){.timeout_ms = -5},
+                                            sem_rec_echo, &r, NULL),
                    CRPC_EINVAL);
   sem_start(ch, &req, NULL, &r);
   sem_wait_rec(e, &r, 10000);
@@ -207,11 +207,11 @@ static uint64_t raw_held_call(sem_env *e, ts_raw *raw) {
   ts_raw_connect(raw, e->port, 0);
   ts_raw_send_preface(raw);
   uint8_t msg[16];
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   req.hold = 1;
-  size_t n = sem__echo_request__pack(&req, msg);
+  size_t n = itest__echo_request__pack(&req, msg);
   uint64_t start = ts_now_ms();
-  ts_raw_send_call(raw, 1, "sem.Echo/Echo", TIMEOUT, msg, n);
+  ts_raw_send_call(raw, 1, "itest.Test/Echo", TIMEOUT, msg, n);
   return start;
 }
 
@@ -260,10 +260,10 @@ static void chat_tick(uv_timer_t *t) {
   ts_raw_send_frame(c->raw, CRPC__F_CANCEL, 0, 999, NULL, 0);
   uint8_t inc[4] = {0, 0, 1, 0};
   ts_raw_send_frame(c->raw, CRPC__F_WINDOW, 0, 997, inc, 4);
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT; /* answered at once */
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT; /* answered at once */
   uint8_t msg[16];
-  size_t n = sem__echo_request__pack(&req, msg);
-  ts_raw_send_call(c->raw, c->next_id, "sem.Echo/Echo", 0, msg, n);
+  size_t n = itest__echo_request__pack(&req, msg);
+  ts_raw_send_call(c->raw, c->next_id, "itest.Test/Echo", 0, msg, n);
   c->next_id += 2;
   ts_raw_pump(c->raw);
 }

@@ -19,13 +19,13 @@ static void deadline_async(void **state) {
   req.hold = 1; /* never answered unless cancelled */
   crpc_call_opts opts = {.timeout_ms = 100};
   uint64_t t0 = ts_now_ms();
-  assert_int_equal(itest__echo__echo__start(ch, &req, &opts, itest_rec_done, &recs[0], NULL), 0);
+  assert_int_equal(itest__test__echo__start(ch, &req, &opts, itest_rec_done, &recs[0], NULL), 0);
   req.hold = 0;
   req.delay_ms = 5000; /* answered, but far too late */
-  assert_int_equal(itest__echo__echo__start(ch, &req, &opts, itest_rec_done, &recs[1], NULL), 0);
+  assert_int_equal(itest__test__echo__start(ch, &req, &opts, itest_rec_done, &recs[1], NULL), 0);
   req.delay_ms = 0; /* answered in time: unaffected */
   req.seq = 2;
-  assert_int_equal(itest__echo__echo__start(ch, &req, &opts, itest_rec_done, &recs[2], NULL), 0);
+  assert_int_equal(itest__test__echo__start(ch, &req, &opts, itest_rec_done, &recs[2], NULL), 0);
   itest_recs all = {recs, 3};
   assert_true(itest_run_until(&loop, itest_all_done, &all, 20000));
   uint64_t took = ts_now_ms() - t0;
@@ -59,7 +59,7 @@ static void deadline_blocking(void **state) {
   crpc_status st = {0};
   crpc_call_opts opts = {.timeout_ms = 100};
   uint64_t t0 = ts_now_ms();
-  assert_int_equal(itest__echo__echo__call(ch, &req, &resp, &st, &opts), 0);
+  assert_int_equal(itest__test__echo__call(ch, &req, &resp, &st, &opts), 0);
   uint64_t took = ts_now_ms() - t0;
   assert_int_equal(st.code, CRPC_STATUS_DEADLINE_EXCEEDED);
   assert_non_null(st.message);
@@ -71,13 +71,13 @@ static void deadline_blocking(void **state) {
   crpc_channel *ch2;
   assert_int_equal(crpc_channel_new(&ch2, NULL, itest_server_endpoint(srv)), 0);
   assert_int_equal(crpc_channel_set_option(ch2, CRPC_OPT_DEFAULT_TIMEOUT_MS, 100), 0);
-  assert_int_equal(itest__echo__echo__call(ch2, &req, &resp, &st, NULL), 0);
+  assert_int_equal(itest__test__echo__call(ch2, &req, &resp, &st, NULL), 0);
   assert_int_equal(st.code, CRPC_STATUS_DEADLINE_EXCEEDED);
   crpc_status_reset(&st);
 
   /* And a call within its deadline is fine. */
   req.hold = 0;
-  assert_int_equal(itest__echo__echo__call(ch, &req, &resp, &st, &opts), 0);
+  assert_int_equal(itest__test__echo__call(ch, &req, &resp, &st, &opts), 0);
   assert_int_equal(st.code, CRPC_STATUS_OK);
   assert_int_equal(resp->seq, 1);
   itest__echo_reply__free_unpacked(resp, NULL);
@@ -101,13 +101,13 @@ static void cancel_in_flight(void **state) {
   itest_req_init(&req, 1, buf, sizeof buf);
   req.hold = 1;
   crpc_call *call = NULL;
-  assert_int_equal(itest__echo__echo__start(ch, &req, NULL, itest_rec_done, &rec, &call), 0);
+  assert_int_equal(itest__test__echo__start(ch, &req, NULL, itest_rec_done, &rec, &call), 0);
   assert_non_null(call);
-  assert_ptr_equal(crpc_call_method(call), ITEST__ECHO__ECHO__METHOD);
+  assert_ptr_equal(crpc_call_method(call), ITEST__TEST__ECHO__METHOD);
   req.hold = 0;
   req.delay_ms = 300;
   req.seq = 2;
-  assert_int_equal(itest__echo__echo__start(ch, &req, NULL, itest_rec_done, &other, NULL), 0);
+  assert_int_equal(itest__test__echo__start(ch, &req, NULL, itest_rec_done, &other, NULL), 0);
   itest_wait_count w = {&itest_server_stats(srv)->received, 2};
   assert_true(itest_run_until(&loop, itest_count_reached, &w, 20000));
 
@@ -156,17 +156,18 @@ static void cancel_from_callback_and_before_connect(void **state) {
   /* before the connection is even up */
   itest_rec early = {0};
   crpc_call *call = NULL;
-  assert_int_equal(itest__echo__echo__start(ch, &req, NULL, itest_rec_done, &early, &call), 0);
+  assert_int_equal(itest__test__echo__start(ch, &req, NULL, itest_rec_done, &early, &call), 0);
   crpc_call_cancel(call);
   assert_int_equal(early.completions, 1);
   assert_int_equal(early.code, CRPC_STATUS_CANCELLED);
 
   itest_rec victim = {0};
   cancel_ctx cc = {0};
-  assert_int_equal(itest__echo__echo__start(ch, &req, NULL, itest_rec_done, &victim, &cc.victim), 0);
+  assert_int_equal(itest__test__echo__start(ch, &req, NULL, itest_rec_done, &victim, &cc.victim),
+                   0);
   req.hold = 0;
   req.delay_ms = 50;
-  assert_int_equal(itest__echo__echo__start(ch, &req, NULL, cancel_other, &cc, NULL), 0);
+  assert_int_equal(itest__test__echo__start(ch, &req, NULL, cancel_other, &cc, NULL), 0);
   itest_recs one = {&victim, 1};
   assert_true(itest_run_until(&loop, itest_all_done, &one, 20000));
   itest_run_for(&loop, 20);

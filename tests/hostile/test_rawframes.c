@@ -147,7 +147,7 @@ static void garbage_request_then_good_call(void **state) {
   uint32_t id = 1;
   answer a;
   for (size_t i = 0; i < sizeof garbage / sizeof garbage[0]; i++) {
-    send_call(fd, id, "itest.Echo/Echo", garbage[i].bytes, garbage[i].len);
+    send_call(fd, id, "itest.Test/Echo", garbage[i].bytes, garbage[i].len);
     read_answer(fd, &dec, &a);
     assert_int_equal(a.id, id);
     assert_int_equal(a.code, CRPC_STATUS_INTERNAL);
@@ -157,7 +157,7 @@ static void garbage_request_then_good_call(void **state) {
     uint8_t msg[64];
     size_t len;
     good_request(msg, &len, (uint32_t)(100 + i));
-    send_call(fd, id, "itest.Echo/Echo", msg, len);
+    send_call(fd, id, "itest.Test/Echo", msg, len);
     read_answer(fd, &dec, &a);
     assert_int_equal(a.id, id);
     assert_int_equal(a.code, CRPC_STATUS_OK);
@@ -171,11 +171,11 @@ static void garbage_request_then_good_call(void **state) {
   uint8_t msg[64];
   size_t len;
   good_request(msg, &len, 7);
-  send_call(fd, id, "itest.Echo/Nope", msg, len);
+  send_call(fd, id, "itest.Test/Nope", msg, len);
   read_answer(fd, &dec, &a);
   assert_int_equal(a.id, id);
   assert_int_equal(a.code, CRPC_STATUS_UNIMPLEMENTED);
-  assert_string_equal(a.text, "unknown method itest.Echo/Nope");
+  assert_string_equal(a.text, "unknown method itest.Test/Nope");
   assert_null(a.reply);
   assert_false(a.goaway);
 
@@ -199,20 +199,20 @@ static void status_texts_are_utf8(void **state) {
   answer a;
 
   /* A served method's name, then a NUL and more: not the served method. */
-  static const char nul_name[] = "itest.Echo/Echo\0junk";
+  static const char nul_name[] = "itest.Test/Echo\0junk";
   send_call_n(fd, 1, nul_name, sizeof nul_name - 1, msg, len, 0);
   read_answer(fd, &dec, &a);
   assert_int_equal(a.id, 1);
   assert_int_equal(a.code, CRPC_STATUS_UNIMPLEMENTED);
-  assert_string_equal(a.text, "unknown method itest.Echo/Echo\\x00junk");
+  assert_string_equal(a.text, "unknown method itest.Test/Echo\\x00junk");
   assert_int_equal(a.text_len, strlen(a.text)); /* no NUL inside */
 
-  static const char bad_name[] = "itest.Echo/\xff\xc3(\\\xe2\x82\xac";
+  static const char bad_name[] = "itest.Test/\xff\xc3(\\\xe2\x82\xac";
   send_call_n(fd, 3, bad_name, sizeof bad_name - 1, msg, len, 0);
   read_answer(fd, &dec, &a);
   assert_int_equal(a.id, 3);
   assert_int_equal(a.code, CRPC_STATUS_UNIMPLEMENTED);
-  assert_string_equal(a.text, "unknown method itest.Echo/\\xff\\xc3(\\x5c\\xe2\\x82\\xac");
+  assert_string_equal(a.text, "unknown method itest.Test/\\xff\\xc3(\\x5c\\xe2\\x82\\xac");
 
   /* A handler's text: ill-formed sequences become U+FFFD, well-formed ones stay. */
   char buf[32];
@@ -221,7 +221,7 @@ static void status_texts_are_utf8(void **state) {
   req.fail_code = CRPC_STATUS_INVALID_ARGUMENT;
   req.fail_message = "caf\xc3\xa9 \xff|\xe2\x82 \xc0\xaf.";
   len = itest__echo_request__pack(&req, msg);
-  send_call(fd, 5, "itest.Echo/Echo", msg, len);
+  send_call(fd, 5, "itest.Test/Echo", msg, len);
   read_answer(fd, &dec, &a);
   assert_int_equal(a.id, 5);
   assert_int_equal(a.code, CRPC_STATUS_INVALID_ARGUMENT);
@@ -252,7 +252,7 @@ static void unary_job_run(void *arg) {
   Itest__EchoReply *resp = NULL;
   crpc_status st = {0};
   crpc_call_opts opts = {.timeout_ms = 20000};
-  itest__echo__echo__call(ch, &req, &resp, &st, &opts);
+  itest__test__echo__call(ch, &req, &resp, &st, &opts);
   j->code = st.code;
   snprintf(j->message, sizeof j->message, "%s", st.message ? st.message : "");
   j->has_response = resp != NULL;
@@ -346,7 +346,7 @@ static void server_enforces_deadline(void **state) {
   uint8_t msg[64];
   size_t len = itest__echo_request__pack(&req, msg);
   uint64_t t0 = ts_now_ms();
-  send_call_timeout(fd, 1, "itest.Echo/Echo", msg, len, 100);
+  send_call_timeout(fd, 1, "itest.Test/Echo", msg, len, 100);
   answer a;
   read_answer(fd, &dec, &a);
   assert_int_equal(a.id, 1);
@@ -372,7 +372,7 @@ static void wrong_call_id_parity_is_protocol_error(void **state) {
   uint8_t msg[64];
   size_t len;
   good_request(msg, &len, 1);
-  send_call(fd, 2, "itest.Echo/Echo", msg, len);
+  send_call(fd, 2, "itest.Test/Echo", msg, len);
   answer a;
   read_to_eof(fd, &dec, &a);
   assert_true(a.goaway);
@@ -403,7 +403,7 @@ static void http_request_is_refused(void **state) {
   Itest__EchoReply *resp = NULL;
   crpc_status st = {0};
   crpc_call_opts opts = {.timeout_ms = 20000};
-  assert_int_equal(itest__echo__echo__call(ch, &req, &resp, &st, &opts), 0);
+  assert_int_equal(itest__test__echo__call(ch, &req, &resp, &st, &opts), 0);
   assert_int_equal(st.code, CRPC_STATUS_OK);
   assert_int_equal(resp->seq, 3);
   itest__echo_reply__free_unpacked(resp, NULL);
@@ -429,7 +429,7 @@ static void echo_ok(int fd, crpc__decoder *dec, uint32_t id, uint32_t seq) {
   uint8_t msg[64];
   size_t len;
   good_request(msg, &len, seq);
-  send_call(fd, id, "itest.Echo/Echo", msg, len);
+  send_call(fd, id, "itest.Test/Echo", msg, len);
   answer a;
   read_answer(fd, dec, &a);
   assert_int_equal(a.id, id);
@@ -451,11 +451,11 @@ static void client_goaway_closes_when_calls_end(void **state) {
   req.delay_ms = 300; /* still in progress when the GOAWAY and the next CALL arrive */
   uint8_t msg[64];
   size_t len = itest__echo_request__pack(&req, msg);
-  send_call(fd, 1, "itest.Echo/Echo", msg, len);
+  send_call(fd, 1, "itest.Test/Echo", msg, len);
   send_goaway(fd, 0, CRPC__GOAWAY_NO_ERROR);
   size_t len3;
   good_request(msg, &len3, 3);
-  send_call(fd, 3, "itest.Echo/Echo", msg, len3);
+  send_call(fd, 3, "itest.Test/Echo", msg, len3);
   answer a;
   read_answer(fd, &dec, &a);
   assert_int_equal(a.id, 3);
@@ -497,7 +497,7 @@ static void malformed_call_is_not_processed(void **state) {
     uint8_t msg[64];
     size_t len;
     good_request(msg, &len, 3);
-    const char *method = "itest.Echo/Echo";
+    const char *method = "itest.Test/Echo";
     size_t mlen = strlen(method);
     size_t fixed = crpc__call_fixed_size(mlen, 0);
     uint8_t frame[256];
@@ -524,7 +524,7 @@ static void malformed_call_is_not_processed(void **state) {
   }
 }
 
-/* ---- Streams: a server of streamtest.StreamTest on its own thread ---------------------------- */
+/* ---- Streams: a server of itest.Test on its own thread --------------------------------------- */
 
 typedef struct st_server {
   crpc_server *srv;
@@ -541,8 +541,7 @@ static st_server *st_server_start(void) {
   assert_non_null(s);
   assert_int_equal(crpc_server_new(&s->srv, NULL), 0);
   assert_int_equal(crpc_server_listen(s->srv, "tcp://127.0.0.1:0", &s->port), 0);
-  assert_int_equal(
-      streamtest__stream_test__crpc_register(s->srv, &st_service_handlers, &s->counters), 0);
+  assert_int_equal(itest__test__crpc_register(s->srv, &st_service_handlers, &s->counters), 0);
   snprintf(s->endpoint, sizeof s->endpoint, "tcp://127.0.0.1:%d", s->port);
   assert_int_equal(uv_thread_create(&s->thread, st_server_thread, s->srv), 0);
   return s;
@@ -592,8 +591,8 @@ static int st_connect(st_server *s, crpc__decoder *dec) {
 /* A flood request: count responses of size bytes (the server stops at its window), and a
  * payload of payload_len bytes. Returns the packed length. */
 static size_t flood_request(uint8_t **out, int count, int size, size_t payload_len) {
-  Streamtest__OutputRequest req = STREAMTEST__OUTPUT_REQUEST__INIT;
-  Streamtest__Blob blob = STREAMTEST__BLOB__INIT;
+  Itest__OutputRequest req = ITEST__OUTPUT_REQUEST__INIT;
+  Itest__Blob blob = ITEST__BLOB__INIT;
   req.flood_count = count;
   req.flood_size = size;
   uint8_t *data = NULL;
@@ -604,10 +603,10 @@ static size_t flood_request(uint8_t **out, int count, int size, size_t payload_l
     blob.data.len = payload_len;
     req.payload = &blob;
   }
-  size_t n = streamtest__output_request__get_packed_size(&req);
+  size_t n = itest__output_request__get_packed_size(&req);
   *out = malloc(n + 1);
   assert_non_null(*out);
-  streamtest__output_request__pack(&req, *out);
+  itest__output_request__pack(&req, *out);
   free(data);
   return n;
 }
@@ -624,7 +623,7 @@ static void window_past_maximum_ends_the_call(void **state) {
   int fd = st_connect(s, &dec);
   answer a;
 
-  send_stream_call(fd, 1, "streamtest.StreamTest/Sink"); /* the handler holds it */
+  send_stream_call(fd, 1, "itest.Test/Sink"); /* the handler holds it */
   send_window(fd, 1, UINT32_C(2147483647) - 65536);     /* to exactly 2^31-1 */
   send_ping(fd);
   read_until(fd, &dec, &a, 1);
@@ -639,7 +638,7 @@ static void window_past_maximum_ends_the_call(void **state) {
   /* A server stream writing as fast as its window allows, then one maximal WINDOW. */
   uint8_t *req;
   size_t len = flood_request(&req, 100000, 10, 0);
-  send_stream_call(fd, 3, "streamtest.StreamTest/StreamingOutput");
+  send_stream_call(fd, 3, "itest.Test/StreamingOutput");
   send_frame(fd, CRPC__F_MESSAGE, CRPC__FL_END, 3, req, len);
   free(req);
   send_ping(fd); /* answered once the request was read: the flood is under way */
@@ -674,7 +673,7 @@ static void second_request_without_window_is_internal(void **state) {
   uint8_t *req;
   size_t len = flood_request(&req, 100000, 10, 70000);
   assert_true(len + 12 > 65536); /* the first request alone overdraws the initial window */
-  send_stream_call(fd, 1, "streamtest.StreamTest/StreamingOutput");
+  send_stream_call(fd, 1, "itest.Test/StreamingOutput");
   send_frame(fd, CRPC__F_MESSAGE, 0, 1, req, len);
   send_frame(fd, CRPC__F_MESSAGE, 0, 1, NULL, 0); /* the second request, without window */
   free(req);
@@ -756,7 +755,7 @@ static void client_window_past_maximum_cancels(void **state) {
   assert_int_equal(crpc_channel_new(&ch, NULL, ep), 0);
   crpc_call_opts opts = {.timeout_ms = 5000};
   crpc_stream *st;
-  assert_int_equal(crpc_channel_stream_open(ch, STREAMTEST__STREAM_TEST__SINK__METHOD, &opts, &st), 0);
+  assert_int_equal(crpc_channel_stream_open(ch, ITEST__TEST__SINK__METHOD, &opts, &st), 0);
   crpc_status status = {0};
   assert_int_equal(crpc_stream_finish_wait(st, &status), 0);
   if (status.code != CRPC_STATUS_INTERNAL)

@@ -2,7 +2,7 @@
  *
  *   itest_server ENDPOINT
  *
- * Serves itest.Echo with the harness's handlers on a private loop, prints
+ * Serves itest.Test with the harness's handlers on a private loop, prints
  * "listening on <endpoint with the bound port>" and serves until SIGTERM/SIGINT. */
 #include <signal.h>
 #include <stdio.h>
@@ -25,7 +25,7 @@ int main(int argc, char **argv) {
   static itest_stats stats;
   int port = 0, rc;
   if ((rc = crpc_server_new(&server, NULL)) != 0 ||
-      (rc = itest__echo__crpc_register(server, &itest_echo_handlers, &stats)) != 0 ||
+      (rc = itest__test__crpc_register(server, &itest_echo_handlers, &stats)) != 0 ||
       (rc = crpc_server_listen(server, argv[1], &port)) != 0) {
     fprintf(stderr, "itest_server: %s: %s\n", argv[1], crpc_strerror(rc));
     return 1;

@@ -27,7 +27,7 @@ static void refused_async(void **state) {
     char buf[32];
     Itest__EchoRequest req;
     itest_req_init(&req, i, buf, sizeof buf);
-    assert_int_equal(itest__echo__echo__start(ch, &req, NULL, itest_rec_done, &recs[i], NULL), 0);
+    assert_int_equal(itest__test__echo__start(ch, &req, NULL, itest_rec_done, &recs[i], NULL), 0);
     assert_int_equal(recs[i].completions, 0); /* never inside the start call */
   }
   itest_recs all = {recs, 5};
@@ -54,7 +54,7 @@ static void refused_blocking(void **state) {
     Itest__EchoReply *resp = (Itest__EchoReply *)1;
     crpc_status st = {0};
     crpc_call_opts opts = {.timeout_ms = 20000};
-    assert_int_equal(itest__echo__echo__call(ch, &req, &resp, &st, &opts), 0);
+    assert_int_equal(itest__test__echo__call(ch, &req, &resp, &st, &opts), 0);
     assert_null(resp);
     assert_int_equal(st.code, CRPC_STATUS_UNAVAILABLE);
     assert_non_null(st.message);
@@ -87,7 +87,7 @@ static void retry_tick(uv_timer_t *t) {
   Itest__EchoRequest req;
   itest_req_init(&req, 42, buf, sizeof buf);
   crpc_call_opts opts = {.timeout_ms = 5000};
-  assert_int_equal(itest__echo__echo__start(r->ch, &req, &opts, retry_done, r, NULL), 0);
+  assert_int_equal(itest__test__echo__start(r->ch, &req, &opts, retry_done, r, NULL), 0);
   r->in_flight = 1;
   r->attempts++;
 }
@@ -102,7 +102,7 @@ static void one_call(uv_loop_t *loop, crpc_channel *ch, itest_rec *rec, uint32_t
   Itest__EchoRequest req;
   itest_req_init(&req, seq, buf, sizeof buf);
   memset(rec, 0, sizeof *rec);
-  assert_int_equal(itest__echo__echo__start(ch, &req, NULL, itest_rec_done, rec, NULL), 0);
+  assert_int_equal(itest__test__echo__start(ch, &req, NULL, itest_rec_done, rec, NULL), 0);
   itest_recs one = {rec, 1};
   assert_true(itest_run_until(loop, itest_all_done, &one, 20000));
 }
@@ -167,13 +167,13 @@ static void reconnect_blocking(void **state) {
   Itest__EchoReply *resp = NULL;
   crpc_status st = {0};
   crpc_call_opts opts = {.timeout_ms = 10000};
-  assert_int_equal(itest__echo__echo__call(ch, &req, &resp, &st, &opts), 0);
+  assert_int_equal(itest__test__echo__call(ch, &req, &resp, &st, &opts), 0);
   assert_int_equal(st.code, CRPC_STATUS_OK);
   itest__echo_reply__free_unpacked(resp, NULL);
   crpc_status_reset(&st);
 
   itest_server_stop(srv);
-  assert_int_equal(itest__echo__echo__call(ch, &req, &resp, &st, &opts), 0);
+  assert_int_equal(itest__test__echo__call(ch, &req, &resp, &st, &opts), 0);
   assert_int_equal(st.code, CRPC_STATUS_UNAVAILABLE);
   assert_null(resp);
   crpc_status_reset(&st);
@@ -184,7 +184,7 @@ static void reconnect_blocking(void **state) {
   int ok = 0, attempts = 0;
   while (!ok && ts_now_ms() < until) {
     attempts++;
-    assert_int_equal(itest__echo__echo__call(ch, &req, &resp, &st, &opts), 0);
+    assert_int_equal(itest__test__echo__call(ch, &req, &resp, &st, &opts), 0);
     ok = st.code == CRPC_STATUS_OK;
     if (ok) {
       assert_int_equal(resp->seq, 5);

@@ -22,7 +22,7 @@ static void drained(void *ud) {
 }
 
 static sem_rec *hold_one(sem_env *e, crpc_channel *ch, sem_rec *r) {
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   req.hold = 1;
   memset(r, 0, sizeof *r);
   sem_start(ch, &req, NULL, r);
@@ -31,7 +31,7 @@ static sem_rec *hold_one(sem_env *e, crpc_channel *ch, sem_rec *r) {
 }
 
 static void call_expect(sem_env *e, crpc_channel *ch, crpc_code code) {
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   sem_rec r = {0};
   sem_start(ch, &req, &(crpc_call_opts){.timeout_ms = 10000}, &r);
   sem_wait_rec(e, &r, 10000);
@@ -182,7 +182,7 @@ static void test_goaway_next_call_new_connection(void **state) {
   char target[64];
   snprintf(target, sizeof target, "tcp://127.0.0.1:%d", f.port);
   crpc_channel *ch = sem_channel(e, target, NULL, 0);
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   sem_rec r1 = {0};
   sem_start(ch, &req, &(crpc_call_opts){.timeout_ms = 10000}, &r1);
   fake_wait w = {&f, 0, 1, {0}, 0};
@@ -222,7 +222,7 @@ static void test_goaway_fails_unprocessed_calls(void **state) {
   char target[64];
   snprintf(target, sizeof target, "tcp://127.0.0.1:%d", f.port);
   crpc_channel *ch = sem_channel(e, target, NULL, 0);
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   sem_rec a = {0}, b = {0};
   sem_start(ch, &req, &(crpc_call_opts){.timeout_ms = 10000}, &a);
   sem_start(ch, &req, &(crpc_call_opts){.timeout_ms = 10000}, &b);

@@ -27,7 +27,7 @@ static void test_keepalive_silent_peer(void **state) {
   snprintf(target, sizeof target, "tcp://127.0.0.1:%d", f.port);
   const sem_opt co[] = {{CRPC_OPT_KEEPALIVE_TIME_MS, 50}, {CRPC_OPT_KEEPALIVE_TIMEOUT_MS, 200}};
   crpc_channel *ch = sem_channel(e, target, co, 2);
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   sem_rec r = {0};
   uint64_t start = ts_now_ms();
   sem_start(ch, &req, &(crpc_call_opts){.timeout_ms = 60000}, &r);
@@ -61,7 +61,7 @@ static void test_keepalive_healthy_peer(void **state) {
   sem_server_start(e, so, 1);
   const sem_opt co[] = {{CRPC_OPT_KEEPALIVE_TIME_MS, 50}, {CRPC_OPT_KEEPALIVE_TIMEOUT_MS, 200}};
   crpc_channel *ch = sem_channel(e, NULL, co, 2);
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   req.delay_ms = 800;
   sem_rec r = {0};
   sem_start(ch, &req, &(crpc_call_opts){.timeout_ms = 20000}, &r);

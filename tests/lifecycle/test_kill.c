@@ -75,12 +75,13 @@ static void server_killed_mid_call(void **state) {
     Itest__EchoRequest req;
     itest_req_init(&req, (uint32_t)i, buf, sizeof buf);
     req.delay_ms = 60000;
-    assert_int_equal(itest__echo__echo__start(ch, &req, NULL, itest_rec_done, &recs[i], NULL), 0);
+    assert_int_equal(itest__test__echo__start(ch, &req, NULL, itest_rec_done, &recs[i], NULL), 0);
   }
   char buf[32];
   Itest__EchoRequest marker;
   itest_req_init(&marker, 999, buf, sizeof buf);
-  assert_int_equal(itest__echo__echo__start(ch, &marker, NULL, itest_rec_done, &recs[N_PENDING], NULL), 0);
+  assert_int_equal(
+      itest__test__echo__start(ch, &marker, NULL, itest_rec_done, &recs[N_PENDING], NULL), 0);
   itest_recs last = {&recs[N_PENDING], 1};
   assert_true(itest_run_until(&loop, itest_all_done, &last, 20000));
   itest_assert_echo(&recs[N_PENDING], 999);
@@ -105,7 +106,7 @@ static void server_killed_mid_call(void **state) {
   /* The channel is still usable: a new call fails cleanly (nobody listens). */
   itest_rec after;
   memset(&after, 0, sizeof after);
-  assert_int_equal(itest__echo__echo__start(ch, &marker, NULL, itest_rec_done, &after, NULL), 0);
+  assert_int_equal(itest__test__echo__start(ch, &marker, NULL, itest_rec_done, &after, NULL), 0);
   itest_recs one = {&after, 1};
   assert_true(itest_run_until(&loop, itest_all_done, &one, 20000));
   assert_int_equal(after.completions, 1);

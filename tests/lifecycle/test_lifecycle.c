@@ -16,7 +16,7 @@ static void start_held(crpc_channel *ch, uv_loop_t *loop, itest_server *srv, ite
     Itest__EchoRequest req;
     itest_req_init(&req, (uint32_t)i, buf, sizeof buf);
     req.hold = 1;
-    assert_int_equal(itest__echo__echo__start(ch, &req, NULL, itest_rec_done, &recs[i], NULL), 0);
+    assert_int_equal(itest__test__echo__start(ch, &req, NULL, itest_rec_done, &recs[i], NULL), 0);
   }
   itest_wait_count w = {&itest_server_stats(srv)->received, before + n};
   assert_true(itest_run_until(loop, itest_count_reached, &w, 20000));
@@ -95,7 +95,7 @@ static void client_close_from_callback(void **state) {
   char buf[32];
   Itest__EchoRequest req;
   itest_req_init(&req, 500, buf, sizeof buf);
-  assert_int_equal(itest__echo__echo__start(ch, &req, NULL, close_from_callback, &cl, NULL), 0);
+  assert_int_equal(itest__test__echo__start(ch, &req, NULL, close_from_callback, &cl, NULL), 0);
   assert_true(itest_run_until(&loop, close_cb_ran, &cc, 20000));
   itest_run_for(&loop, 20);
   itest_assert_echo(&cl.rec, 500);
@@ -122,7 +122,8 @@ static void server_close_with_calls_in_flight(void **state) {
   Itest__EchoRequest req;
   itest_req_init(&req, 1000, buf, sizeof buf);
   req.delay_ms = 60000;
-  assert_int_equal(itest__echo__echo__start(ch, &req, NULL, itest_rec_done, &recs[N_HELD], NULL), 0);
+  assert_int_equal(itest__test__echo__start(ch, &req, NULL, itest_rec_done, &recs[N_HELD], NULL),
+                   0);
   itest_wait_count w = {&itest_server_stats(srv)->received, N_HELD + 1};
   assert_true(itest_run_until(&loop, itest_count_reached, &w, 20000));
 

@@ -68,14 +68,14 @@ typedef struct budget_env {
 
 /* Measures what the decoded request pins, then holds the call (hold), answers a hostile or
  * slightly unusual reply (reply_size), or echoes. */
-static void hook(sem_env *e, crpc_server_call *call, const Sem__EchoRequest *req) {
+static void hook(sem_env *e, crpc_server_call *call, const Itest__EchoRequest *req) {
   budget_env *b = e->hook_data;
   if (b->n < 8) b->pinned[b->n++] = crpc__arena_footprint(&call->core.arena);
   if (req->hold) {
     sem_hold(e, call);
     return;
   }
-  Sem__EchoReply reply = SEM__ECHO_REPLY__INIT;
+  Itest__EchoReply reply = ITEST__ECHO_REPLY__INIT;
   reply.payload = req->payload;
   ProtobufCMessageUnknownField few[3];
   if (req->reply_size == REPLY_HOSTILE) {
@@ -86,7 +86,7 @@ static void hook(sem_env *e, crpc_server_call *call, const Sem__EchoRequest *req
     reply.base.n_unknown_fields = 3;
     reply.base.unknown_fields = few;
   }
-  assert_int_equal(sem__echo__echo__reply(call, &reply), 0);
+  assert_int_equal(itest__test__echo__reply(call, &reply), 0);
 }
 
 static void env_start(sem_env *e, budget_env *b) {
@@ -127,7 +127,7 @@ static void test_unknown_fields_request(void **state) {
   ts_raw raw;
   ts_raw_connect(&raw, e->port, 0);
   ts_raw_send_preface(&raw);
-  ts_raw_send_call(&raw, 1, "sem.Echo/Echo", 0, msg, len);
+  ts_raw_send_call(&raw, 1, "itest.Test/Echo", 0, msg, len);
   free(msg);
   status_wait w = {&raw, 1, 0, 0, &b};
   assert_true(sem_run_until(e, status_for, &w, 60000));
@@ -139,7 +139,7 @@ static void test_unknown_fields_request(void **state) {
   assert_int_equal(e->echo_calls, 0);
   /* The connection carries on. */
   uint8_t ok[2] = {0x0a, 0x00};
-  ts_raw_send_call(&raw, 3, "sem.Echo/Echo", 0, ok, sizeof ok);
+  ts_raw_send_call(&raw, 3, "itest.Test/Echo", 0, ok, sizeof ok);
   status_wait w3 = {&raw, 3, 0, 0, NULL};
   assert_true(sem_run_until(e, status_for, &w3, 10000));
   assert_int_equal(w3.code, CRPC_STATUS_OK);
@@ -170,7 +170,8 @@ static void test_held_calls_within_bound(void **state) {
   ts_raw raw;
   ts_raw_connect(&raw, e->port, 0);
   ts_raw_send_preface(&raw);
-  for (uint32_t id = 1; id <= 5; id += 2) ts_raw_send_call(&raw, id, "sem.Echo/Echo", 0, msg, len);
+  for (uint32_t id = 1; id <= 5; id += 2)
+    ts_raw_send_call(&raw, id, "itest.Test/Echo", 0, msg, len);
   free(msg);
   status_wait w = {&raw, 1, 0, 0, NULL};
   held_wait hw = {e, &w};
@@ -197,7 +198,7 @@ static void test_few_unknown_fields(void **state) {
   budget_env b;
   env_start(e, &b);
   crpc_channel *ch = sem_channel(e, NULL, NULL, 0);
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   uint8_t abc[3] = {'a', 'b', 'c'};
   req.payload.data = abc;
   req.payload.len = sizeof abc;
@@ -219,7 +220,7 @@ typedef struct blocking_job {
   const char *endpoint;
   uint32_t reply_size;
   int rc;
-  Sem__EchoReply *resp;
+  Itest__EchoReply *resp;
   crpc_status st;
 } blocking_job;
 
@@ -228,9 +229,10 @@ static void blocking_call(void *p) {
   crpc_channel *ch = NULL;
   j->rc = crpc_channel_new(&ch, NULL, j->endpoint);
   if (j->rc != 0) return;
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   req.reply_size = j->reply_size;
-  j->rc = sem__echo__echo__call(ch, &req, &j->resp, &j->st, &(crpc_call_opts){.timeout_ms = 20000});
+  j->rc =
+      itest__test__echo__call(ch, &req, &j->resp, &j->st, &(crpc_call_opts){.timeout_ms = 20000});
   crpc_channel_close(ch, NULL, NULL);
 }
 
@@ -242,7 +244,7 @@ static void test_hostile_response(void **state) {
   budget_env b;
   env_start(e, &b);
   crpc_channel *ch = sem_channel(e, NULL, NULL, 0);
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   req.reply_size = REPLY_HOSTILE;
   sem_rec r = {0};
   sem_start(ch, &req, &(crpc_call_opts){.timeout_ms = 20000}, &r);
@@ -283,7 +285,7 @@ static void up_read(crpc_server_call *call, const ProtobufCMessage *msg, void *u
     b->up_msgs++;
     return;
   }
-  Sem__EchoReply reply = SEM__ECHO_REPLY__INIT;
+  Itest__EchoReply reply = ITEST__ECHO_REPLY__INIT;
   assert_int_equal(crpc_server_call_write(call, &reply.base), 0);
   assert_int_equal(crpc_server_call_end(call, CRPC_STATUS_OK, NULL), 0);
 }
@@ -309,7 +311,7 @@ static void down_dispatch(crpc_server_call *call, const ProtobufCMessage *reques
   (void)impl;
   budget_env *b = ud;
   b->down_calls++;
-  Sem__EchoReply reply = SEM__ECHO_REPLY__INIT;
+  Itest__EchoReply reply = ITEST__ECHO_REPLY__INIT;
   reply.base.n_unknown_fields = HOSTILE_FIELDS;
   reply.base.unknown_fields = b->hostile;
   int rc = crpc_server_call_write(call, &reply.base);
@@ -335,7 +337,7 @@ static void late_dispatch(crpc_server_call *call, const ProtobufCMessage *reques
   budget_env *b = ud;
   b->down_calls++;
   crpc_server_call_on_cancel(call, late_cancel, ud);
-  Sem__EchoReply reply = SEM__ECHO_REPLY__INIT;
+  Itest__EchoReply reply = ITEST__ECHO_REPLY__INIT;
   assert_int_equal(crpc_server_call_write(call, &reply.base), 0);
   reply.base.n_unknown_fields = LATE_FIELDS;
   reply.base.unknown_fields = b->hostile;
@@ -343,12 +345,12 @@ static void late_dispatch(crpc_server_call *call, const ProtobufCMessage *reques
 }
 
 static const crpc_method_desc stream_methods[] = {
-    {"Up", "budget.Streams/Up", &sem__echo_request__descriptor, &sem__echo_reply__descriptor,
+    {"Up", "budget.Streams/Up", &itest__echo_request__descriptor, &itest__echo_reply__descriptor,
      CRPC_METHOD_CLIENT_STREAMING, up_dispatch},
-    {"Down", "budget.Streams/Down", &sem__echo_request__descriptor, &sem__echo_reply__descriptor,
-     CRPC_METHOD_SERVER_STREAMING, down_dispatch},
-    {"Late", "budget.Streams/Late", &sem__echo_request__descriptor, &sem__echo_reply__descriptor,
-     CRPC_METHOD_SERVER_STREAMING, late_dispatch},
+    {"Down", "budget.Streams/Down", &itest__echo_request__descriptor,
+     &itest__echo_reply__descriptor, CRPC_METHOD_SERVER_STREAMING, down_dispatch},
+    {"Late", "budget.Streams/Late", &itest__echo_request__descriptor,
+     &itest__echo_reply__descriptor, CRPC_METHOD_SERVER_STREAMING, late_dispatch},
 };
 static const crpc_service_desc stream_service = {
     CRPC_GENERATED_ABI, "Streams", "budget.Streams", "test_decode_budget.c", 3, stream_methods};
@@ -390,7 +392,7 @@ static void blocking_down_run(void *p) {
   crpc_stream *s = NULL;
   j->rc = crpc_channel_stream_open(ch, &stream_methods[1], &(crpc_call_opts){.timeout_ms = 20000}, &s);
   if (j->rc == 0) {
-    Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+    Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
     j->rc = crpc_stream_send_wait(s, &req.base);
     if (j->rc == 0) j->rc = crpc_stream_close_send(s);
     ProtobufCMessage *m = NULL;
@@ -416,7 +418,7 @@ static void test_stream_to_server(void **state) {
   crpc_stream_handlers h = {rec_read, NULL, rec_done, 1};
   crpc_stream *s = NULL;
   assert_int_equal(crpc_channel_stream(ch, &stream_methods[0], NULL, &h, &up, &s), 0);
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   req.base.n_unknown_fields = HOSTILE_FIELDS;
   req.base.unknown_fields = b.hostile;
   assert_int_equal(crpc_stream_write(s, &req.base), 0);
@@ -442,7 +444,7 @@ static void test_stream_to_client(void **state) {
   crpc_stream_handlers h = {rec_read, NULL, rec_done, 1};
   crpc_stream *s = NULL;
   assert_int_equal(crpc_channel_stream(ch, &stream_methods[1], NULL, &h, &down, &s), 0);
-  Sem__EchoRequest small = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest small = ITEST__ECHO_REQUEST__INIT;
   assert_int_equal(crpc_stream_write(s, &small.base), 0);
   assert_int_equal(crpc_stream_close_send(s), 0);
   assert_true(sem_run_until(e, stream_done, &down, 20000));
@@ -479,7 +481,7 @@ static void blocking_late_run(void *p) {
   if (j->rc == 0)
     j->rc = crpc_channel_stream_open(ch, &stream_methods[2], &(crpc_call_opts){.timeout_ms = 20000}, &s);
   if (j->rc == 0) {
-    Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+    Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
     j->rc = crpc_stream_send_wait(s, &req.base);
     if (j->rc == 0) j->rc = crpc_stream_close_send(s);
     ProtobufCMessage *m = NULL;

@@ -1,7 +1,7 @@
 /* Out of file descriptors (EMFILE): the server keeps serving its existing connections, does not
  * spin on accept, and accepts again soon after descriptors free up.
  *
- * The server (a loop server with sem.Echo) runs in a forked child whose RLIMIT_NOFILE is
+ * The server (a loop server with itest.Test) runs in a forked child whose RLIMIT_NOFILE is
  * lowered to CHILD_NOFILE, so that only the child runs out. The parent (this process, whose own
  * limit is untouched):
  *  1. opens a channel and checks a call works;
@@ -45,7 +45,7 @@
 
 #include <crpc/crpc.h>
 
-#include "sem.crpc.h"
+#include "itest.crpc.h"
 
 #define CHILD_NOFILE 40      /* the server child's RLIMIT_NOFILE (soft) */
 #define MAX_RAW 200          /* raw connections at most: far more than the child can hold */
@@ -69,19 +69,19 @@ static uint64_t now_ms(void) {
 
 /* ---- The child: a loop server, serving until killed ------------------------------------------ */
 
-/* sem.Echo (support/sem.proto): answers "pong " and the request's payload. */
-static void say(crpc_server_call *call, const Sem__EchoRequest *req, void *ud) {
+/* itest.Test (support/itest.proto): answers "pong " and the request's payload. */
+static void say(crpc_server_call *call, const Itest__EchoRequest *req, void *ud) {
   (void)ud;
   char text[128];
   int n = snprintf(text, sizeof text, "pong %.*s", (int)req->payload.len,
                    (const char *)req->payload.data);
-  Sem__EchoReply rep = SEM__ECHO_REPLY__INIT;
+  Itest__EchoReply rep = ITEST__ECHO_REPLY__INIT;
   rep.payload.data = (uint8_t *)text;
   rep.payload.len = (size_t)n < sizeof text ? (size_t)n : sizeof text - 1;
-  sem__echo__echo__reply(call, &rep);
+  itest__test__echo__reply(call, &rep);
 }
 
-static const Sem__Echo__Handlers handlers = {.echo = say};
+static const Itest__Test__Handlers handlers = {.echo = say};
 
 /* Reports the port (or -1) on fd, then serves; never returns. */
 static void child_main(int fd) {
@@ -96,7 +96,7 @@ static void child_main(int fd) {
   static uv_loop_t loop;
   crpc_server *srv = NULL;
   if (port == -1 && uv_loop_init(&loop) == 0 && crpc_server_new(&srv, &loop) == 0 &&
-      sem__echo__crpc_register(srv, &handlers, NULL) == 0 &&
+      itest__test__crpc_register(srv, &handlers, NULL) == 0 &&
       crpc_server_listen(srv, "tcp://127.0.0.1:0", &port) == 0) {
     /* port set */
   } else if (port == -1) {
@@ -224,13 +224,13 @@ static const crpc_call_opts opts = {.timeout_ms = CALL_TIMEOUT_MS};
 /* One blocking call; returns its status code (CRPC_STATUS_INTERNAL when the call did not even
  * start), the reply checked. */
 static crpc_code call_once(crpc_channel *ch, const char *text, char *why, size_t why_len) {
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   req.payload.data = (uint8_t *)text;
   req.payload.len = strlen(text);
-  Sem__EchoReply *rep = NULL;
+  Itest__EchoReply *rep = NULL;
   crpc_status st;
   memset(&st, 0, sizeof st);
-  int rc = sem__echo__echo__call(ch, &req, &rep, &st, &opts);
+  int rc = itest__test__echo__call(ch, &req, &rep, &st, &opts);
   crpc_code code = rc == 0 ? st.code : CRPC_STATUS_INTERNAL;
   snprintf(why, why_len, "%s%s%s", rc == 0 ? "" : crpc_err_name(rc), rc == 0 ? "" : ": ",
            st.message ? st.message : "");

@@ -39,7 +39,7 @@ static void sized_call(fixture *f, size_t size, uint32_t reply_size, itest_rec *
   req.reply_size = reply_size;
   req.seq = 5;
   memset(rec, 0, sizeof *rec);
-  int rc = itest__echo__echo__start(f->ch, &req, NULL, itest_rec_done, rec, NULL);
+  int rc = itest__test__echo__start(f->ch, &req, NULL, itest_rec_done, rec, NULL);
   free(data); /* encoded already */
   assert_int_equal(rc, 0);
   itest_recs one = {rec, 1};
@@ -78,7 +78,7 @@ static void over_client_send_limit(void **state) {
   req.payload.len = sizeof big;
   Itest__EchoReply *resp = NULL;
   crpc_status st = {0};
-  assert_int_equal(itest__echo__echo__call(ch, &req, &resp, &st, NULL), 0);
+  assert_int_equal(itest__test__echo__call(ch, &req, &resp, &st, NULL), 0);
   assert_int_equal(st.code, CRPC_STATUS_RESOURCE_EXHAUSTED);
   assert_null(resp);
   crpc_status_reset(&st);

@@ -9,7 +9,7 @@
 
 
 static void expect_ok_call(sem_env *e, crpc_channel *ch) {
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   sem_rec r = {0};
   sem_start(ch, &req, &(crpc_call_opts){.timeout_ms = 10000}, &r);
   sem_wait_rec(e, &r, 10000);
@@ -37,7 +37,7 @@ static void test_server_calls_per_conn(void **state) {
   const sem_opt so[] = {{CRPC_OPT_MAX_CALLS_PER_CONN, 4}};
   sem_server_start(e, so, 1);
   crpc_channel *ch = sem_channel(e, NULL, NULL, 0);
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   req.hold = 1;
   enum { N = 10 };
   sem_rec r[N];
@@ -67,7 +67,7 @@ static void test_client_calls_per_conn(void **state) {
   sem_server_start(e, NULL, 0);
   const sem_opt co[] = {{CRPC_OPT_MAX_CALLS_PER_CONN, 2}};
   crpc_channel *ch = sem_channel(e, NULL, co, 1);
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   req.hold = 1;
   sem_rec r[3];
   memset(r, 0, sizeof r);
@@ -164,9 +164,9 @@ static void test_handshake_timeout(void **state) {
   ts_raw_pump(&polite);
   assert_false(polite.eof);
   uint8_t msg[8];
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
-  size_t n = sem__echo_request__pack(&req, msg);
-  ts_raw_send_call(&polite, 1, "sem.Echo/Echo", 0, msg, n);
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
+  size_t n = itest__echo_request__pack(&req, msg);
+  ts_raw_send_call(&polite, 1, "itest.Test/Echo", 0, msg, n);
   sem_wait_count(e, &e->echo_calls, 1, 5000, "call on the connection that sent its preface");
   ts_raw_close(&silent);
   ts_raw_close(&polite);
@@ -179,7 +179,7 @@ static void test_stall_timeout(void **state) {
   crpc_channel *ch = sem_channel(e, NULL, NULL, 0);
   expect_ok_call(e, ch);
   /* A healthy call in progress across the whole episode. */
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   req.hold = 1;
   sem_rec held = {0};
   sem_start(ch, &req, NULL, &held);
@@ -248,7 +248,7 @@ static void test_idle_timeout(void **state) {
   assert_int_equal(tcp_handles(e), 3);
 
   /* A call in progress is not idleness: held for 3x the timeout, then answered. */
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   req.hold = 1;
   sem_rec held = {0};
   sem_start(ch, &req, NULL, &held);
@@ -265,10 +265,10 @@ static void test_idle_timeout(void **state) {
 /* ---- MAX_NESTING_DEPTH ----------------------------------------------------------------------- */
 
 static void nest_call(sem_env *e, crpc_channel *ch, unsigned depth, sem_rec *r) {
-  Sem__Node *top = sem_chain(depth);
+  Itest__Node *top = sem_chain(depth);
   memset(r, 0, sizeof *r);
-  assert_int_equal(sem__echo__nest__start(ch, top, &(crpc_call_opts){.timeout_ms = 10000},
-                                          sem_rec_nest, r, NULL),
+  assert_int_equal(itest__test__nest__start(ch, top, &(crpc_call_opts){.timeout_ms = 10000},
+                                            sem_rec_nest, r, NULL),
                    0);
   sem_chain_free(top);
   sem_wait_rec(e, r, 10000);
@@ -316,7 +316,7 @@ static void test_nesting_client(void **state) {
   sem_env *e = *state;
   const sem_opt so[] = {{CRPC_OPT_MAX_NESTING_DEPTH, 200}};
   sem_server_start(e, so, 1);
-  Sem__Node *deep = sem_chain(100);
+  Itest__Node *deep = sem_chain(100);
   e->nest_reply = deep;
   crpc_channel *strict = sem_channel(e, NULL, NULL, 0);
   const sem_opt co[] = {{CRPC_OPT_MAX_NESTING_DEPTH, 128}};
@@ -385,7 +385,7 @@ static void test_nesting_million_raw(void **state) {
   ts_raw raw;
   ts_raw_connect(&raw, e->port, 0);
   ts_raw_send_preface(&raw);
-  ts_raw_send_call(&raw, 1, "sem.Echo/Nest", 0, deep, len);
+  ts_raw_send_call(&raw, 1, "itest.Test/Nest", 0, deep, len);
   free(deep);
   status_wait w = {&raw, 1, 0, 0};
   assert_true(sem_run_until(e, status_for, &w, 30000));
@@ -393,7 +393,7 @@ static void test_nesting_million_raw(void **state) {
   assert_int_equal(w.code, CRPC_STATUS_INTERNAL);
   assert_int_equal(e->nest_calls, 0);
   /* The connection carries on. */
-  ts_raw_send_call(&raw, 3, "sem.Echo/Nest", 0, NULL, 0);
+  ts_raw_send_call(&raw, 3, "itest.Test/Nest", 0, NULL, 0);
   status_wait w3 = {&raw, 3, 0, 0};
   assert_true(sem_run_until(e, status_for, &w3, 10000));
   assert_true(w3.found);
@@ -449,11 +449,11 @@ static void test_max_write_buffer(void **state) {
   ts_raw_connect(&raw, e->port, 16384);
   raw.reading = 0;
   ts_raw_send_preface(&raw);
-  Sem__EchoRequest req = SEM__ECHO_REQUEST__INIT;
+  Itest__EchoRequest req = ITEST__ECHO_REQUEST__INIT;
   req.reply_size = 65536 + 100;
   uint8_t msg[16];
-  size_t n = sem__echo_request__pack(&req, msg);
-  for (uint32_t i = 0; i < N; i++) ts_raw_send_call(&raw, 2 * i + 1, "sem.Echo/Echo", 0, msg, n);
+  size_t n = itest__echo_request__pack(&req, msg);
+  for (uint32_t i = 0; i < N; i++) ts_raw_send_call(&raw, 2 * i + 1, "itest.Test/Echo", 0, msg, n);
   /* Wait until the handler count holds still for 300 ms. */
   int last = -1;
   for (uint64_t end = ts_now_ms() + 10000; ts_now_ms() < end && last != e->echo_calls;) {

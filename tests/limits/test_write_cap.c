@@ -122,9 +122,9 @@ static uint8_t *payload_bytes(void) {
   return p;
 }
 
-static void response_init(Streamtest__OutputResponse *r, Streamtest__Blob *b, int seq) {
-  streamtest__output_response__init(r);
-  streamtest__blob__init(b);
+static void response_init(Itest__OutputResponse *r, Itest__Blob *b, int seq) {
+  itest__output_response__init(r);
+  itest__blob__init(b);
   b->data.data = payload_bytes();
   b->data.len = MSG_SIZE;
   r->payload = b;
@@ -206,8 +206,7 @@ static void sub_cancelled(crpc_server_call *call, void *ud) {
   crpc_server_call_end(call, CRPC_STATUS_CANCELLED, NULL);
 }
 
-static void on_streaming_output(crpc_server_call *call, const Streamtest__OutputRequest *req,
-                                void *ud) {
+static void on_streaming_output(crpc_server_call *call, const Itest__OutputRequest *req, void *ud) {
   bc_world *w = ud;
   (void)req;
   assert_true(w->nsubs < NSUB);
@@ -220,9 +219,9 @@ static void on_streaming_output(crpc_server_call *call, const Streamtest__Output
   crpc_server_call_on_cancel(call, sub_cancelled, s);
 }
 
-static const Streamtest__StreamTest__Handlers bc_handlers = {.streaming_output = on_streaming_output};
+static const Itest__Test__Handlers bc_handlers = {.streaming_output = on_streaming_output};
 
-static void h_read(crpc_stream *s, const Streamtest__OutputResponse *msg, void *ud) {
+static void h_read(crpc_stream *s, const Itest__OutputResponse *msg, void *ud) {
   bc_world *w = ud;
   (void)s;
   if (msg->seq == w->h_read && msg->payload && msg->payload->data.len == MSG_SIZE &&
@@ -245,14 +244,14 @@ static void h_done(crpc_stream *s, const crpc_status *st, void *ud) {
   w->hs = NULL;
 }
 
-static const Streamtest__StreamTest__StreamingOutputHandlers h_handlers = {
+static const Itest__Test__StreamingOutputHandlers h_handlers = {
     .on_read = h_read, .on_writable = h_writable, .on_done = h_done, .auto_read = 1};
 
 static int sub_write(sub *s, int seq) {
-  Streamtest__OutputResponse r;
-  Streamtest__Blob b;
+  Itest__OutputResponse r;
+  Itest__Blob b;
   response_init(&r, &b, seq);
-  return s->typed ? streamtest__stream_test__streaming_output__server_write(s->call, &r)
+  return s->typed ? itest__test__streaming_output__server_write(s->call, &r)
                   : crpc_server_call_write(s->call, (const ProtobufCMessage *)&r);
 }
 
@@ -317,7 +316,7 @@ static void test_server_broadcast(void **state) {
   assert_int_equal(crpc_server_new(&e->srv, &e->loop), 0);
   assert_int_equal(crpc_server_set_option(e->srv, CRPC_OPT_MAX_WRITE_BUFFER, CAP), 0);
   assert_int_equal(crpc_server_listen(e->srv, "tcp://127.0.0.1:0", &e->port), 0);
-  assert_int_equal(streamtest__stream_test__crpc_register(e->srv, &bc_handlers, w), 0);
+  assert_int_equal(itest__test__crpc_register(e->srv, &bc_handlers, w), 0);
   snprintf(e->endpoint, sizeof e->endpoint, "tcp://127.0.0.1:%d", e->port);
 
   /* The stalled client: STALLED_STREAMS server streams with a large window each. */
@@ -325,11 +324,11 @@ static void test_server_broadcast(void **state) {
   uint8_t preface[CRPC__PREFACE_LEN];
   crpc__preface_encode(preface);
   ts_send_all(fd, preface, sizeof preface);
-  Streamtest__OutputRequest req = STREAMTEST__OUTPUT_REQUEST__INIT;
+  Itest__OutputRequest req = ITEST__OUTPUT_REQUEST__INIT;
   req.flood_size = 1; /* any non-empty request */
   uint8_t reqbuf[16];
-  size_t reqlen = streamtest__output_request__pack(&req, reqbuf);
-  const char *method = "streamtest.StreamTest/StreamingOutput";
+  size_t reqlen = itest__output_request__pack(&req, reqbuf);
+  const char *method = "itest.Test/StreamingOutput";
   size_t ml = strlen(method);
   size_t fixed = crpc__call_fixed_size(ml, 0);
   uint8_t callbuf[256];
@@ -351,10 +350,8 @@ static void test_server_broadcast(void **state) {
   /* The healthy client: a loop channel whose window is never the limit either. */
   assert_int_equal(crpc_channel_new(&e->ch, &e->loop, e->endpoint), 0);
   assert_int_equal(crpc_channel_set_option(e->ch, CRPC_OPT_STREAM_WINDOW, 1073741824), 0);
-  assert_int_equal(streamtest__stream_test__streaming_output__stream(e->ch, NULL, &h_handlers, w,
-                                                                     &w->hs),
-                   0);
-  assert_int_equal(streamtest__stream_test__streaming_output__write(w->hs, &req), 0);
+  assert_int_equal(itest__test__streaming_output__stream(e->ch, NULL, &h_handlers, w, &w->hs), 0);
+  assert_int_equal(itest__test__streaming_output__write(w->hs, &req), 0);
   assert_int_equal(crpc_stream_close_send(w->hs), 0);
   ws.n = NSUB;
   assert_true(st_run_until(e, subs_arrived, &ws, 10000));
@@ -362,10 +359,10 @@ static void test_server_broadcast(void **state) {
   assert_ptr_not_equal(healthy->call->core.conn, stalled);
 
   /* Broadcast. A stream refused with CRPC_EAGAIN is skipped until its on_writable. */
-  Streamtest__OutputResponse probe;
-  Streamtest__Blob pb;
+  Itest__OutputResponse probe;
+  Itest__Blob pb;
   response_init(&probe, &pb, ROUNDS);
-  size_t frame = CRPC__HDR_LEN + streamtest__output_response__get_packed_size(&probe);
+  size_t frame = CRPC__HDR_LEN + itest__output_response__get_packed_size(&probe);
   size_t peak = 0, offered = 0;
   for (int round = 0; round < ROUNDS; round++) {
     for (int i = 0; i < NSUB; i++) {
@@ -538,8 +535,8 @@ static void cl_done(crpc_stream *s, const crpc_status *st, void *ud) {
   w->code = st->code;
 }
 
-static const Streamtest__StreamTest__FullDuplexHandlers cl_handlers = {
-    .on_writable = cl_writable, .on_done = cl_done};
+static const Itest__Test__FullDuplexHandlers cl_handlers = {.on_writable = cl_writable,
+                                                            .on_done = cl_done};
 
 static int cl_window_in(void *p) {
   cl_world *w = p;
@@ -565,8 +562,7 @@ static cl_world *cl_open(void) {
   snprintf(e->endpoint, sizeof e->endpoint, "tcp://127.0.0.1:%d", w->f.port);
   assert_int_equal(crpc_channel_new(&e->ch, &e->loop, e->endpoint), 0);
   assert_int_equal(crpc_channel_set_option(e->ch, CRPC_OPT_MAX_WRITE_BUFFER, CAP), 0);
-  assert_int_equal(streamtest__stream_test__full_duplex__stream(e->ch, NULL, &cl_handlers, w, &w->s),
-                   0);
+  assert_int_equal(itest__test__full_duplex__stream(e->ch, NULL, &cl_handlers, w, &w->s), 0);
   fake_start(e, &w->f);
   assert_true(st_run_until(e, cl_window_in, w, 10000));
   return w;
@@ -583,11 +579,11 @@ static void test_client_async(void **state) {
   /* Write until refused (bounded: the window alone would allow GRANT bytes). */
   st_outreq o;
   st_outreq_init(&o, NULL, 0, MSG_SIZE);
-  size_t frame = CRPC__HDR_LEN + streamtest__output_request__get_packed_size(&o.req);
+  size_t frame = CRPC__HDR_LEN + itest__output_request__get_packed_size(&o.req);
   size_t peak = 0, written = 0;
   int rc = 0, n = 0;
   while (n < (int)(GRANT / MSG_SIZE) - 1) {
-    rc = streamtest__stream_test__full_duplex__write(w->s, &o.req);
+    rc = itest__test__full_duplex__write(w->s, &o.req);
     if (rc != 0) break;
     n++;
     written += frame;
@@ -603,12 +599,12 @@ static void test_client_async(void **state) {
   assert_true(peak <= (size_t)CAP + frame);
   assert_int_equal(w->writable, 0);
   /* A retry before the queue drained is refused too, and does not lose the wake-up. */
-  assert_int_equal(streamtest__stream_test__full_duplex__write(w->s, &o.req), CRPC_EAGAIN);
+  assert_int_equal(itest__test__full_duplex__write(w->s, &o.req), CRPC_EAGAIN);
 
   assert_true(st_run_until(e, cl_drained_writable, w, 20000));
   assert_int_equal(w->writable, 1);
   assert_true(crpc__conn_queued(conn) <= CAP / 2);
-  assert_int_equal(streamtest__stream_test__full_duplex__write(w->s, &o.req), 0);
+  assert_int_equal(itest__test__full_duplex__write(w->s, &o.req), 0);
   st_outreq_free(&o);
 
   crpc_stream_cancel(w->s);
@@ -724,18 +720,18 @@ static void bl_sender(void *p) {
   if (crpc_channel_new(&ch, NULL, j->endpoint) != 0) return;
   crpc_channel_set_option(ch, CRPC_OPT_MAX_WRITE_BUFFER, CAP);
   crpc_stream *s;
-  j->open_rc = streamtest__stream_test__full_duplex__open(ch, NULL, &s);
+  j->open_rc = itest__test__full_duplex__open(ch, NULL, &s);
   if (j->open_rc == 0) {
     st_outreq o;
     st_outreq_init(&o, NULL, 0, MSG_SIZE);
     for (int i = 0; i < j->n; i++) {
-      j->rcs[i] = streamtest__stream_test__full_duplex__send_wait(s, &o.req);
+      j->rcs[i] = itest__test__full_duplex__send_wait(s, &o.req);
       if (j->rcs[i] != 0) break;
       atomic_fetch_add(&j->progress, 1);
     }
     st_outreq_free(&o);
     crpc_stream_cancel_async(s);
-    streamtest__stream_test__full_duplex__finish_wait(s, &j->st);
+    itest__test__full_duplex__finish_wait(s, &j->st);
   }
   crpc_channel_close(ch, NULL, NULL);
 }
@@ -825,17 +821,17 @@ static void park_sender(void *p) {
   if (crpc_channel_new(&ch, NULL, j->endpoint) != 0) return;
   crpc_call_opts opts = {.timeout_ms = PARK_DEADLINE_MS};
   crpc_stream *s;
-  j->open_rc = streamtest__stream_test__full_duplex__open(ch, &opts, &s);
+  j->open_rc = itest__test__full_duplex__open(ch, &opts, &s);
   if (j->open_rc == 0) {
     st_outreq o;
     st_outreq_init(&o, NULL, 0, MSG_SIZE);
     for (int i = 0; i < 3; i++) { /* two fit the initial window of 65536; the third parks */
-      j->rcs[i] = streamtest__stream_test__full_duplex__send_wait(s, &o.req);
+      j->rcs[i] = itest__test__full_duplex__send_wait(s, &o.req);
       atomic_fetch_add(&j->progress, 1);
       if (j->rcs[i] != 0) break;
     }
     st_outreq_free(&o);
-    streamtest__stream_test__full_duplex__finish_wait(s, &j->st);
+    itest__test__full_duplex__finish_wait(s, &j->st);
   }
   crpc_channel_close(ch, NULL, NULL);
 }

@@ -85,19 +85,18 @@ static void put_status(uint8_t *buf, size_t cap, size_t *len, uint32_t id, uint3
 /* Appends a MESSAGE frame holding an InputResponse to buf at *len. */
 static void put_response(uint8_t *buf, size_t cap, size_t *len, uint32_t id, int64_t size)
 {
-  Streamtest__InputResponse resp = STREAMTEST__INPUT_RESPONSE__INIT;
+  Itest__InputResponse resp = ITEST__INPUT_RESPONSE__INIT;
   size_t n;
 
   resp.aggregated_size = size;
-  n = streamtest__input_response__get_packed_size(&resp);
+  n = itest__input_response__get_packed_size(&resp);
   assert_true(*len + CRPC__HDR_LEN + n <= cap);
   crpc__hdr_encode(buf + *len, CRPC__F_MESSAGE, 0, id, (uint32_t)n);
-  streamtest__input_response__pack(&resp, buf + *len + CRPC__HDR_LEN);
+  itest__input_response__pack(&resp, buf + *len + CRPC__HDR_LEN);
   *len += CRPC__HDR_LEN + n;
 }
 
-static const Streamtest__StreamTest__StreamingInputHandlers input_handlers = {
-    st_rec_in, NULL, st_rec_done, 1};
+static const Itest__Test__StreamingInputHandlers input_handlers = {st_rec_in, NULL, st_rec_done, 1};
 
 /* Starts a client-streaming call (async, auto_read) to a raw peer, which answers with what
  * `answer` holds after its preface; returns when the call is done. */
@@ -113,8 +112,7 @@ static void client_streaming_against(st_env *e, const uint8_t *answer, size_t an
   snprintf(target, sizeof(target), "tcp://127.0.0.1:%d", port);
   assert_int_equal(crpc_channel_new(&ch, &e->loop, target), 0);
   st_rec_init(r, e);
-  assert_int_equal(
-      streamtest__stream_test__streaming_input__stream(ch, NULL, &input_handlers, r, &r->s), 0);
+  assert_int_equal(itest__test__streaming_input__stream(ch, NULL, &input_handlers, r, &r->s), 0);
   fd = raw_accept(e, lfd);
   crpc__preface_encode(out);
   ts_send_all(fd, out, CRPC__PREFACE_LEN);
@@ -209,9 +207,9 @@ static void note(misuse *m, int rc)
   m->rc[m->nrc++] = rc;
 }
 
-static void misuse_read(crpc_server_call *call, const Streamtest__InputRequest *msg, void *ud)
+static void misuse_read(crpc_server_call *call, const Itest__InputRequest *msg, void *ud)
 {
-  Streamtest__InputResponse resp = STREAMTEST__INPUT_RESPONSE__INIT;
+  Itest__InputResponse resp = ITEST__INPUT_RESPONSE__INIT;
   misuse *m = ud;
 
   if (msg != NULL)
@@ -222,13 +220,13 @@ static void misuse_read(crpc_server_call *call, const Streamtest__InputRequest *
     note(m, crpc_server_call_end(call, CRPC_STATUS_OK, NULL));
     break;
   case MODE_TWO_RESPONSES:
-    note(m, streamtest__stream_test__streaming_input__server_write(call, &resp));
+    note(m, itest__test__streaming_input__server_write(call, &resp));
     resp.aggregated_size = 43;
-    note(m, streamtest__stream_test__streaming_input__server_write(call, &resp));
+    note(m, itest__test__streaming_input__server_write(call, &resp));
     note(m, crpc_server_call_end(call, CRPC_STATUS_OK, NULL));
     break;
   case MODE_FINISH_TWICE: /* inside on_read: the handle is valid until it returns */
-    note(m, streamtest__stream_test__streaming_input__server_write(call, &resp));
+    note(m, itest__test__streaming_input__server_write(call, &resp));
     note(m, crpc_server_call_end(call, CRPC_STATUS_OK, NULL));
     note(m, crpc_server_call_end(call, CRPC_STATUS_OK, NULL));
     note(m, crpc_server_call_fail(call, CRPC_STATUS_ABORTED, "again"));
@@ -249,11 +247,10 @@ static void misuse_read(crpc_server_call *call, const Streamtest__InputRequest *
 
 static void misuse_input(crpc_server_call *call, void *ud)
 {
-  assert_int_equal(
-      streamtest__stream_test__streaming_input__set_reader(call, misuse_read, NULL, ud, 1), 0);
+  assert_int_equal(itest__test__streaming_input__set_reader(call, misuse_read, NULL, ud, 1), 0);
 }
 
-static const Streamtest__StreamTest__Handlers misuse_handlers = {.streaming_input = misuse_input};
+static const Itest__Test__Handlers misuse_handlers = {.streaming_input = misuse_input};
 
 static void closed(void *ud) { (*(int *)ud)++; }
 
@@ -268,12 +265,11 @@ static void run_misuse(st_env *e, misuse *m, st_rec *r)
 
   assert_int_equal(crpc_server_new(&srv, &e->loop), 0);
   assert_int_equal(crpc_server_listen(srv, "tcp://127.0.0.1:0", &port), 0);
-  assert_int_equal(streamtest__stream_test__crpc_register(srv, &misuse_handlers, m), 0);
+  assert_int_equal(itest__test__crpc_register(srv, &misuse_handlers, m), 0);
   snprintf(target, sizeof(target), "tcp://127.0.0.1:%d", port);
   assert_int_equal(crpc_channel_new(&ch, &e->loop, target), 0);
   st_rec_init(r, e);
-  assert_int_equal(
-      streamtest__stream_test__streaming_input__stream(ch, NULL, &input_handlers, r, &r->s), 0);
+  assert_int_equal(itest__test__streaming_input__stream(ch, NULL, &input_handlers, r, &r->s), 0);
   assert_int_equal(crpc_stream_close_send(r->s), 0);
   st_wait_done(e, r, WAIT_MS);
   assert_int_equal(r->done, 1);
@@ -360,7 +356,7 @@ static void cancel_then_finish(cancel_job *j, crpc_stream *s)
   crpc_status status;
 
   crpc_stream_cancel_async(s);
-  if (streamtest__stream_test__streaming_input__finish_wait(s, &status) != 0) {
+  if (itest__test__streaming_input__finish_wait(s, &status) != 0) {
     j->errors++;
     return;
   }
@@ -389,7 +385,7 @@ static void cancel_then_finish_job(void *arg)
   for (int i = 0; i < CANCEL_TRIES && ts_now_ms() < end; i++) {
     crpc_stream *s;
 
-    if (streamtest__stream_test__streaming_input__open(ch, NULL, &s) != 0) {
+    if (itest__test__streaming_input__open(ch, NULL, &s) != 0) {
       j->errors++;
       continue;
     }
@@ -400,7 +396,7 @@ static void cancel_then_finish_job(void *arg)
       st_inreq req;
 
       st_inreq_init(&req, 10);
-      if (streamtest__stream_test__streaming_input__send_wait(s, &req.req) != 0)
+      if (itest__test__streaming_input__send_wait(s, &req.req) != 0)
         j->errors++;
       st_inreq_free(&req);
       if (crpc_stream_close_send(s) != 0)
@@ -442,25 +438,24 @@ static void mark_answered(uv_timer_t *t)
   atomic_fetch_add(&a->count, 1);
 }
 
-static void answer_on_close(crpc_server_call *call, const Streamtest__InputRequest *msg, void *ud)
+static void answer_on_close(crpc_server_call *call, const Itest__InputRequest *msg, void *ud)
 {
-  Streamtest__InputResponse resp = STREAMTEST__INPUT_RESPONSE__INIT;
+  Itest__InputResponse resp = ITEST__INPUT_RESPONSE__INIT;
 
   (void)ud;
   if (msg != NULL)
     return;
-  assert_int_equal(streamtest__stream_test__streaming_input__server_write(call, &resp), 0);
+  assert_int_equal(itest__test__streaming_input__server_write(call, &resp), 0);
   assert_int_equal(crpc_server_call_end(call, CRPC_STATUS_OK, NULL), 0);
   uv_timer_start(&g_answered.timer, mark_answered, 0, 0);
 }
 
 static void answer_input(crpc_server_call *call, void *ud)
 {
-  assert_int_equal(
-      streamtest__stream_test__streaming_input__set_reader(call, answer_on_close, NULL, ud, 1), 0);
+  assert_int_equal(itest__test__streaming_input__set_reader(call, answer_on_close, NULL, ud, 1), 0);
 }
 
-static const Streamtest__StreamTest__Handlers answer_handlers = {.streaming_input = answer_input};
+static const Itest__Test__Handlers answer_handlers = {.streaming_input = answer_input};
 
 static void cancel_after_unread_ok_job(void *arg)
 {
@@ -478,9 +473,8 @@ static void cancel_after_unread_ok_job(void *arg)
     crpc_stream *s;
     crpc_status status;
 
-    if (streamtest__stream_test__streaming_input__open(ch, NULL, &s) != 0 ||
-        streamtest__stream_test__streaming_input__finish_wait(s, &status) != 0 ||
-        status.code != CRPC_STATUS_OK)
+    if (itest__test__streaming_input__open(ch, NULL, &s) != 0 ||
+        itest__test__streaming_input__finish_wait(s, &status) != 0 || status.code != CRPC_STATUS_OK)
       j->errors++;
     crpc_status_reset(&status);
   }
@@ -488,7 +482,7 @@ static void cancel_after_unread_ok_job(void *arg)
     int before = atomic_load(&g_answered.count);
     crpc_stream *s;
 
-    if (streamtest__stream_test__streaming_input__open(ch, NULL, &s) != 0) {
+    if (itest__test__streaming_input__open(ch, NULL, &s) != 0) {
       j->errors++;
       continue;
     }
@@ -513,7 +507,7 @@ static void cancel_async_before_finish_wins_over_unread_ok(void **state)
   atomic_init(&g_answered.count, 0);
   assert_int_equal(crpc_server_new(&srv, &e->loop), 0);
   assert_int_equal(crpc_server_listen(srv, "tcp://127.0.0.1:0", &port), 0);
-  assert_int_equal(streamtest__stream_test__crpc_register(srv, &answer_handlers, NULL), 0);
+  assert_int_equal(itest__test__crpc_register(srv, &answer_handlers, NULL), 0);
   snprintf(target, sizeof(target), "tcp://127.0.0.1:%d", port);
 
   cancel_job j = {target, 0, 0, 0, 0};

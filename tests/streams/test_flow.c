@@ -23,7 +23,7 @@ typedef struct slow {
   int order_ok;
 } slow;
 
-static void slow_read(crpc_stream *s, const Streamtest__OutputResponse *msg, void *ud)
+static void slow_read(crpc_stream *s, const Itest__OutputResponse *msg, void *ud)
 {
   slow *x = ud;
   int backlog = x->r.env->counters.flood_written - x->r.nread;
@@ -45,8 +45,8 @@ static void slow_done(crpc_stream *s, const crpc_status *st, void *ud)
   uv_timer_stop(&x->timer);
 }
 
-static const Streamtest__StreamTest__StreamingOutputHandlers slow_handlers = {
-    slow_read, slow_writable, slow_done, 0};
+static const Itest__Test__StreamingOutputHandlers slow_handlers = {slow_read, slow_writable,
+                                                                   slow_done, 0};
 
 static void slow_tick(uv_timer_t *t)
 {
@@ -69,13 +69,12 @@ static void start_flood(st_env *e, slow *x)
   x->order_ok = 1;
   assert_int_equal(uv_timer_init(&e->loop, &x->timer), 0);
   x->timer.data = x;
-  assert_int_equal(streamtest__stream_test__streaming_output__stream(e->ch, NULL, &slow_handlers,
-                                                                     x, &x->r.s),
+  assert_int_equal(itest__test__streaming_output__stream(e->ch, NULL, &slow_handlers, x, &x->r.s),
                    0);
   st_outreq_init(&req, NULL, 0, 0);
   req.req.flood_count = FLOOD_COUNT;
   req.req.flood_size = FLOOD_SIZE;
-  assert_int_equal(streamtest__stream_test__streaming_output__write(x->r.s, &req.req), 0);
+  assert_int_equal(itest__test__streaming_output__write(x->r.s, &req.req), 0);
   st_outreq_free(&req);
   assert_int_equal(crpc_stream_close_send(x->r.s), 0);
 }
@@ -114,8 +113,7 @@ static void slow_consumer(void **state)
 
 enum { SINK_SIZE = 8000, SINK_COUNT = 20 };
 
-static const Streamtest__StreamTest__SinkHandlers sink_handlers = {st_rec_in, st_rec_writable,
-                                                                   st_rec_done, 0};
+static const Itest__Test__SinkHandlers sink_handlers = {st_rec_in, st_rec_writable, st_rec_done, 0};
 
 static void writer_past_window(void **state)
 {
@@ -125,23 +123,22 @@ static void writer_past_window(void **state)
   int sent = 0, rc;
 
   st_rec_init(&r, e);
-  assert_int_equal(streamtest__stream_test__sink__stream(e->ch, NULL, &sink_handlers, &r, &r.s),
-                   0);
+  assert_int_equal(itest__test__sink__stream(e->ch, NULL, &sink_handlers, &r, &r.s), 0);
   st_wait_count(e, &e->counters.started[3], 1, WAIT_MS, "sink call at the server");
   st_inreq_init(&req, SINK_SIZE);
-  while ((rc = streamtest__stream_test__sink__write(r.s, &req.req)) == 0)
+  while ((rc = itest__test__sink__write(r.s, &req.req)) == 0)
     assert_true(++sent <= WINDOW / SINK_SIZE + 1);
   assert_int_equal(rc, CRPC_EAGAIN);
   assert_true(sent >= WINDOW / (SINK_SIZE + 64));
   /* Refused again, and no on_writable while the server reads nothing. */
-  assert_int_equal(streamtest__stream_test__sink__write(r.s, &req.req), CRPC_EAGAIN);
+  assert_int_equal(itest__test__sink__write(r.s, &req.req), CRPC_EAGAIN);
   st_run_for(e, 100);
   assert_int_equal(r.writable, 0);
   assert_int_equal(e->counters.requests, 0);
   st_sink_release(&e->counters);
   st_wait_count(e, &r.writable, 1, WAIT_MS, "on_writable after the server read");
   while (sent < SINK_COUNT) {
-    rc = streamtest__stream_test__sink__write(r.s, &req.req);
+    rc = itest__test__sink__write(r.s, &req.req);
     if (rc == CRPC_EAGAIN) {
       st_wait_count(e, &r.writable, r.writable + 1, WAIT_MS, "on_writable");
       continue;
@@ -173,8 +170,7 @@ static void concurrent_sinks(void **state)
 
   for (int i = 0; i < N_SINKS; i++) {
     st_rec_init(&r[i], e);
-    assert_int_equal(
-        streamtest__stream_test__sink__stream(e->ch, NULL, &sink_handlers, &r[i], &r[i].s), 0);
+    assert_int_equal(itest__test__sink__stream(e->ch, NULL, &sink_handlers, &r[i], &r[i].s), 0);
   }
   st_wait_count(e, &e->counters.started[3], N_SINKS, WAIT_MS, "sink calls at the server");
   assert_int_equal(e->counters.sinks_held, N_SINKS);
@@ -184,7 +180,7 @@ static void concurrent_sinks(void **state)
     st_inreq_init(&req, sink_size(i));
     /* SINK_MSGS * sink_size(i) stays well inside the window: never refused. */
     for (int k = 0; k < SINK_MSGS; k++)
-      assert_int_equal(streamtest__stream_test__sink__write(r[i].s, &req.req), 0);
+      assert_int_equal(itest__test__sink__write(r[i].s, &req.req), 0);
     st_inreq_free(&req);
     assert_int_equal(crpc_stream_close_send(r[i].s), 0);
     assert_int_equal(crpc_stream_read(r[i].s), 0);
@@ -223,11 +219,11 @@ static void pinger_send(pinger *p)
 
   st_outreq_init(&req, &size, 1, p->index + p->r.nread);
   /* One small message in flight per stream: the window never refuses it. */
-  assert_int_equal(streamtest__stream_test__full_duplex__write(p->r.s, &req.req), 0);
+  assert_int_equal(itest__test__full_duplex__write(p->r.s, &req.req), 0);
   st_outreq_free(&req);
 }
 
-static void pinger_read(crpc_stream *s, const Streamtest__OutputResponse *msg, void *ud)
+static void pinger_read(crpc_stream *s, const Itest__OutputResponse *msg, void *ud)
 {
   pinger *p = ud;
 
@@ -246,8 +242,7 @@ static void pinger_done(crpc_stream *s, const crpc_status *st, void *ud)
   (*p->finished)++;
 }
 
-static const Streamtest__StreamTest__FullDuplexHandlers pinger_handlers = {pinger_read, NULL,
-                                                                          pinger_done, 1};
+static const Itest__Test__FullDuplexHandlers pinger_handlers = {pinger_read, NULL, pinger_done, 1};
 
 static void hundred_streams(void **state)
 {
@@ -259,9 +254,8 @@ static void hundred_streams(void **state)
     st_rec_init(&p[i].r, e);
     p[i].index = i;
     p[i].finished = &finished;
-    assert_int_equal(streamtest__stream_test__full_duplex__stream(e->ch, NULL, &pinger_handlers,
-                                                                  &p[i], &p[i].r.s),
-                     0);
+    assert_int_equal(
+        itest__test__full_duplex__stream(e->ch, NULL, &pinger_handlers, &p[i], &p[i].r.s), 0);
     pinger_send(&p[i]);
   }
   st_wait_count(e, &finished, N_STREAMS, WAIT_MS, "streams done");
@@ -297,9 +291,8 @@ static void slow_stream_does_not_stall_others(void **state)
     st_rec_init(&p[i].r, e);
     p[i].index = i;
     p[i].finished = &finished;
-    assert_int_equal(streamtest__stream_test__full_duplex__stream(e->ch, NULL, &pinger_handlers,
-                                                                  &p[i], &p[i].r.s),
-                     0);
+    assert_int_equal(
+        itest__test__full_duplex__stream(e->ch, NULL, &pinger_handlers, &p[i], &p[i].r.s), 0);
     pinger_send(&p[i]);
   }
   st_wait_count(e, &finished, 10, WAIT_MS, "the other streams done while the flood is stalled");

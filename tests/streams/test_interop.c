@@ -12,12 +12,12 @@
 static const int out_sizes[] = {31415, 9, 2653, 58979};
 static const int in_sizes[] = {27182, 8, 1828, 45904};
 
-static const Streamtest__StreamTest__StreamingOutputHandlers output_handlers = {
-    st_rec_out, st_rec_writable, st_rec_done, 1};
-static const Streamtest__StreamTest__StreamingInputHandlers input_handlers = {
-    st_rec_in, st_rec_writable, st_rec_done, 0};
-static const Streamtest__StreamTest__FullDuplexHandlers duplex_handlers = {
-    st_rec_out, st_rec_writable, st_rec_done, 0};
+static const Itest__Test__StreamingOutputHandlers output_handlers = {st_rec_out, st_rec_writable,
+                                                                     st_rec_done, 1};
+static const Itest__Test__StreamingInputHandlers input_handlers = {st_rec_in, st_rec_writable,
+                                                                   st_rec_done, 0};
+static const Itest__Test__FullDuplexHandlers duplex_handlers = {st_rec_out, st_rec_writable,
+                                                                st_rec_done, 0};
 
 static void server_streaming(void **state)
 {
@@ -26,11 +26,10 @@ static void server_streaming(void **state)
   st_rec r;
 
   st_rec_init(&r, e);
-  assert_int_equal(
-      streamtest__stream_test__streaming_output__stream(e->ch, NULL, &output_handlers, &r, &r.s),
-      0);
+  assert_int_equal(itest__test__streaming_output__stream(e->ch, NULL, &output_handlers, &r, &r.s),
+                   0);
   st_outreq_init(&req, out_sizes, 4, 0);
-  assert_int_equal(streamtest__stream_test__streaming_output__write(r.s, &req.req), 0);
+  assert_int_equal(itest__test__streaming_output__write(r.s, &req.req), 0);
   st_outreq_free(&req);
   assert_int_equal(crpc_stream_close_send(r.s), 0);
   st_wait_done(e, &r, WAIT_MS);
@@ -50,8 +49,7 @@ static void client_streaming(void **state)
   st_rec r;
 
   st_rec_init(&r, e);
-  assert_int_equal(
-      streamtest__stream_test__streaming_input__stream(e->ch, NULL, &input_handlers, &r, &r.s), 0);
+  assert_int_equal(itest__test__streaming_input__stream(e->ch, NULL, &input_handlers, &r, &r.s), 0);
   for (int i = 0; i < 4; i++)
     st_write_input(e, &r, in_sizes[i]);
   assert_int_equal(crpc_stream_close_send(r.s), 0);
@@ -69,8 +67,7 @@ static void ping_pong(void **state)
   st_rec r;
 
   st_rec_init(&r, e);
-  assert_int_equal(
-      streamtest__stream_test__full_duplex__stream(e->ch, NULL, &duplex_handlers, &r, &r.s), 0);
+  assert_int_equal(itest__test__full_duplex__stream(e->ch, NULL, &duplex_handlers, &r, &r.s), 0);
   for (int i = 0; i < 4; i++) {
     st_write_duplex(e, &r, &out_sizes[i], 1, in_sizes[i]);
     assert_int_equal(crpc_stream_read(r.s), 0);
@@ -91,8 +88,7 @@ static void empty_stream(void **state)
   st_rec r;
 
   st_rec_init(&r, e);
-  assert_int_equal(
-      streamtest__stream_test__full_duplex__stream(e->ch, NULL, &duplex_handlers, &r, &r.s), 0);
+  assert_int_equal(itest__test__full_duplex__stream(e->ch, NULL, &duplex_handlers, &r, &r.s), 0);
   assert_int_equal(crpc_stream_close_send(r.s), 0);
   st_wait_done(e, &r, WAIT_MS);
   assert_int_equal(r.code, CRPC_STATUS_OK);
@@ -118,8 +114,7 @@ static void cancel_after_begin(void **state)
   both settled = {&e->counters.started[1], &e->counters.cancels};
 
   st_rec_init(&r, e);
-  assert_int_equal(
-      streamtest__stream_test__streaming_input__stream(e->ch, NULL, &input_handlers, &r, &r.s), 0);
+  assert_int_equal(itest__test__streaming_input__stream(e->ch, NULL, &input_handlers, &r, &r.s), 0);
   crpc_stream_cancel(r.s);
   assert_int_equal(r.done, 1); /* before crpc_stream_cancel returned */
   assert_int_equal(r.code, CRPC_STATUS_CANCELLED);
@@ -136,8 +131,7 @@ static void cancel_after_first_response(void **state)
   st_rec r;
 
   st_rec_init(&r, e);
-  assert_int_equal(
-      streamtest__stream_test__full_duplex__stream(e->ch, NULL, &duplex_handlers, &r, &r.s), 0);
+  assert_int_equal(itest__test__full_duplex__stream(e->ch, NULL, &duplex_handlers, &r, &r.s), 0);
   st_write_duplex(e, &r, &out_sizes[0], 1, in_sizes[0]);
   assert_int_equal(crpc_stream_read(r.s), 0);
   st_wait_count(e, &r.nread, 1, WAIT_MS, "first response");
@@ -157,8 +151,7 @@ static void timeout_on_sleeping_server(void **state)
   st_rec r;
 
   st_rec_init(&r, e);
-  assert_int_equal(
-      streamtest__stream_test__full_duplex__stream(e->ch, &opts, &duplex_handlers, &r, &r.s), 0);
+  assert_int_equal(itest__test__full_duplex__stream(e->ch, &opts, &duplex_handlers, &r, &r.s), 0);
   st_write_duplex(e, &r, NULL, 0, in_sizes[0]); /* asks for no response: the server stays quiet */
   st_wait_done(e, &r, WAIT_MS);
   assert_int_equal(r.code, CRPC_STATUS_DEADLINE_EXCEEDED);
@@ -170,7 +163,7 @@ static void timeout_on_sleeping_server(void **state)
 static void unimplemented_stream(void **state)
 {
   st_env *e = *state;
-  static const Streamtest__StreamTest__Handlers none = {0};
+  static const Itest__Test__Handlers none = {0};
   crpc_server *srv;
   crpc_channel *ch;
   char target[64];
@@ -179,16 +172,14 @@ static void unimplemented_stream(void **state)
 
   assert_int_equal(crpc_server_new(&srv, &e->loop), 0);
   assert_int_equal(crpc_server_listen(srv, "tcp://127.0.0.1:0", &port), 0);
-  assert_int_equal(streamtest__stream_test__crpc_register(srv, &none, NULL), 0);
+  assert_int_equal(itest__test__crpc_register(srv, &none, NULL), 0);
   snprintf(target, sizeof(target), "tcp://127.0.0.1:%d", port);
   assert_int_equal(crpc_channel_new(&ch, &e->loop, target), 0);
   st_rec_init(&r, e);
-  assert_int_equal(streamtest__stream_test__full_duplex__stream(ch, NULL, &duplex_handlers, &r,
-                                                                &r.s),
-                   0);
+  assert_int_equal(itest__test__full_duplex__stream(ch, NULL, &duplex_handlers, &r, &r.s), 0);
   st_wait_done(e, &r, WAIT_MS);
   assert_int_equal(r.code, CRPC_STATUS_UNIMPLEMENTED);
-  assert_non_null(strstr(r.message, "streamtest.StreamTest/FullDuplex"));
+  assert_non_null(strstr(r.message, "itest.Test/FullDuplex"));
   crpc_channel_close(ch, NULL, NULL);
   crpc_server_close(srv, NULL, NULL); /* st_env_finish runs the loop until both are gone */
 }
@@ -207,17 +198,17 @@ static void server_streaming_blocking_job(void *arg)
   crpc_channel *ch;
   crpc_stream *s;
   st_outreq req;
-  Streamtest__OutputResponse *msg;
+  Itest__OutputResponse *msg;
   crpc_status status;
   int rc, n = 0;
 
   if (crpc_channel_new(&ch, NULL, j->target) != 0)
     return;
   st_outreq_init(&req, out_sizes, 4, 0);
-  if (streamtest__stream_test__streaming_output__open(ch, NULL, &s) == 0) {
-    if (streamtest__stream_test__streaming_output__send_wait(s, &req.req) == 0)
+  if (itest__test__streaming_output__open(ch, NULL, &s) == 0) {
+    if (itest__test__streaming_output__send_wait(s, &req.req) == 0)
       j->ok_steps++;
-    while ((rc = streamtest__stream_test__streaming_output__recv_wait(s, &msg)) == 1) {
+    while ((rc = itest__test__streaming_output__recv_wait(s, &msg)) == 1) {
       if (n < 4 && st_payload_ok(msg->payload, out_sizes[n]) && msg->seq == n)
         j->ok_steps++;
       n++;
@@ -225,7 +216,7 @@ static void server_streaming_blocking_job(void *arg)
     }
     if (rc == 0 && msg == NULL && n == 4)
       j->ok_steps++;
-    if (streamtest__stream_test__streaming_output__finish_wait(s, &status) == 0) {
+    if (itest__test__streaming_output__finish_wait(s, &status) == 0) {
       j->code = status.code;
       crpc_status_reset(&status);
     }
@@ -252,31 +243,31 @@ static void client_streaming_blocking_job(void *arg)
   crpc_channel *ch;
   crpc_stream *s;
   crpc_status status;
-  Streamtest__InputResponse *resp = NULL;
+  Itest__InputResponse *resp = NULL;
 
   if (crpc_channel_new(&ch, NULL, j->target) != 0)
     return;
-  if (streamtest__stream_test__streaming_input__open(ch, NULL, &s) == 0) {
+  if (itest__test__streaming_input__open(ch, NULL, &s) == 0) {
     for (int i = 0; i < 4; i++) {
       static uint8_t zeros[45904];
-      Streamtest__Blob blob = STREAMTEST__BLOB__INIT;
-      Streamtest__InputRequest req = STREAMTEST__INPUT_REQUEST__INIT;
+      Itest__Blob blob = ITEST__BLOB__INIT;
+      Itest__InputRequest req = ITEST__INPUT_REQUEST__INIT;
       blob.data.data = zeros;
       blob.data.len = (size_t)in_sizes[i];
       req.payload = &blob;
-      if (streamtest__stream_test__streaming_input__send_wait(s, &req) == 0)
+      if (itest__test__streaming_input__send_wait(s, &req) == 0)
         j->ok_steps++;
     }
     if (crpc_stream_close_send(s) == 0)
       j->ok_steps++;
-    if (streamtest__stream_test__streaming_input__recv_wait(s, &resp) == 1 &&
-        resp->aggregated_size == 74922 && resp->messages == 4)
+    if (itest__test__streaming_input__recv_wait(s, &resp) == 1 && resp->aggregated_size == 74922 &&
+        resp->messages == 4)
       j->ok_steps++;
     if (resp != NULL)
       protobuf_c_message_free_unpacked(&resp->base, NULL);
-    if (streamtest__stream_test__streaming_input__recv_wait(s, &resp) == 0 && resp == NULL)
+    if (itest__test__streaming_input__recv_wait(s, &resp) == 0 && resp == NULL)
       j->ok_steps++;
-    if (streamtest__stream_test__streaming_input__finish_wait(s, &status) == 0) {
+    if (itest__test__streaming_input__finish_wait(s, &status) == 0) {
       j->code = status.code;
       crpc_status_reset(&status);
     }
@@ -303,21 +294,21 @@ static void ping_pong_blocking_job(void *arg)
 
   if (crpc_channel_new(&ch, NULL, j->target) != 0)
     return;
-  if (streamtest__stream_test__full_duplex__open(ch, NULL, &s) == 0) {
+  if (itest__test__full_duplex__open(ch, NULL, &s) == 0) {
     for (int i = 0; i < 4; i++) {
       st_outreq req;
-      Streamtest__OutputResponse *msg = NULL;
+      Itest__OutputResponse *msg = NULL;
 
       st_outreq_init(&req, &out_sizes[i], 1, in_sizes[i]);
-      if (streamtest__stream_test__full_duplex__send_wait(s, &req.req) == 0 &&
-          streamtest__stream_test__full_duplex__recv_wait(s, &msg) == 1 &&
+      if (itest__test__full_duplex__send_wait(s, &req.req) == 0 &&
+          itest__test__full_duplex__recv_wait(s, &msg) == 1 &&
           st_payload_ok(msg->payload, out_sizes[i]) && msg->seq == i)
         j->ok_steps++;
       if (msg != NULL)
         protobuf_c_message_free_unpacked(&msg->base, NULL);
       st_outreq_free(&req);
     }
-    if (streamtest__stream_test__full_duplex__finish_wait(s, &status) == 0) {
+    if (itest__test__full_duplex__finish_wait(s, &status) == 0) {
       j->code = status.code;
       crpc_status_reset(&status);
     }

@@ -24,7 +24,7 @@ static void child_serve(int fd)
 
   if (crpc_server_new(&srv, NULL) == 0 &&
       crpc_server_listen(srv, "tcp://127.0.0.1:0", &port) == 0 &&
-      streamtest__stream_test__crpc_register(srv, &st_service_handlers, &counters) == 0) {
+      itest__test__crpc_register(srv, &st_service_handlers, &counters) == 0) {
     if (write(fd, &port, sizeof(port)) != (ssize_t)sizeof(port))
       _exit(2);
     crpc_server_run(srv);
@@ -46,12 +46,10 @@ static int read_port(int fd)
   return port;
 }
 
-static const Streamtest__StreamTest__FullDuplexHandlers duplex_handlers = {
-    st_rec_out, NULL, st_rec_done, 1};
-static const Streamtest__StreamTest__StreamingOutputHandlers flood_handlers = {
+static const Itest__Test__FullDuplexHandlers duplex_handlers = {st_rec_out, NULL, st_rec_done, 1};
+static const Itest__Test__StreamingOutputHandlers flood_handlers = {
     st_rec_out, NULL, st_rec_done, 0}; /* never reads: the server stays blocked on the window */
-static const Streamtest__StreamTest__StreamingInputHandlers input_handlers = {
-    st_rec_in, NULL, st_rec_done, 0};
+static const Itest__Test__StreamingInputHandlers input_handlers = {st_rec_in, NULL, st_rec_done, 0};
 
 static void peer_killed_mid_stream(void **state)
 {
@@ -84,34 +82,31 @@ static void peer_killed_mid_stream(void **state)
     int size = 100 + i;
     st_outreq req;
 
-    assert_int_equal(streamtest__stream_test__full_duplex__stream(ch, NULL, &duplex_handlers,
-                                                                  &r[i], &r[i].s),
+    assert_int_equal(itest__test__full_duplex__stream(ch, NULL, &duplex_handlers, &r[i], &r[i].s),
                      0);
     st_outreq_init(&req, &size, 1, 10);
-    assert_int_equal(streamtest__stream_test__full_duplex__write(r[i].s, &req.req), 0);
+    assert_int_equal(itest__test__full_duplex__write(r[i].s, &req.req), 0);
     st_outreq_free(&req);
   }
   for (int i = N_DUPLEX; i < N_DUPLEX + N_FLOOD; i++) {
     st_outreq req;
 
-    assert_int_equal(streamtest__stream_test__streaming_output__stream(ch, NULL, &flood_handlers,
-                                                                       &r[i], &r[i].s),
-                     0);
+    assert_int_equal(
+        itest__test__streaming_output__stream(ch, NULL, &flood_handlers, &r[i], &r[i].s), 0);
     st_outreq_init(&req, NULL, 0, 0);
     req.req.flood_count = 1000;
     req.req.flood_size = 4000;
-    assert_int_equal(streamtest__stream_test__streaming_output__write(r[i].s, &req.req), 0);
+    assert_int_equal(itest__test__streaming_output__write(r[i].s, &req.req), 0);
     st_outreq_free(&req);
     assert_int_equal(crpc_stream_close_send(r[i].s), 0);
   }
   for (int i = N_DUPLEX + N_FLOOD; i < N_ALL; i++) {
     st_inreq req;
 
-    assert_int_equal(streamtest__stream_test__streaming_input__stream(ch, NULL, &input_handlers,
-                                                                      &r[i], &r[i].s),
-                     0);
+    assert_int_equal(
+        itest__test__streaming_input__stream(ch, NULL, &input_handlers, &r[i], &r[i].s), 0);
     st_inreq_init(&req, 1000);
-    assert_int_equal(streamtest__stream_test__streaming_input__write(r[i].s, &req.req), 0);
+    assert_int_equal(itest__test__streaming_input__write(r[i].s, &req.req), 0);
     st_inreq_free(&req);
   }
   /* Mid-stream: every bidi stream has had its first response, and none has ended. */

@@ -93,10 +93,10 @@ static void finish(crpc_server_call *call, const Itest__EchoRequest *req, itest_
     Itest__EchoReply reply = ITEST__ECHO_REPLY__INIT;
     reply.seq = req->seq;
     reply.payload = req->payload;
-    int rc = req->misuse == 3 ? itest__echo__echo__reply(call, &reply)
+    int rc = req->misuse == 3 ? itest__test__echo__reply(call, &reply)
                               : crpc_server_call_fail(call, CRPC_STATUS_ABORTED, "first");
     int ok = rc == 0;
-    ok = itest__echo__echo__reply(call, &reply) == CRPC_ESTATE && ok;
+    ok = itest__test__echo__reply(call, &reply) == CRPC_ESTATE && ok;
     ok = crpc_server_call_fail(call, CRPC_STATUS_UNAVAILABLE, "second") == CRPC_ESTATE && ok;
     ok = crpc_server_call_fail_details(call, CRPC_STATUS_UNAVAILABLE, "second",
                                        (const uint8_t *)"d", 1) == CRPC_ESTATE && ok;
@@ -117,7 +117,7 @@ static void finish(crpc_server_call *call, const Itest__EchoRequest *req, itest_
     } else {
       reply.payload = req->payload;
     }
-    itest__echo__echo__reply(call, &reply);
+    itest__test__echo__reply(call, &reply);
     free(big);
   }
   atomic_fetch_add(&st->finished, 1);
@@ -160,7 +160,7 @@ static void echo_handler(crpc_server_call *call, const Itest__EchoRequest *req, 
   uv_timer_start(&p->timer, pending_tick, first, POLL_MS);
 }
 
-const Itest__Echo__Handlers itest_echo_handlers = {.echo = echo_handler};
+const Itest__Test__Handlers itest_echo_handlers = {.echo = echo_handler};
 
 /* ---- The test server, on its own thread --------------------------------------------------------*/
 
@@ -215,7 +215,7 @@ itest_server *itest_server_start(const itest_transport *t, const itest_server_op
     assert_int_equal(crpc_server_set_option(s->srv, CRPC_OPT_MAX_RECV_MESSAGE_SIZE, opts->max_recv), 0);
   if (opts->max_send)
     assert_int_equal(crpc_server_set_option(s->srv, CRPC_OPT_MAX_SEND_MESSAGE_SIZE, opts->max_send), 0);
-  assert_int_equal(itest__echo__crpc_register(s->srv, &itest_echo_handlers, &s->st), 0);
+  assert_int_equal(itest__test__crpc_register(s->srv, &itest_echo_handlers, &s->st), 0);
 
   char listen_ep[256];
   if (opts->endpoint)

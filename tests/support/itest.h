@@ -5,9 +5,10 @@
  * A test case takes an itest_transport as its cmocka state, and ITEST_PER_TRANSPORT() registers
  * it once for TCP over IPv4, TCP over IPv6 and Unix domain sockets.
  *
- * The test server serves itest.Echo (itest.proto). What a handler does is chosen by the
- * request: answer at once, answer after delay_ms from a timer, fail with fail_code, hold the call
- * until it is cancelled, reply with reply_size bytes, or misuse the server API. Every held or
+ * The test server serves the Echo method of the test service itest.Test (itest.proto; its other
+ * methods answer UNIMPLEMENTED here). What a handler does is chosen by the request: answer at
+ * once, answer after delay_ms from a timer, fail with fail_code, hold the call until it is
+ * cancelled, reply with reply_size bytes, or misuse the server API. Every held or
  * delayed call is polled every few milliseconds: once crpc_server_call_cancelled() is true it is
  * finished at once (and counted in cancel_seen), so a closing server never waits for a timer.
  *
@@ -85,8 +86,8 @@ typedef struct itest_final {
 void itest_server_stop_get(itest_server *s, itest_final *final);
 
 /* The Echo handler table, for servers built outside the fixture (lifecycle/itest_server_main.c). The
- * user_data given to itest__echo__crpc_register() must be an itest_stats. */
-extern const Itest__Echo__Handlers itest_echo_handlers;
+ * user_data given to itest__test__crpc_register() must be an itest_stats. */
+extern const Itest__Test__Handlers itest_echo_handlers;
 
 /* ---- Client side ----------------------------------------------------------------------------- */
 

@@ -54,8 +54,8 @@ sem_held *sem_hold(sem_env *e, crpc_server_call *call) {
 
 int sem_held_reply(sem_held *h) {
   assert_non_null(h->call);
-  Sem__EchoReply reply = SEM__ECHO_REPLY__INIT;
-  int rc = sem__echo__echo__reply(h->call, &reply);
+  Itest__EchoReply reply = ITEST__ECHO_REPLY__INIT;
+  int rc = itest__test__echo__reply(h->call, &reply);
   h->call = NULL;
   h->env->finished++;
   return rc;
@@ -78,11 +78,11 @@ typedef struct delayed {
 
 static void delayed_closed(uv_handle_t *h) { free(h->data); }
 
-static void reply_echo(sem_env *e, crpc_server_call *call, const Sem__EchoRequest *req) {
+static void reply_echo(sem_env *e, crpc_server_call *call, const Itest__EchoRequest *req) {
   if (req->fail_code) {
     crpc_server_call_fail(call, (crpc_code)req->fail_code, req->fail_message);
   } else {
-    Sem__EchoReply reply = SEM__ECHO_REPLY__INIT;
+    Itest__EchoReply reply = ITEST__ECHO_REPLY__INIT;
     uint8_t *big = NULL;
     if (req->reply_size) {
       big = malloc(req->reply_size);
@@ -93,7 +93,7 @@ static void reply_echo(sem_env *e, crpc_server_call *call, const Sem__EchoReques
     } else {
       reply.payload = req->payload;
     }
-    assert_int_equal(sem__echo__echo__reply(call, &reply), 0);
+    assert_int_equal(itest__test__echo__reply(call, &reply), 0);
     free(big);
   }
   e->finished++;
@@ -101,14 +101,14 @@ static void reply_echo(sem_env *e, crpc_server_call *call, const Sem__EchoReques
 
 static void delayed_due(uv_timer_t *t) {
   delayed *d = t->data;
-  Sem__EchoReply reply = SEM__ECHO_REPLY__INIT;
-  assert_int_equal(sem__echo__echo__reply(d->call, &reply), 0);
+  Itest__EchoReply reply = ITEST__ECHO_REPLY__INIT;
+  assert_int_equal(itest__test__echo__reply(d->call, &reply), 0);
   d->env->finished++;
   d->env->delayed_pending--;
   uv_close((uv_handle_t *)t, delayed_closed);
 }
 
-static void echo_handler(crpc_server_call *call, const Sem__EchoRequest *req, void *ud) {
+static void echo_handler(crpc_server_call *call, const Itest__EchoRequest *req, void *ud) {
   sem_env *e = ud;
   e->echo_calls++;
   e->last_time_left = crpc_server_call_time_left_ms(call);
@@ -130,14 +130,14 @@ static void echo_handler(crpc_server_call *call, const Sem__EchoRequest *req, vo
   }
 }
 
-static void nest_handler(crpc_server_call *call, const Sem__Node *req, void *ud) {
+static void nest_handler(crpc_server_call *call, const Itest__Node *req, void *ud) {
   sem_env *e = ud;
   e->nest_calls++;
-  assert_int_equal(sem__echo__nest__reply(call, e->nest_reply ? e->nest_reply : req), 0);
+  assert_int_equal(itest__test__nest__reply(call, e->nest_reply ? e->nest_reply : req), 0);
   e->finished++;
 }
 
-static const Sem__Echo__Handlers handlers = {.echo = echo_handler, .nest = nest_handler};
+static const Itest__Test__Handlers handlers = {.echo = echo_handler, .nest = nest_handler};
 
 /* ---- Server ---------------------------------------------------------------------------------- */
 
@@ -151,7 +151,7 @@ void sem_server_start(sem_env *e, const sem_opt *opts, size_t n) {
   assert_int_equal(crpc_server_new(&e->srv, &e->loop), 0);
   for (size_t i = 0; i < n; i++)
     assert_int_equal(crpc_server_set_option(e->srv, opts[i].opt, opts[i].value), 0);
-  assert_int_equal(sem__echo__crpc_register(e->srv, &handlers, e), 0);
+  assert_int_equal(itest__test__crpc_register(e->srv, &handlers, e), 0);
   assert_int_equal(crpc_server_listen(e->srv, "tcp://127.0.0.1:0", &e->port), 0);
   assert_true(e->port > 0);
   snprintf(e->endpoint, sizeof e->endpoint, "tcp://127.0.0.1:%d", e->port);
@@ -249,7 +249,7 @@ void sem_rec_status(sem_rec *r, const crpc_status *st) {
   }
 }
 
-void sem_rec_echo(const crpc_status *st, const Sem__EchoReply *resp, void *ud) {
+void sem_rec_echo(const crpc_status *st, const Itest__EchoReply *resp, void *ud) {
   sem_rec *r = ud;
   r->completions++;
   r->done_ms = ts_now_ms();
@@ -259,7 +259,7 @@ void sem_rec_echo(const crpc_status *st, const Sem__EchoReply *resp, void *ud) {
   assert_true((st->code == CRPC_STATUS_OK) == (resp != NULL));
 }
 
-void sem_rec_nest(const crpc_status *st, const Sem__Node *resp, void *ud) {
+void sem_rec_nest(const crpc_status *st, const Itest__Node *resp, void *ud) {
   sem_rec *r = ud;
   r->completions++;
   r->done_ms = ts_now_ms();
@@ -269,10 +269,10 @@ void sem_rec_nest(const crpc_status *st, const Sem__Node *resp, void *ud) {
   assert_true((st->code == CRPC_STATUS_OK) == (resp != NULL));
 }
 
-crpc_call *sem_start(crpc_channel *ch, const Sem__EchoRequest *req, const crpc_call_opts *o,
+crpc_call *sem_start(crpc_channel *ch, const Itest__EchoRequest *req, const crpc_call_opts *o,
                      sem_rec *r) {
   crpc_call *call = NULL;
-  assert_int_equal(sem__echo__echo__start(ch, req, o, sem_rec_echo, r, &call), 0);
+  assert_int_equal(itest__test__echo__start(ch, req, o, sem_rec_echo, r, &call), 0);
   assert_non_null(call);
   assert_int_equal(r->completions, 0); /* never before the start function returned */
   return call;
@@ -285,27 +285,27 @@ void sem_wait_rec(sem_env *e, sem_rec *r, uint64_t timeout_ms) {
     fail_msg("call did not complete within %llu ms", (unsigned long long)timeout_ms);
 }
 
-Sem__Node *sem_chain(unsigned n) {
-  Sem__Node *top = NULL;
+Itest__Node *sem_chain(unsigned n) {
+  Itest__Node *top = NULL;
   for (unsigned i = 0; i < n; i++) {
-    Sem__Node *node = malloc(sizeof *node);
+    Itest__Node *node = malloc(sizeof *node);
     assert_non_null(node);
-    sem__node__init(node);
+    itest__node__init(node);
     node->child = top;
     top = node;
   }
   return top;
 }
 
-void sem_chain_free(Sem__Node *top) {
+void sem_chain_free(Itest__Node *top) {
   while (top) {
-    Sem__Node *next = top->child;
+    Itest__Node *next = top->child;
     free(top);
     top = next;
   }
 }
 
-unsigned sem_chain_depth(const Sem__Node *top) {
+unsigned sem_chain_depth(const Itest__Node *top) {
   unsigned n = 0;
   for (; top; top = top->child) n++;
   return n;

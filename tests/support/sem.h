@@ -2,9 +2,10 @@
  * and raw peers (rawpeer.h), with waits that run the loop until a condition holds (bounded in
  * time).
  *
- * Server side: the sem.Echo service (sem.proto). The Echo handler answers at once, after
- * delay_ms, fails with fail_code, holds the call (sem_held: the test finishes it), or answers
- * reply_size bytes; a test may install a hook instead. Nest echoes its request, or answers
+ * Server side: the Echo and Nest methods of the test service itest.Test (itest.proto; its
+ * streaming methods answer UNIMPLEMENTED here, stream.h serves them). The Echo handler answers at
+ * once, after delay_ms, fails with fail_code, holds the call (sem_held: the test finishes it), or
+ * answers reply_size bytes; a test may install a hook instead. Nest echoes its request, or answers
  * env->nest_reply when set. Handler counters live in sem_env and are touched on the loop thread
  * only.
  *
@@ -26,7 +27,7 @@
 #include "loop.h"
 
 #include "rawpeer.h"
-#include "sem.crpc.h"
+#include "itest.crpc.h"
 
 /* ---- Time and waits ------------------------------------------------------------------------- */
 
@@ -64,7 +65,7 @@ typedef struct sem_held {
   uint64_t arrived_ms, cancel_ms;
 } sem_held;
 
-typedef void (*sem_echo_hook)(sem_env *e, crpc_server_call *call, const Sem__EchoRequest *req);
+typedef void (*sem_echo_hook)(sem_env *e, crpc_server_call *call, const Itest__EchoRequest *req);
 
 struct sem_env {
   uv_loop_t loop;
@@ -81,7 +82,7 @@ struct sem_env {
   int finish_on_cancel;     /* held calls are failed CANCELLED from on_cancel */
   sem_echo_hook hook;
   void *hook_data;
-  const Sem__Node *nest_reply;
+  const Itest__Node *nest_reply;
   int delayed_pending;
   crpc_channel *channels[16]; /* opened by sem_channel, not yet closed: closed by sem_env_finish */
 };
@@ -133,18 +134,18 @@ typedef struct sem_rec {
 } sem_rec;
 
 void sem_rec_status(sem_rec *r, const crpc_status *st); /* copies st into r (no counting) */
-void sem_rec_echo(const crpc_status *st, const Sem__EchoReply *resp, void *ud /* sem_rec */);
-void sem_rec_nest(const crpc_status *st, const Sem__Node *resp, void *ud /* sem_rec */);
+void sem_rec_echo(const crpc_status *st, const Itest__EchoReply *resp, void *ud /* sem_rec */);
+void sem_rec_nest(const crpc_status *st, const Itest__Node *resp, void *ud /* sem_rec */);
 /* Starts Echo with req on ch, recording into r; asserts the start succeeded. */
-crpc_call *sem_start(crpc_channel *ch, const Sem__EchoRequest *req, const crpc_call_opts *o,
+crpc_call *sem_start(crpc_channel *ch, const Itest__EchoRequest *req, const crpc_call_opts *o,
                      sem_rec *r);
 /* Runs until r completed; fails the test after timeout_ms. */
 void sem_wait_rec(sem_env *e, sem_rec *r, uint64_t timeout_ms);
 
 /* A chain of n Node messages (n >= 1), the top one first; free with sem_chain_free. */
-Sem__Node *sem_chain(unsigned n);
-void sem_chain_free(Sem__Node *top);
-unsigned sem_chain_depth(const Sem__Node *top);
+Itest__Node *sem_chain(unsigned n);
+void sem_chain_free(Itest__Node *top);
+unsigned sem_chain_depth(const Itest__Node *top);
 
 /* Runs fn(arg) on a new thread while the loop runs; returns when it has returned (bounded). */
 void sem_in_thread(sem_env *e, void (*fn)(void *), void *arg, uint64_t timeout_ms);

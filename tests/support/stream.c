@@ -19,7 +19,7 @@ uint8_t *st_pattern(int size)
   return p;
 }
 
-int st_payload_ok(const Streamtest__Blob *b, int size)
+int st_payload_ok(const Itest__Blob *b, int size)
 {
   if (size == 0)
     return b == NULL || b->data.len == 0;
@@ -34,10 +34,10 @@ int st_payload_ok(const Streamtest__Blob *b, int size)
 void st_outreq_init(st_outreq *o, const int *sizes, size_t n, int payload_size)
 {
   assert_true(n <= ST_MAX_WANTED);
-  streamtest__output_request__init(&o->req);
-  streamtest__blob__init(&o->blob);
+  itest__output_request__init(&o->req);
+  itest__blob__init(&o->blob);
   for (size_t i = 0; i < n; i++) {
-    streamtest__wanted__init(&o->w[i]);
+    itest__wanted__init(&o->w[i]);
     o->w[i].size = sizes[i];
     o->wp[i] = &o->w[i];
   }
@@ -52,8 +52,8 @@ void st_outreq_free(st_outreq *o) { free(o->blob.data.data); }
 
 void st_inreq_init(st_inreq *o, int size)
 {
-  streamtest__input_request__init(&o->req);
-  streamtest__blob__init(&o->blob);
+  itest__input_request__init(&o->req);
+  itest__blob__init(&o->blob);
   o->blob.data.len = (size_t)size;
   o->blob.data.data = st_pattern(size);
   o->req.payload = &o->blob;
@@ -135,7 +135,7 @@ static st_call *call_new(st_counters *c, crpc_server_call *call, int method)
   return sc;
 }
 
-static void queue(st_call *sc, const Streamtest__OutputRequest *req)
+static void queue(st_call *sc, const Itest__OutputRequest *req)
 {
   for (size_t i = 0; i < req->n_responses; i++) {
     if (sc->n_todo == sc->cap) {
@@ -158,17 +158,16 @@ static int write_due(st_call *sc)
 {
   while (sc->next < sc->n_todo || sc->flood_left > 0) {
     int size = sc->next < sc->n_todo ? sc->todo[sc->next] : sc->flood_size;
-    Streamtest__OutputResponse resp = STREAMTEST__OUTPUT_RESPONSE__INIT;
-    Streamtest__Blob blob = STREAMTEST__BLOB__INIT;
+    Itest__OutputResponse resp = ITEST__OUTPUT_RESPONSE__INIT;
+    Itest__Blob blob = ITEST__BLOB__INIT;
     int rc;
 
     blob.data.len = (size_t)size;
     blob.data.data = st_pattern(size);
     resp.payload = &blob;
     resp.seq = sc->seq;
-    rc = sc->method == M_OUTPUT
-             ? streamtest__stream_test__streaming_output__server_write(sc->call, &resp)
-             : streamtest__stream_test__full_duplex__server_write(sc->call, &resp);
+    rc = sc->method == M_OUTPUT ? itest__test__streaming_output__server_write(sc->call, &resp)
+                                : itest__test__full_duplex__server_write(sc->call, &resp);
     free(blob.data.data);
     if (rc == CRPC_EAGAIN) {
       sc->c->eagain++;
@@ -202,7 +201,7 @@ static void on_writable(crpc_server_call *call, void *ud)
   write_due(sc);
 }
 
-static void output(crpc_server_call *call, const Streamtest__OutputRequest *req, void *ud)
+static void output(crpc_server_call *call, const Itest__OutputRequest *req, void *ud)
 {
   st_call *sc = call_new(ud, call, M_OUTPUT);
 
@@ -212,7 +211,7 @@ static void output(crpc_server_call *call, const Streamtest__OutputRequest *req,
   write_due(sc);
 }
 
-static void duplex_read(crpc_server_call *call, const Streamtest__OutputRequest *msg, void *ud)
+static void duplex_read(crpc_server_call *call, const Itest__OutputRequest *msg, void *ud)
 {
   st_call *sc = ud;
 
@@ -230,24 +229,22 @@ static void duplex(crpc_server_call *call, void *ud)
 {
   st_call *sc = call_new(ud, call, M_DUPLEX);
 
-  assert_int_equal(streamtest__stream_test__full_duplex__set_reader(call, duplex_read, on_writable,
-                                                                    sc, 1),
-                   0);
+  assert_int_equal(itest__test__full_duplex__set_reader(call, duplex_read, on_writable, sc, 1), 0);
 }
 
 static void finish_input(st_call *sc)
 {
-  Streamtest__InputResponse resp = STREAMTEST__INPUT_RESPONSE__INIT;
+  Itest__InputResponse resp = ITEST__INPUT_RESPONSE__INIT;
 
   resp.aggregated_size = sc->aggregated;
   resp.messages = sc->messages;
   /* One small message on a fresh window: never refused. */
-  assert_int_equal(streamtest__stream_test__streaming_input__server_write(sc->call, &resp), 0);
+  assert_int_equal(itest__test__streaming_input__server_write(sc->call, &resp), 0);
   sc->c->written++;
   end_call(sc, CRPC_STATUS_OK, NULL);
 }
 
-static void input_read(crpc_server_call *call, const Streamtest__InputRequest *msg, void *ud)
+static void input_read(crpc_server_call *call, const Itest__InputRequest *msg, void *ud)
 {
   st_call *sc = ud;
 
@@ -266,8 +263,7 @@ static void input(crpc_server_call *call, void *ud)
 {
   st_call *sc = call_new(ud, call, M_INPUT);
 
-  assert_int_equal(
-      streamtest__stream_test__streaming_input__set_reader(call, input_read, NULL, sc, 0), 0);
+  assert_int_equal(itest__test__streaming_input__set_reader(call, input_read, NULL, sc, 0), 0);
   assert_int_equal(crpc_server_call_read(call), 0);
 }
 
@@ -294,20 +290,18 @@ void st_sink_release(st_counters *c)
     st_call *sc = c->sink;
 
     sink_unhold(sc);
-    assert_int_equal(streamtest__stream_test__sink__set_reader(sc->call, input_read, NULL, sc, 1),
-                     0);
+    assert_int_equal(itest__test__sink__set_reader(sc->call, input_read, NULL, sc, 1), 0);
   }
 }
 
 /* UnaryCall: answers at once, or holds the call (request.hold) until it is cancelled or
  * st_unary_release(). The request lives as long as the call, so a held one is answered from it. */
-static void unary_answer(st_counters *c, crpc_server_call *call,
-                         const Streamtest__OutputRequest *req)
+static void unary_answer(st_counters *c, crpc_server_call *call, const Itest__OutputRequest *req)
 {
   int size = req->n_responses > 0 ? req->responses[0]->size
                                   : (req->payload != NULL ? (int)req->payload->data.len : 0);
-  Streamtest__OutputResponse resp = STREAMTEST__OUTPUT_RESPONSE__INIT;
-  Streamtest__Blob blob = STREAMTEST__BLOB__INIT;
+  Itest__OutputResponse resp = ITEST__OUTPUT_RESPONSE__INIT;
+  Itest__Blob blob = ITEST__BLOB__INIT;
   const crpc_metadata *md;
   size_t n = 0;
 
@@ -318,7 +312,7 @@ static void unary_answer(st_counters *c, crpc_server_call *call,
   blob.data.len = (size_t)size;
   blob.data.data = st_pattern(size);
   resp.payload = &blob;
-  assert_int_equal(streamtest__stream_test__unary_call__reply(call, &resp), 0);
+  assert_int_equal(itest__test__unary_call__reply(call, &resp), 0);
   free(blob.data.data);
   c->ended_ok++;
   c->written++;
@@ -344,7 +338,7 @@ static void unary_cancelled(crpc_server_call *call, void *ud)
   assert_int_equal(crpc_server_call_fail(call, CRPC_STATUS_CANCELLED, "cancelled"), 0);
 }
 
-static void unary(crpc_server_call *call, const Streamtest__OutputRequest *req, void *ud)
+static void unary(crpc_server_call *call, const Itest__OutputRequest *req, void *ud)
 {
   st_counters *c = ud;
 
@@ -371,7 +365,7 @@ void st_unary_release(st_counters *c)
   }
 }
 
-const Streamtest__StreamTest__Handlers st_service_handlers = {
+const Itest__Test__Handlers st_service_handlers = {
     .streaming_output = output,
     .streaming_input = input,
     .full_duplex = duplex,
@@ -404,9 +398,7 @@ void st_env_start_at(st_env *e, const char *listen)
   assert_int_equal(uv_timer_init(&e->loop, &e->tick), 0);
   assert_int_equal(crpc_server_new(&e->srv, &e->loop), 0);
   assert_int_equal(crpc_server_listen(e->srv, listen, &e->port), 0);
-  assert_int_equal(streamtest__stream_test__crpc_register(e->srv, &st_service_handlers,
-                                                          &e->counters),
-                   0);
+  assert_int_equal(itest__test__crpc_register(e->srv, &st_service_handlers, &e->counters), 0);
   /* TCP with port 0: the port the server picked replaces it. */
   colon = strrchr(listen, ':');
   if (strncmp(listen, "tcp://", 6) == 0 && colon != NULL && strcmp(colon, ":0") == 0)
@@ -461,7 +453,7 @@ void st_rec_init(st_rec *r, st_env *e)
   r->code = (crpc_code)-1;
 }
 
-void st_rec_out(crpc_stream *s, const Streamtest__OutputResponse *msg, void *ud)
+void st_rec_out(crpc_stream *s, const Itest__OutputResponse *msg, void *ud)
 {
   st_rec *r = ud;
 
@@ -473,7 +465,7 @@ void st_rec_out(crpc_stream *s, const Streamtest__OutputResponse *msg, void *ud)
   r->nread++;
 }
 
-void st_rec_in(crpc_stream *s, const Streamtest__InputResponse *msg, void *ud)
+void st_rec_in(crpc_stream *s, const Itest__InputResponse *msg, void *ud)
 {
   st_rec *r = ud;
 
@@ -516,7 +508,7 @@ void st_write_input(st_env *e, st_rec *r, int size)
   int rc;
 
   st_inreq_init(&req, size);
-  while ((rc = streamtest__stream_test__streaming_input__write(r->s, &req.req)) == CRPC_EAGAIN)
+  while ((rc = itest__test__streaming_input__write(r->s, &req.req)) == CRPC_EAGAIN)
     st_wait_count(e, &r->writable, r->writable + 1, ST_WAIT_MS, "on_writable");
   assert_int_equal(rc, 0);
   st_inreq_free(&req);
@@ -528,7 +520,7 @@ void st_write_duplex(st_env *e, st_rec *r, const int *sizes, size_t n, int paylo
   int rc;
 
   st_outreq_init(&req, sizes, n, payload);
-  while ((rc = streamtest__stream_test__full_duplex__write(r->s, &req.req)) == CRPC_EAGAIN)
+  while ((rc = itest__test__full_duplex__write(r->s, &req.req)) == CRPC_EAGAIN)
     st_wait_count(e, &r->writable, r->writable + 1, ST_WAIT_MS, "on_writable");
   assert_int_equal(rc, 0);
   st_outreq_free(&req);

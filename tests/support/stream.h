@@ -1,6 +1,7 @@
-/* The test service fixture: one libuv loop on the test's thread holds a loop server for the
- * streamtest.StreamTest service (test_service.proto) and the test's loop channels; waits run that
- * loop until a condition holds, bounded in time, so nothing sleeps to synchronise. Blocking
+/* The streaming fixture: one libuv loop on the test's thread holds a loop server for the streaming
+ * methods and UnaryCall of the test service itest.Test (itest.proto) and the test's loop channels;
+ * waits run that loop until a condition holds, bounded in time, so nothing sleeps to synchronise.
+ * Its Echo and Nest answer UNIMPLEMENTED here (itest.h and sem.h serve them). Blocking
  * clients run on a helper thread while the loop serves them. The service implementation
  * (st_service_*) only uses crpc's API, so a child process can serve it on a private loop.
  *
@@ -32,7 +33,7 @@
 
 #include "loop.h"
 
-#include "test_service.crpc.h"
+#include "itest.crpc.h"
 
 /* ---- Service ---------------------------------------------------------------------------------- */
 
@@ -42,7 +43,7 @@ typedef struct st_call st_call;
 
 typedef struct st_unary {
   crpc_server_call *call;
-  const Streamtest__OutputRequest *req;
+  const Itest__OutputRequest *req;
 } st_unary;
 
 typedef struct st_counters {
@@ -60,7 +61,7 @@ typedef struct st_counters {
   int unary_held;
 } st_counters;
 
-extern const Streamtest__StreamTest__Handlers st_service_handlers; /* user_data: st_counters */
+extern const Itest__Test__Handlers st_service_handlers; /* user_data: st_counters */
 /* Lets every held Sink call read (auto_read) and finish; at least one must be held. */
 void st_sink_release(st_counters *c);
 /* Answers every held UnaryCall call (as if it had not been held); at least one must be held. */
@@ -119,8 +120,8 @@ typedef struct st_rec {
 } st_rec;
 
 void st_rec_init(st_rec *r, st_env *e);
-void st_rec_out(crpc_stream *s, const Streamtest__OutputResponse *msg, void *ud);
-void st_rec_in(crpc_stream *s, const Streamtest__InputResponse *msg, void *ud);
+void st_rec_out(crpc_stream *s, const Itest__OutputResponse *msg, void *ud);
+void st_rec_in(crpc_stream *s, const Itest__InputResponse *msg, void *ud);
 void st_rec_done(crpc_stream *s, const crpc_status *status, void *ud);
 void st_rec_writable(crpc_stream *s, void *ud);
 /* Runs until r is done; fails after timeout_ms. */
@@ -137,23 +138,23 @@ void st_write_duplex(st_env *e, st_rec *r, const int *sizes, size_t n, int paylo
  * it); *_free releases the buffer. */
 #define ST_MAX_WANTED 8
 typedef struct st_outreq {
-  Streamtest__OutputRequest req;
-  Streamtest__Blob blob;
-  Streamtest__Wanted w[ST_MAX_WANTED];
-  Streamtest__Wanted *wp[ST_MAX_WANTED];
+  Itest__OutputRequest req;
+  Itest__Blob blob;
+  Itest__Wanted w[ST_MAX_WANTED];
+  Itest__Wanted *wp[ST_MAX_WANTED];
 } st_outreq;
 void st_outreq_init(st_outreq *o, const int *sizes, size_t n, int payload_size);
 void st_outreq_free(st_outreq *o);
 
 typedef struct st_inreq {
-  Streamtest__InputRequest req;
-  Streamtest__Blob blob;
+  Itest__InputRequest req;
+  Itest__Blob blob;
 } st_inreq;
 void st_inreq_init(st_inreq *o, int size);
 void st_inreq_free(st_inreq *o);
 
 /* A payload of size bytes of the pattern (malloc'd), and its check. */
 uint8_t *st_pattern(int size);
-int st_payload_ok(const Streamtest__Blob *b, int size);
+int st_payload_ok(const Itest__Blob *b, int size);
 
 #endif

@@ -97,7 +97,7 @@ typedef struct unary_rec {
   } trailers[MAX_TRAILERS];
 } unary_rec;
 
-static void unary_done(const crpc_status *st, const Streamtest__OutputResponse *resp, void *ud)
+static void unary_done(const crpc_status *st, const Itest__OutputResponse *resp, void *ud)
 {
   unary_rec *r = ud;
 
@@ -130,9 +130,7 @@ static void unary_start(st_env *e, int size, int payload, int hold, const crpc_c
   memset(r, 0, sizeof(*r));
   st_outreq_init(&req, &size, size >= 0 ? 1 : 0, payload);
   req.req.hold = hold;
-  assert_int_equal(streamtest__stream_test__unary_call__start(e->ch, &req.req, o, unary_done, r,
-                                                              call),
-                   0);
+  assert_int_equal(itest__test__unary_call__start(e->ch, &req.req, o, unary_done, r, call), 0);
   st_outreq_free(&req);
 }
 
@@ -164,12 +162,12 @@ static void unary_call(void **state)
 
 /* ---- Streaming shapes ---------------------------------------------------------------------- */
 
-static const Streamtest__StreamTest__StreamingOutputHandlers output_handlers = {
-    st_rec_out, st_rec_writable, st_rec_done, 1};
-static const Streamtest__StreamTest__StreamingInputHandlers input_handlers = {
-    st_rec_in, st_rec_writable, st_rec_done, 0};
-static const Streamtest__StreamTest__FullDuplexHandlers duplex_handlers = {
-    st_rec_out, st_rec_writable, st_rec_done, 1};
+static const Itest__Test__StreamingOutputHandlers output_handlers = {st_rec_out, st_rec_writable,
+                                                                     st_rec_done, 1};
+static const Itest__Test__StreamingInputHandlers input_handlers = {st_rec_in, st_rec_writable,
+                                                                   st_rec_done, 0};
+static const Itest__Test__FullDuplexHandlers duplex_handlers = {st_rec_out, st_rec_writable,
+                                                                st_rec_done, 1};
 
 static void server_streaming_sized(st_env *e, const int *sizes, size_t n)
 {
@@ -177,11 +175,10 @@ static void server_streaming_sized(st_env *e, const int *sizes, size_t n)
   st_rec r;
 
   st_rec_init(&r, e);
-  assert_int_equal(
-      streamtest__stream_test__streaming_output__stream(e->ch, NULL, &output_handlers, &r, &r.s),
-      0);
+  assert_int_equal(itest__test__streaming_output__stream(e->ch, NULL, &output_handlers, &r, &r.s),
+                   0);
   st_outreq_init(&req, sizes, n, 0);
-  assert_int_equal(streamtest__stream_test__streaming_output__write(r.s, &req.req), 0);
+  assert_int_equal(itest__test__streaming_output__write(r.s, &req.req), 0);
   st_outreq_free(&req);
   assert_int_equal(crpc_stream_close_send(r.s), 0);
   st_wait_done(e, &r, WAIT_MS);
@@ -209,8 +206,7 @@ static void client_streaming_sized(st_env *e, const int *sizes, size_t n)
   st_rec r;
 
   st_rec_init(&r, e);
-  assert_int_equal(
-      streamtest__stream_test__streaming_input__stream(e->ch, NULL, &input_handlers, &r, &r.s), 0);
+  assert_int_equal(itest__test__streaming_input__stream(e->ch, NULL, &input_handlers, &r, &r.s), 0);
   for (size_t i = 0; i < n; i++) {
     st_write_input(e, &r, sizes[i]);
     sum += sizes[i];
@@ -240,8 +236,7 @@ static void bidi_streaming(void **state)
   st_rec r;
 
   st_rec_init(&r, e);
-  assert_int_equal(
-      streamtest__stream_test__full_duplex__stream(e->ch, NULL, &duplex_handlers, &r, &r.s), 0);
+  assert_int_equal(itest__test__full_duplex__stream(e->ch, NULL, &duplex_handlers, &r, &r.s), 0);
   for (int i = 0; i < 4; i++) { /* ping-pong: each answer before the next request */
     st_write_duplex(e, &r, &sizes[i], 1, 100 * i);
     st_wait_count(e, &r.nread, i + 1, WAIT_MS, "bidi response");
@@ -418,7 +413,7 @@ static int pred_raw_count(void *arg)
 static void client_closes_mid_call(void **state)
 {
   st_env *e = env_of(state);
-  Streamtest__OutputRequest req = STREAMTEST__OUTPUT_REQUEST__INIT;
+  Itest__OutputRequest req = ITEST__OUTPUT_REQUEST__INIT;
   uint8_t msg[16];
   ts_raw raw;
   unary_rec r;
@@ -427,9 +422,9 @@ static void client_closes_mid_call(void **state)
   assert_int_equal(ts_raw_connect_endpoint(&raw, e->endpoint, 0), 0);
   ts_raw_send_preface(&raw);
   req.hold = 1;
-  assert_true(streamtest__output_request__get_packed_size(&req) <= sizeof(msg));
-  size_t n = streamtest__output_request__pack(&req, msg);
-  ts_raw_send_call(&raw, 1, "streamtest.StreamTest/UnaryCall", 0, msg, n);
+  assert_true(itest__output_request__get_packed_size(&req) <= sizeof(msg));
+  size_t n = itest__output_request__pack(&req, msg);
+  ts_raw_send_call(&raw, 1, "itest.Test/UnaryCall", 0, msg, n);
   raw_wait w = {&raw, &e->counters.unary_held, 1};
   assert_true(st_run_until(e, pred_raw_count, &w, WAIT_MS));
   ts_raw_close(&raw);
@@ -449,8 +444,7 @@ static void server_closes_mid_call(void **state)
 
   unary_start(e, 10, 0, 1, NULL, &r, NULL);
   st_rec_init(&s, e);
-  assert_int_equal(
-      streamtest__stream_test__full_duplex__stream(e->ch, NULL, &duplex_handlers, &s, &s.s), 0);
+  assert_int_equal(itest__test__full_duplex__stream(e->ch, NULL, &duplex_handlers, &s, &s.s), 0);
   st_wait_count(e, &e->counters.unary_held, 1, WAIT_MS, "held call at the server");
   st_wait_count(e, &e->counters.started[2], 1, WAIT_MS, "stream at the server");
   crpc_server_close(e->srv, closed_cb, e);
@@ -487,8 +481,7 @@ static void connection_refused(void **state)
   assert_int_equal(crpc_channel_new(&ch, &e->loop, endpoint), 0);
   memset(&r, 0, sizeof(r));
   st_outreq_init(&req, &size, 1, 0);
-  assert_int_equal(
-      streamtest__stream_test__unary_call__start(ch, &req.req, NULL, unary_done, &r, NULL), 0);
+  assert_int_equal(itest__test__unary_call__start(ch, &req.req, NULL, unary_done, &r, NULL), 0);
   st_outreq_free(&req);
   unary_wait(e, &r);
   assert_int_equal(r.code, CRPC_STATUS_UNAVAILABLE);

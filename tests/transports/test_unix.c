@@ -49,7 +49,7 @@ static crpc_server *server_on(fixture *f, const char *ep, int64_t mode) {
   crpc_server *srv;
   assert_int_equal(crpc_server_new(&srv, &f->loop), 0);
   if (mode >= 0) assert_int_equal(crpc_server_set_option(srv, CRPC_OPT_UNIX_SOCKET_MODE, mode), 0);
-  assert_int_equal(itest__echo__crpc_register(srv, &itest_echo_handlers, &f->stats), 0);
+  assert_int_equal(itest__test__crpc_register(srv, &itest_echo_handlers, &f->stats), 0);
   int rc = crpc_server_listen(srv, ep, NULL);
   if (rc != 0) fail_msg("listen on %s: %s", ep, crpc_strerror(rc));
   return srv;
@@ -72,7 +72,7 @@ static itest_rec call_once(fixture *f, const char *ep) {
   Itest__EchoRequest req;
   itest_req_init(&req, 7, buf, sizeof buf);
   crpc_call_opts opts = {.timeout_ms = 10000};
-  assert_int_equal(itest__echo__echo__start(ch, &req, &opts, itest_rec_done, &rec, NULL), 0);
+  assert_int_equal(itest__test__echo__start(ch, &req, &opts, itest_rec_done, &rec, NULL), 0);
   itest_recs all = {&rec, 1};
   assert_true(itest_run_until(&f->loop, itest_all_done, &all, 15000));
   itest_channel_close(&f->loop, ch);
