@@ -1,7 +1,8 @@
 /* The call core: what every call has, whichever peer started it and whatever its shape — its
  * place on a connection, its state, which directions have ended, its flow-control windows, its
- * deadline, its arena, and the one rule for when it is freed. Client calls (client/call.h) and server calls
- * (server/call.h) embed a crpc__core; a unary call is the shape with one message each way.
+ * deadline, its arena, and the one rule for when it is freed. Client calls (client/call.h) and
+ * server calls (server/call.h) embed a crpc__core; a unary call is the shape with one message
+ * each way.
  *
  * ---- States ---------------------------------------------------------------------------------
  *
@@ -19,8 +20,8 @@
  *   DONE    complete: the client's application was given the outcome, or the server's handler
  *           finished it. Final; nothing the application does changes it any more.
  *
- * Only these transitions happen (crpc__core_set_state checks them in debug builds): IDLE→OPEN,
- * IDLE→DONE, OPEN→CLOSED, OPEN→DONE, CLOSED→DONE.
+ * Only these transitions happen (crpc__core_set_state asserts it; the sanitizer builds of the
+ * test suite keep assertions on): IDLE→OPEN, IDLE→DONE, OPEN→CLOSED, OPEN→DONE, CLOSED→DONE.
  *
  * Shut bits (independent of the state while OPEN): CRPC__SHUT_SEND once our side sent its last
  * message (a unary request, a stream's HALF_CLOSE or END flag); CRPC__SHUT_RECV once the peer's
@@ -120,8 +121,6 @@ static inline void crpc__core_set_state(crpc__core *core, enum crpc__call_state 
 }
 
 static inline int crpc__core_done(const crpc__core *core) { return core->state == CRPC__CALL_DONE; }
-/* 1 while the wire has it: frames may be sent for it. */
-static inline int crpc__core_on_wire(const crpc__core *core) { return core->state == CRPC__CALL_OPEN; }
 
 /* IDLE → OPEN: tracks the call as id on conn. 0, or CRPC_ENOMEM (still IDLE). */
 int crpc__core_open(crpc__core *core, crpc__conn *conn, uint32_t id);

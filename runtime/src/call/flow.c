@@ -40,7 +40,6 @@ int crpc__flow_push(crpc__flow *f, const uint8_t *data, size_t len) {
   else
     f->head = m;
   f->tail = m;
-  f->queued++;
   return 0;
 }
 
@@ -49,7 +48,6 @@ crpc__msg *crpc__flow_pop(crpc__flow *f) {
   if (!m) return NULL;
   f->head = m->next;
   if (!f->head) f->tail = NULL;
-  f->queued--;
   return m;
 }
 

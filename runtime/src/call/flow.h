@@ -28,7 +28,6 @@ typedef struct crpc__flow {
   uint64_t window;      /* our receive window */
   uint64_t consumed;    /* bytes our application read that we have not granted back yet */
   crpc__msg *head, *tail; /* received, not yet read */
-  size_t queued;        /* messages in the queue */
   int blocked;          /* a write was refused for want of window */
 } crpc__flow;
 
